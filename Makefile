@@ -1,0 +1,39 @@
+# Two commands matter: `make demo` and `make test`. Both start from nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv lint test unit demo bench cluster-bins cluster-up cluster-down clean
+
+# torch first, then DeepSpeed without build isolation: its sdist imports torch while
+# building, and with isolation pip would fetch a second torch (DESIGN.md section 7).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install --python $(BIN)/python torch==2.11.0 setuptools wheel
+	$(BIN)/uv pip install --python $(BIN)/python --no-build-isolation -e '.[operator,trainer,dev]'
+	touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint cluster-bins
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: venv
+	@echo "make demo arrives with the local executor (issue 5)"
+
+cluster-bins: venv
+	@echo "cluster binaries: see hack/cluster (issue 3)"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,212 @@
+"""Phase configs: the only contract between the operator and the trainer.
+
+The operator renders one of these as JSON into the command of each child
+(`rloop-trainer <phase> --config-json '{...}'`); `rloop run` and the tests do the
+same with `--config FILE`. Each phase gets one frozen model, parsed once at the
+edge; unknown keys are an error that names the key.
+
+All locations are URIs (`s3://bucket/key`, `file:///abs/path`, or for a starting
+policy also `hf://org/name`): the operator decides the object-store layout, the
+trainer only reads and writes where it is told.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Engine = Literal["auto", "vllm", "hf"]
+
+
+class PhaseConfigError(ValueError):
+    """A phase config that cannot be used; the message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunRef(_Strict):
+    """Which RLoopRun and iteration a phase belongs to (for logs and metrics only)."""
+
+    namespace: str = "default"
+    name: str = "local"
+    uid: str = "local"
+    iteration: int = Field(0, ge=0)
+
+
+class TrainingConfig(_Strict):
+    """Optimizer and parallelism settings shared by the DAPO and RFT phases."""
+
+    lr: float = Field(1e-6, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    micro_batch: int = Field(4, ge=1, description="sequences per rank per forward/backward")
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    bf16: bool | None = Field(None, description="None: bf16 on GPU, fp32 on CPU")
+    gradient_checkpointing: bool = False
+
+
+class DapoPhaseConfig(_Strict):
+    """Exploration: DAPO RL from `policy_uri` for `steps` steps.
+
+    Writes under `output_uri`:
+      trajectories/step-000001.parquet ...  every rollout of every step, before filtering
+      checkpoints/step-000050/ ...          resume state
+      policy/                               the RL end point, HF format
+      metrics.jsonl                         one line per step
+      _SUCCESS                              written last
+    """
+
+    run: RunRef = RunRef()
+    policy_uri: str
+    train_data_uri: str
+    output_uri: str
+    steps: int = Field(200, ge=1)
+    group_size: int = Field(16, ge=2)
+    prompts_per_step: int = Field(512, ge=1)
+    max_prompt_tokens: int = Field(1024, ge=1)
+    max_response_tokens: int = Field(2048, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    clip_low: float = Field(0.2, ge=0)
+    clip_high: float = Field(0.28, ge=0)
+    dual_clip: float | None = Field(None, gt=1, description="dual-clip bound c for A<0 (e.g. 3)")
+    dynamic_sampling: bool = True
+    max_generation_rounds: int = Field(3, ge=1)
+    overlong_buffer: int = Field(512, ge=0)
+    overlong_penalty: float = Field(1.0, ge=0)
+    overlong_filtering: bool = False
+    checkpoint_every: int = Field(50, ge=1)
+    engine: Engine = "auto"
+    seed: int = 0
+    training: TrainingConfig = TrainingConfig()
+
+    @model_validator(mode="after")
+    def _overlong_fits(self) -> DapoPhaseConfig:
+        if self.overlong_buffer >= self.max_response_tokens:
+            raise ValueError(
+                f"overlong_buffer ({self.overlong_buffer}) must be smaller than "
+                f"max_response_tokens ({self.max_response_tokens}); lower overlong_buffer"
+            )
+        return self
+
+
+class FilterPhaseConfig(_Strict):
+    """Keep the correct rollouts of hard prompts (success rate < hard_threshold).
+
+    Reads every `*.parquet` under `trajectories_uri`; writes under `output_uri`:
+      data.parquet, report.json, _SUCCESS (last).
+    """
+
+    run: RunRef = RunRef()
+    trajectories_uri: str
+    output_uri: str
+    hard_threshold: float = Field(0.1, gt=0, le=1)
+    max_per_prompt: int = Field(0, ge=0, description="0 keeps every correct rollout")
+    dedupe: bool = True
+    seed: int = 0
+
+
+class RftPhaseConfig(_Strict):
+    """Rejection-sampling fine-tuning of the iteration's STARTING policy.
+
+    Reads `policy_uri` (theta_i) and `expert_uri` (the filter's data.parquet);
+    writes the next policy (HF safetensors + tokenizer + config) to `output_uri`,
+    checkpoints to `checkpoint_uri`, metrics.jsonl and _SUCCESS last.
+    """
+
+    run: RunRef = RunRef()
+    policy_uri: str
+    expert_uri: str
+    output_uri: str
+    checkpoint_uri: str
+    epochs: int = Field(1, ge=1)
+    max_seq_tokens: int = Field(4096, ge=2)
+    checkpoint_every: int = Field(200, ge=1)
+    seed: int = 0
+    training: TrainingConfig = TrainingConfig(lr=1e-5)
+
+
+class ValidationSet(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[a-zA-Z0-9_.-]+$")]
+    uri: str
+    samples: int = Field(32, ge=1, description="n samples per problem")
+    pass_at: list[int] = Field(default_factory=lambda: [1, 8, 16, 32])
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> ValidationSet:
+        too_big = [k for k in self.pass_at if k > self.samples or k < 1]
+        if too_big:
+            raise ValueError(
+                f"pass_at {too_big} must lie in [1, samples={self.samples}]; "
+                "raise samples or drop those k"
+            )
+        return self
+
+
+class EvalPhaseConfig(_Strict):
+    """avg@n and unbiased pass@k of `policy_uri` on each validation set.
+
+    Writes `output_uri`/report.json and _SUCCESS last.
+    """
+
+    run: RunRef = RunRef()
+    policy_uri: str
+    output_uri: str
+    validation: list[ValidationSet] = Field(min_length=1)
+    max_prompt_tokens: int = Field(1024, ge=1)
+    max_response_tokens: int = Field(2048, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    engine: Engine = "auto"
+    seed: int = 0
+
+
+PhaseConfig = DapoPhaseConfig | FilterPhaseConfig | RftPhaseConfig | EvalPhaseConfig
+
+PHASE_CONFIGS: dict[str, type[PhaseConfig]] = {
+    "dapo": DapoPhaseConfig,
+    "filter": FilterPhaseConfig,
+    "rft": RftPhaseConfig,
+    "eval": EvalPhaseConfig,
+}
+
+
+def _describe(error: ValidationError, phase: str) -> str:
+    lines = [f"invalid {phase} phase config:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key; remove it (allowed keys are the fields of "
+                         f"{PHASE_CONFIGS[phase].__name__})")
+        else:
+            lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_phase_config(phase: str, raw: str) -> PhaseConfig:
+    """Parse the JSON text of a phase config; raises PhaseConfigError naming the key."""
+    if phase not in PHASE_CONFIGS:
+        raise PhaseConfigError(f"unknown phase {phase!r}; use one of {sorted(PHASE_CONFIGS)}")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PhaseConfigError(f"{phase} phase config is not valid JSON: {exc}") from exc
+    try:
+        return PHASE_CONFIGS[phase].model_validate(data)
+    except ValidationError as exc:
+        raise PhaseConfigError(_describe(exc, phase)) from exc
+
+
+def load_phase_config(phase: str, path: Path) -> PhaseConfig:
+    """Read and parse a phase config file."""
+    try:
+        raw = path.read_text()
+    except OSError as exc:
+        raise PhaseConfigError(f"cannot read phase config {path}: {exc.strerror}") from exc
+    return parse_phase_config(phase, raw)
