@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python torch==2.11.0 setuptools wheel
+	$(BIN)/uv pip install --python $(BIN)/python torch==2.11.0 "setuptools>=77" wheel
 	$(BIN)/uv pip install --python $(BIN)/python --no-build-isolation -e '.[operator,trainer,dev]'
 	touch $@
 
