@@ -1,0 +1,137 @@
+"""The only module that talks to the Kubernetes API server."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
+from rloop_operator.children import LABEL_RUN, ChildKind, run_label
+
+log = logging.getLogger(__name__)
+
+PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs")
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            run = cast(
+                dict[str, Any],
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return run
+
+    def list_children(self, namespace: str, run_name: str, run_uid: str) -> list[dict[str, Any]]:
+        """PyTorchJobs and Jobs labelled for the run and owned by this incarnation of it."""
+        selector = f"{LABEL_RUN}={run_label(run_name)}"
+        listing = self.custom.list_namespaced_custom_object(
+            *PYTORCHJOB[:2], namespace, PYTORCHJOB[2], label_selector=selector
+        )
+        jobs: list[dict[str, Any]] = cast(dict[str, Any], listing)["items"]
+        for job in jobs:
+            job.setdefault("kind", ChildKind.PYTORCHJOB.value)
+        batch_listing = self.batch.list_namespaced_job(namespace, label_selector=selector)
+        batch: list[dict[str, Any]] = self._plain(batch_listing)["items"]
+        for job in batch:
+            job["kind"] = ChildKind.JOB.value
+        return [
+            obj
+            for obj in [*jobs, *batch]
+            if any(ref.get("uid") == run_uid for ref in obj["metadata"].get("ownerReferences", []))
+        ]
+
+    def _plain(self, model: object) -> dict[str, Any]:
+        plain = self.api_client.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
+        return cast(dict[str, Any], plain)
+
+    def create_child(self, manifest: dict[str, Any]) -> bool:
+        """Create a child; False when it already exists (a 409 is never a second child)."""
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            if manifest["kind"] == ChildKind.PYTORCHJOB.value:
+                self.custom.create_namespaced_custom_object(
+                    *PYTORCHJOB[:2], namespace, PYTORCHJOB[2], manifest
+                )
+            else:
+                # The client accepts a plain dict body as well as a V1Job.
+                self.batch.create_namespaced_job(namespace, cast(Any, manifest))
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_child(self, kind: ChildKind, namespace: str, name: str) -> None:
+        body = client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            if kind is ChildKind.PYTORCHJOB:
+                self.custom.delete_namespaced_custom_object(
+                    *PYTORCHJOB[:2], namespace, PYTORCHJOB[2], name, body=body
+                )
+            else:
+                self.batch.delete_namespaced_job(name, namespace, body=body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource; None values remove fields."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's decoded data, or None if it does not exist."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def emit_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        metadata = run["metadata"]
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{metadata['name']}.", namespace=metadata["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=metadata["name"],
+                namespace=metadata["namespace"],
+                uid=metadata["uid"],
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="rloop-operator"),
+            reporting_component="rloop-operator",
+            reporting_instance="rloop-operator",
+        )
+        try:
+            self.core.create_namespaced_event(metadata["namespace"], event)
+        except ApiException as exc:
+            # Events are best-effort: losing one must not stop a transition.
+            log.warning("event %s for %s not posted: %s", reason, metadata["name"], exc.reason)

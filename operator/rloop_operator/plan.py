@@ -1,0 +1,425 @@
+"""Every decision of the operator: plan(run, observed, now) -> actions + new status.
+
+Pure: no I/O, no clock, no randomness. The same inputs always give the same plan,
+so an operator restarted at any moment re-derives exactly what to do from the
+run's status and its children. Handlers gather the inputs and carry out the
+actions (handlers.py, kube.py); `rloop run` drives the same function locally.
+
+One iteration is a sequence of stages, each run by one child:
+
+    rloop:    Exploring (DAPO) -> Filtering -> Consolidating (RFT) [-> Evaluating]
+    vanilla:  Exploring (DAPO for iterations x steps)              [-> Evaluating]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from rloop_operator.api import (
+    IterationRecord,
+    Phase,
+    RLoopRunSpec,
+    RLoopRunStatus,
+    SpecError,
+    Stage,
+)
+from rloop_operator.children import Child, ChildKind, ChildPhase, child_name, kind_of
+from rloop_operator.conditions import conditions_for
+from rloop_operator.layout import RunLayout, run_layout
+
+
+@dataclass(frozen=True)
+class RunView:
+    """The run as read from the API server (or a local YAML file)."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: RLoopRunSpec | SpecError
+    status: RLoopRunStatus
+
+    @property
+    def layout(self) -> RunLayout:
+        assert isinstance(self.spec, RLoopRunSpec)
+        return run_layout(self.spec.storage.uri, self.namespace, self.name, self.uid)
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What a finished filter or eval child left in the store (report.json)."""
+
+    trajectories: int | None = None
+    hard_prompts: int | None = None
+    expert_samples: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    children: tuple[Child, ...] = ()
+    missing_secret: str | None = None
+    reports: Mapping[str, StageReport] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    backoff_base_seconds: float = 10.0
+    backoff_cap_seconds: float = 600.0
+    blocked_requeue_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class CreateChild:
+    name: str
+    iteration: int
+    stage: Stage
+
+
+@dataclass(frozen=True)
+class DeleteChild:
+    name: str
+    kind: ChildKind
+
+
+@dataclass(frozen=True)
+class ReadReport:
+    """Plan again once this child's report has been read from the store."""
+
+    child: str
+    uri: str
+    stage: Stage
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+    child: str | None = None
+
+
+Action = CreateChild | DeleteChild | ReadReport | EmitEvent
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    status: RLoopRunStatus
+    requeue_after: float | None = None
+
+
+RECORD_FIELD = {
+    Stage.EXPLORING: "rl_job",
+    Stage.FILTERING: "filter_job",
+    Stage.CONSOLIDATING: "rft_job",
+    Stage.EVALUATING: "eval_job",
+}
+
+
+def stages_of(spec: RLoopRunSpec) -> tuple[Stage, ...]:
+    evaluation = (Stage.EVALUATING,) if spec.data.validation else ()
+    if spec.mode == "vanilla":
+        return (Stage.EXPLORING, *evaluation)
+    return (Stage.EXPLORING, Stage.FILTERING, Stage.CONSOLIDATING, *evaluation)
+
+
+def starting_policy(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> str:
+    """theta_i: the base model for the first iteration, the last RFT output after."""
+    return spec.model.base if iteration == 0 else layout.policy(iteration)
+
+
+def produced_policy(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> str:
+    """The policy an iteration hands on: RFT's output, or the DAPO end point in vanilla mode."""
+    return layout.rl_policy(iteration) if spec.mode == "vanilla" else layout.policy(iteration + 1)
+
+
+def unsatisfiable(spec: RLoopRunSpec) -> str | None:
+    """Spec combinations the schema cannot see but no cluster can run."""
+    if spec.resources.gpus_per_node == 0 and spec.dapo.engine == "vllm":
+        return (
+            "spec.dapo.engine: vllm needs GPUs; set spec.resources.gpusPerNode >= 1 "
+            "or spec.dapo.engine: hf"
+        )
+    return None
+
+
+class _Draft:
+    """The status being planned, plus the actions that go with it."""
+
+    def __init__(self, run: RunView, now: datetime) -> None:
+        self.run = run
+        self.now = now
+        self.status = run.status.model_copy(update={"observed_generation": run.generation})
+        self.actions: list[Action] = []
+        self.requeue_after: float | None = None
+
+    def update(self, **changes: object) -> None:
+        self.status = self.status.model_copy(update=changes)
+
+    def act(self, action: Action) -> None:
+        self.actions.append(action)
+
+    def event(
+        self,
+        kind: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        child: str | None = None,
+    ) -> None:
+        self.act(EmitEvent(kind, reason, message, child))
+
+    def requeue(self, seconds: float) -> None:
+        self.requeue_after = (
+            seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+        )
+
+    def record(self, index: int) -> IterationRecord:
+        for record in self.status.iterations:
+            if record.index == index:
+                return record
+        return IterationRecord(index=index)
+
+    def update_record(self, index: int, **changes: object) -> None:
+        updated = self.record(index).model_copy(update=changes)
+        others = [r for r in self.status.iterations if r.index != index]
+        self.update(iterations=tuple(sorted([*others, updated], key=lambda r: r.index)))
+
+    def finish(self, total: int) -> Plan:
+        self.update(progress=f"{self.status.iteration}/{total}")
+        self.update(conditions=conditions_for(self.status, self.now))
+        return Plan(tuple(self.actions), self.status, self.requeue_after)
+
+
+def plan(
+    run: RunView, observed: Observed, now: datetime, settings: PlanSettings = PlanSettings()
+) -> Plan:
+    """Decide what to do next for one run, given everything observed about it."""
+    draft = _Draft(run, now)
+    spec = run.spec
+    problem = str(spec) if isinstance(spec, SpecError) else unsatisfiable(spec)
+    if problem is not None:
+        return _fail(draft, "InvalidSpec", problem, total=1)
+    assert isinstance(spec, RLoopRunSpec)
+    total = spec.total_iterations
+    if draft.status.phase.is_terminal:
+        return draft.finish(total)
+    if draft.status.started_at is None:
+        draft.update(started_at=now, policy=spec.model.base)
+    if observed.missing_secret is not None:
+        return _block(draft, observed.missing_secret, settings, total)
+    if draft.status.reason == "Blocked":
+        draft.update(phase=Phase.PENDING, reason=None, message=None)
+    # Each pass consumes one finished stage, so a single reconcile moves from a
+    # succeeded child straight to creating the next one.
+    for _ in range(len(stages_of(spec)) * total + 1):
+        if not _advance(draft, spec, observed, settings):
+            break
+    return draft.finish(total)
+
+
+def _fail(draft: _Draft, reason: str, message: str, total: int, child: str | None = None) -> Plan:
+    if draft.status.phase is not Phase.FAILED:
+        draft.event("Warning", reason, message, child)
+    draft.update(
+        phase=Phase.FAILED,
+        reason=reason,
+        message=message,
+        active_child=None,
+        retry_after=None,
+        finished_at=draft.status.finished_at or draft.now,
+    )
+    return draft.finish(total)
+
+
+def _block(draft: _Draft, secret: str, settings: PlanSettings, total: int) -> Plan:
+    message = (
+        f"Secret {secret!r} named by spec.storage.credentialsSecret does not exist in namespace "
+        f"{draft.run.namespace}; create it with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )
+    if draft.status.reason != "Blocked":
+        draft.event("Warning", "SecretNotFound", message)
+    draft.update(phase=Phase.PENDING, reason="Blocked", message=message)
+    draft.requeue(settings.blocked_requeue_seconds)
+    return draft.finish(total)
+
+
+def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: PlanSettings) -> bool:
+    """Take one step for the current stage; True when a stage finished and planning goes on."""
+    status = draft.status
+    index = status.iteration
+    if index >= spec.total_iterations:
+        _succeed(draft)
+        return False
+    stages = stages_of(spec)
+    if status.stage is Stage.NONE:
+        draft.update(stage=stages[0])
+        draft.update_record(index, started_at=draft.record(index).started_at or draft.now)
+    stage = draft.status.stage
+    retry = _failures(draft.record(index), draft.run.name, index, stage)
+    name = child_name(draft.run.name, index, stage, retry)
+    child = next((c for c in observed.children if c.name == name), None)
+    if child is None:
+        _start_child(draft, spec, name, index, stage)
+        return False
+    if child.deleting:
+        if spec.suspend:
+            _suspend(draft)
+        draft.requeue(2.0)
+        return False
+    if not child.phase.is_finished:
+        if spec.suspend:
+            draft.act(DeleteChild(child.name, child.kind))
+            _suspend(draft)
+        else:
+            draft.update(phase=Phase.RUNNING, active_child=name)
+        return False
+    if child.phase is ChildPhase.SUCCEEDED:
+        return _complete_stage(draft, spec, observed, child, stages)
+    return _record_failure(draft, spec, child, settings)
+
+
+def _failures(record: IterationRecord, run_name: str, index: int, stage: Stage) -> int:
+    base = child_name(run_name, index, stage, 0)
+    return sum(1 for name in record.failed_jobs if name == base or name.startswith(f"{base}-r"))
+
+
+def _start_child(draft: _Draft, spec: RLoopRunSpec, name: str, index: int, stage: Stage) -> None:
+    status = draft.status
+    if spec.suspend:
+        _suspend(draft)
+        return
+    if status.retry_after is not None and draft.now < status.retry_after:
+        draft.update(phase=Phase.RUNNING)
+        draft.requeue((status.retry_after - draft.now).total_seconds())
+        return
+    draft.act(CreateChild(name, index, stage))
+    if status.active_child != name:
+        verb = "resumed" if status.phase is Phase.SUSPENDED else "created"
+        draft.event(
+            "Normal",
+            "ChildCreated",
+            f"{verb} {kind_of(stage).value} {name}: iteration {index + 1}/"
+            f"{spec.total_iterations}, {stage.value}",
+        )
+    draft.update_record(index, **{RECORD_FIELD[stage]: name})
+    draft.update(
+        phase=Phase.RUNNING, active_child=name, retry_after=None, reason=None, message=None
+    )
+
+
+def _suspend(draft: _Draft) -> None:
+    if draft.status.phase is not Phase.SUSPENDED:
+        draft.event("Normal", "Suspended", "run suspended; the store keeps all artifacts")
+    draft.update(phase=Phase.SUSPENDED, active_child=None)
+
+
+def _complete_stage(
+    draft: _Draft,
+    spec: RLoopRunSpec,
+    observed: Observed,
+    child: Child,
+    stages: tuple[Stage, ...],
+) -> bool:
+    index, stage, layout = child.iteration, child.stage, draft.run.layout
+    if stage in (Stage.FILTERING, Stage.EVALUATING):
+        report = observed.reports.get(child.name)
+        if report is None:
+            uri = (
+                layout.expert_report(index)
+                if stage is Stage.FILTERING
+                else layout.eval_report(index)
+            )
+            draft.act(ReadReport(child.name, uri, stage))
+            return False
+        _record_report(draft, index, report, child.name)
+    draft.event("Normal", "StageSucceeded", f"{child.name} succeeded ({stage.value})", child.name)
+    position = stages.index(stage)
+    if position + 1 < len(stages):
+        draft.update(stage=stages[position + 1], active_child=None)
+        return True
+    policy = produced_policy(spec, layout, index)
+    draft.update_record(index, finished_at=draft.now, policy=policy)
+    draft.update(iteration=index + 1, stage=Stage.NONE, policy=policy, active_child=None)
+    draft.event(
+        "Normal",
+        "IterationCompleted",
+        f"iteration {index + 1}/{spec.total_iterations} completed; policy {policy}",
+    )
+    return True
+
+
+def _record_report(draft: _Draft, index: int, report: StageReport, child: str) -> None:
+    if report.error is not None:
+        draft.event("Warning", "ReportUnavailable", f"{child}: {report.error}")
+        return
+    record = draft.record(index)
+    draft.update_record(
+        index,
+        trajectories=report.trajectories
+        if report.trajectories is not None
+        else record.trajectories,
+        hard_prompts=report.hard_prompts
+        if report.hard_prompts is not None
+        else record.hard_prompts,
+        expert_samples=(
+            report.expert_samples if report.expert_samples is not None else record.expert_samples
+        ),
+        metrics={**record.metrics, **report.metrics},
+    )
+    if report.expert_samples is not None:
+        draft.update(expert_samples=report.expert_samples)
+
+
+def _record_failure(
+    draft: _Draft, spec: RLoopRunSpec, child: Child, settings: PlanSettings
+) -> bool:
+    record = draft.record(child.iteration)
+    if child.name not in record.failed_jobs:
+        draft.update_record(child.iteration, failed_jobs=(*record.failed_jobs, child.name))
+    failures = _failures(
+        draft.record(child.iteration), draft.run.name, child.iteration, child.stage
+    )
+    cause = f"{child.kind.value} {child.name} failed ({child.reason or 'no reason'}): " + (
+        child.message or "no message"
+    )
+    if failures > spec.max_retries:
+        logs = (
+            f"kubectl logs -n {draft.run.namespace} -l training.kubeflow.org/job-name={child.name}"
+            if child.kind is ChildKind.PYTORCHJOB
+            else f"kubectl logs -n {draft.run.namespace} job/{child.name}"
+        )
+        message = (
+            f"{cause}. Gave up after {failures - 1} retries (spec.maxRetries={spec.max_retries}); "
+            f"read the logs with `{logs}`. Completed iterations stay in the store."
+        )
+        _fail(draft, "StageFailed", message, spec.total_iterations, child.name)
+        return False
+    backoff = min(settings.backoff_base_seconds * 2 ** (failures - 1), settings.backoff_cap_seconds)
+    draft.event(
+        "Warning",
+        "Retrying",
+        f"{cause}; retry {failures}/{spec.max_retries} in {backoff:.0f}s",
+        child.name,
+    )
+    draft.update(retry_after=draft.now + timedelta(seconds=backoff), active_child=None)
+    return True
+
+
+def _succeed(draft: _Draft) -> None:
+    if draft.status.phase is not Phase.SUCCEEDED:
+        draft.event(
+            "Normal", "Succeeded", f"all iterations done; final policy {draft.status.policy}"
+        )
+    draft.update(
+        phase=Phase.SUCCEEDED,
+        stage=Stage.NONE,
+        active_child=None,
+        reason="Succeeded",
+        message=f"final policy {draft.status.policy}",
+        finished_at=draft.status.finished_at or draft.now,
+    )

@@ -1,0 +1,171 @@
+"""One reconcile of one run: read the run and its children, plan, carry out the plan.
+
+Synchronous and free of kopf, so it runs the same under the kopf handlers and in
+tests against a real API server. The clock is a seam: tests pass their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rloop_operator import metrics
+from rloop_operator.api import RLoopRunSpec, SpecError, Stage, parse_spec, parse_status
+from rloop_operator.children import Child, observe_child
+from rloop_operator.kube import Kube
+from rloop_operator.manifests import ManifestSettings, child_manifest
+from rloop_operator.plan import (
+    CreateChild,
+    DeleteChild,
+    EmitEvent,
+    Observed,
+    Plan,
+    PlanSettings,
+    ReadReport,
+    RunView,
+    StageReport,
+    plan,
+)
+from rloop_operator.reports import read_report
+
+log = logging.getLogger(__name__)
+
+# Runs that are not finished are looked at again at least this often, so a lost
+# watch event can delay a transition but never stall it.
+RESYNC_SECONDS = 60.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    plan: PlanSettings = field(default_factory=PlanSettings)
+    manifests: ManifestSettings = field(default_factory=ManifestSettings)
+    metrics_port: int = 9090
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        env = os.environ
+        manifests = ManifestSettings()
+        plan_settings = PlanSettings()
+        return cls(
+            plan=PlanSettings(
+                backoff_base_seconds=float(
+                    env.get("RLOOP_RETRY_BACKOFF_SECONDS", plan_settings.backoff_base_seconds)
+                ),
+            ),
+            manifests=ManifestSettings(
+                trainer_image=env.get("RLOOP_TRAINER_IMAGE", manifests.trainer_image)
+            ),
+            metrics_port=int(env.get("RLOOP_METRICS_PORT", "9090")),
+        )
+
+
+def run_view(obj: dict[str, Any]) -> RunView:
+    metadata = obj["metadata"]
+    spec: RLoopRunSpec | SpecError
+    try:
+        spec = parse_spec(obj.get("spec") or {})
+    except SpecError as exc:
+        spec = exc
+    return RunView(
+        name=metadata["name"],
+        namespace=metadata["namespace"],
+        uid=metadata["uid"],
+        generation=int(metadata.get("generation", 1)),
+        spec=spec,
+        status=parse_status(obj.get("status")),
+    )
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """Bring one run one step closer to done; returns seconds until it needs a look."""
+        obj = self.kube.get_run(namespace, name)
+        if obj is None:
+            metrics.observe_phase(namespace, name, None)
+            return None
+        run = run_view(obj)
+        children = tuple(
+            child
+            for child in map(observe_child, self.kube.list_children(namespace, name, run.uid))
+            if child is not None
+        )
+        credentials, missing_secret = self._credentials(run)
+        reports: dict[str, StageReport] = {}
+        result = self._plan(run, Observed(children, missing_secret, reports))
+        while reads := [a for a in result.actions if isinstance(a, ReadReport)]:
+            for read in reads:
+                assert isinstance(run.spec, RLoopRunSpec)
+                filtering = read.stage is Stage.FILTERING
+                reports[read.child] = read_report(
+                    read.uri, filtering, run.spec.storage, credentials
+                )
+            result = self._plan(run, Observed(children, missing_secret, reports))
+        self._apply(obj, run, children, result)
+        metrics.observe_phase(namespace, name, result.status.phase)
+        if result.status.phase.is_terminal:
+            return result.requeue_after
+        return min(result.requeue_after or RESYNC_SECONDS, RESYNC_SECONDS)
+
+    def _plan(self, run: RunView, observed: Observed) -> Plan:
+        return plan(run, observed, self.clock(), self.settings.plan)
+
+    def _credentials(self, run: RunView) -> tuple[dict[str, str], str | None]:
+        if not isinstance(run.spec, RLoopRunSpec) or not run.spec.storage.credentials_secret:
+            return {}, None
+        secret = run.spec.storage.credentials_secret
+        data = self.kube.secret_data(run.namespace, secret)
+        return (data, None) if data is not None else ({}, secret)
+
+    def _apply(
+        self, obj: dict[str, Any], run: RunView, children: tuple[Child, ...], result: Plan
+    ) -> None:
+        by_name = {child.name: child for child in children}
+        for action in result.actions:
+            if isinstance(action, CreateChild):
+                manifest = child_manifest(run, action, self.settings.manifests)
+                if self.kube.create_child(manifest):
+                    self._observe_start_latency(children)
+            elif isinstance(action, DeleteChild):
+                self.kube.delete_child(action.kind, run.namespace, action.name)
+            elif isinstance(action, EmitEvent):
+                self.kube.emit_event(obj, action.type, action.reason, action.message)
+                self._observe_stage(action, by_name.get(action.child or ""))
+        metrics.observe_events(a for a in result.actions if isinstance(a, EmitEvent))
+        if result.status != run.status:
+            # Fields set to None are sent as null so the merge patch removes them.
+            self.kube.patch_status(
+                run.namespace, run.name, result.status.model_dump(mode="json", by_alias=True)
+            )
+
+    def _observe_start_latency(self, children: tuple[Child, ...]) -> None:
+        finished = [c.finished_at for c in children if c.finished_at is not None]
+        if finished:
+            metrics.START_LATENCY.observe((self.clock() - max(finished)).total_seconds())
+
+    def _observe_stage(self, event: EmitEvent, child: Child | None) -> None:
+        if child is None or child.finished_at is None or child.created_at is None:
+            return
+        seconds = (child.finished_at - child.created_at).total_seconds()
+        if event.reason == "Retrying":
+            metrics.RETRIES.labels(stage=child.stage.value).inc()
+        metrics.STAGE_SECONDS.labels(stage=child.stage.value, outcome=child.phase.value).observe(
+            seconds
+        )

@@ -1,0 +1,64 @@
+"""Reading what finished filter and eval phases left in the store.
+
+`parse_*` are pure; `read_report` does the I/O (boto3 for s3://, the file system
+for file://). A report that cannot be read is not fatal: the run goes on and the
+status lacks those numbers, with a Warning event saying why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from rloop_operator.api import StorageSpec
+from rloop_operator.plan import StageReport
+
+
+def parse_filter_report(report: Mapping[str, Any]) -> StageReport:
+    return StageReport(
+        trajectories=int(report["rollouts"]),
+        hard_prompts=int(report["hard_prompts"]),
+        expert_samples=int(report["kept_samples"]),
+    )
+
+
+def parse_eval_report(report: Mapping[str, Any]) -> StageReport:
+    """`{"sets": {name: {"avg@n": x, "pass@k": {"8": y}}}}` -> flat `name/avg@32` metrics."""
+    metrics: dict[str, float] = {}
+    for name, figures in report["sets"].items():
+        for key, value in figures.items():
+            if isinstance(value, Mapping):
+                metrics.update({f"{name}/{key[:-1]}{k}": float(v) for k, v in value.items()})
+            elif key.startswith("avg@"):
+                metrics[f"{name}/{key}"] = float(value)
+    return StageReport(metrics=metrics)
+
+
+def _read_bytes(uri: str, storage: StorageSpec, credentials: Mapping[str, str]) -> bytes:
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(parsed.path).read_bytes()
+    import boto3  # only the operator's store reads need it
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=storage.endpoint,
+        region_name=storage.region,
+        aws_access_key_id=credentials.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=credentials.get("AWS_SECRET_ACCESS_KEY"),
+    )
+    body: bytes = s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+    return body
+
+
+def read_report(
+    uri: str, filtering: bool, storage: StorageSpec, credentials: Mapping[str, str]
+) -> StageReport:
+    try:
+        report = json.loads(_read_bytes(uri, storage, credentials))
+        return parse_filter_report(report) if filtering else parse_eval_report(report)
+    except Exception as exc:  # any store or format problem becomes a warning, not a crash
+        return StageReport(error=f"cannot read {uri}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,127 @@
+"""The typed API agrees with the CRD, the single source of truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+from rloop_operator.api import (
+    Condition,
+    IterationRecord,
+    RLoopRunSpec,
+    RLoopRunStatus,
+    SpecError,
+    parse_spec,
+)
+
+from tests.unit.operator.world import spec_dict
+
+ROOT = Path(__file__).resolve().parents[3]
+CRD = yaml.safe_load((ROOT / "crds" / "rlooprun.yaml").read_text())
+SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    candidates = [annotation, *getattr(annotation, "__args__", ())]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+        inner = getattr(candidate, "__args__", ())
+        for arg in inner:
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return None
+
+
+def _pairs(model: type[BaseModel], schema: dict[str, Any], path: str):  # type: ignore[no-untyped-def]
+    properties = schema.get("properties", {})
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        yield path + alias, field, properties.get(alias)
+
+
+def _walk(model: type[BaseModel], schema: dict[str, Any], path: str) -> list[str]:
+    problems = []
+    for where, field, prop in _pairs(model, schema, path):
+        if prop is None:
+            problems.append(f"{where}: in the model, not in the CRD")
+            continue
+        nested = _model_of(field.annotation)
+        if nested is not None:
+            target = prop.get("items", prop) if prop.get("type") == "array" else prop
+            problems += _walk(nested, target, where + ".")
+    declared = set(schema.get("properties", {}))
+    modelled = {f.alias or n for n, f in model.model_fields.items()}
+    problems += [f"{path}{name}: in the CRD, not in the model" for name in declared - modelled]
+    return problems
+
+
+def test_spec_model_and_crd_declare_the_same_fields() -> None:
+    assert _walk(RLoopRunSpec, SCHEMA["properties"]["spec"], "spec.") == []
+
+
+def test_every_status_field_is_declared_or_the_server_would_prune_it() -> None:
+    assert _walk(RLoopRunStatus, SCHEMA["properties"]["status"], "status.") == []
+    items = SCHEMA["properties"]["status"]["properties"]
+    assert _walk(IterationRecord, items["iterations"]["items"], "status.iterations[].") == []
+    assert _walk(Condition, items["conditions"]["items"], "status.conditions[].") == []
+
+
+def _defaults(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    found = {}
+    for name, prop in schema.get("properties", {}).items():
+        if "default" in prop and prop["default"] != {}:
+            found[path + name] = prop["default"]
+        found.update(_defaults(prop, f"{path}{name}."))
+        if "items" in prop:
+            found.update(_defaults(prop["items"], f"{path}{name}[]."))
+    return found
+
+
+def _model_value(spec: dict[str, Any], dotted: str) -> Any:
+    """`data.validation[].samples` reads the first list element's field."""
+    value: Any = spec
+    for part in dotted.split("."):
+        value = value[part.removesuffix("[]")]
+        if part.endswith("[]"):
+            value = value[0]
+    return value
+
+
+def test_crd_defaults_match_the_model_defaults() -> None:
+    parsed = parse_spec(
+        spec_dict(
+            data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]},
+            iterations=3,
+            dapo={},
+        )
+    ).model_dump(by_alias=True)
+    defaults = _defaults(SCHEMA["properties"]["spec"], "")
+    assert len(defaults) > 40
+    for dotted, default in defaults.items():
+        assert _model_value(parsed, dotted) == default, dotted
+
+
+def test_every_crd_field_has_a_description_for_kubectl_explain() -> None:
+    missing = []
+
+    def visit(schema: dict[str, Any], path: str) -> None:
+        for name, prop in schema.get("properties", {}).items():
+            if path.startswith("status.conditions") or name in ("apiVersion", "kind", "metadata"):
+                continue
+            if "description" not in prop and not path.startswith("status"):
+                missing.append(path + name)
+            visit(prop, f"{path}{name}.")
+            if "items" in prop:
+                visit(prop["items"], f"{path}{name}[].")
+
+    visit(SCHEMA, "")
+    assert missing == []
+
+
+def test_an_unknown_field_names_the_field_and_the_fix() -> None:
+    with pytest.raises(SpecError, match=r"spec\.dapo\.stepz: unknown field; remove it"):
+        parse_spec(spec_dict(dapo={"stepz": 3}))

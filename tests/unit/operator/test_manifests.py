@@ -1,0 +1,168 @@
+"""Children manifests: what lands on the cluster for each stage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rloop_operator.api import Stage, parse_spec, parse_status
+from rloop_operator.children import MAX_CHILD_NAME, child_name, run_label
+from rloop_operator.manifests import ManifestSettings, child_manifest, phase_config
+from rloop_operator.plan import CreateChild, RunView
+
+from tests.unit.operator.world import spec_dict
+
+SETTINGS = ManifestSettings(trainer_image="registry.local/rloop-trainer:test")
+
+
+def run_of(name: str = "demo", **overrides: Any) -> RunView:
+    return RunView(name, "team-a", "uid-9", 1, parse_spec(spec_dict(**overrides)), parse_status({}))
+
+
+def manifest(stage: Stage, run: RunView | None = None, iteration: int = 0) -> dict[str, Any]:
+    run = run or run_of()
+    name = child_name(run.name, iteration, stage, 0)
+    return child_manifest(run, CreateChild(name, iteration, stage), SETTINGS)
+
+
+def master_pod(job: dict[str, Any]) -> dict[str, Any]:
+    return job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+
+
+def test_dapo_runs_as_a_pytorchjob_with_one_gpu_process_per_gpu() -> None:
+    job = manifest(Stage.EXPLORING, run_of(resources={"nodes": 3, "gpusPerNode": 8}))
+    assert job["apiVersion"] == "kubeflow.org/v1" and job["kind"] == "PyTorchJob"
+    assert job["spec"]["nprocPerNode"] == "8"
+    assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
+    container = master_pod(job)["spec"]["containers"][0]
+    assert container["name"] == "pytorch"
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": 8}
+    assert container["image"] == SETTINGS.trainer_image
+    assert container["command"][:5] == [
+        "torchrun",
+        "--no-python",
+        "rloop-trainer",
+        "dapo",
+        "--config-json",
+    ]
+
+
+def test_single_node_jobs_have_no_workers() -> None:
+    job = manifest(Stage.CONSOLIDATING)
+    assert set(job["spec"]["pytorchReplicaSpecs"]) == {"Master"}
+
+
+def test_the_operator_never_sets_run_policy_suspend() -> None:
+    job = manifest(Stage.EXPLORING, run_of(resources={"queueName": "gpu-queue"}))
+    assert "suspend" not in job["spec"]["runPolicy"]
+    assert job["spec"]["runPolicy"]["backoffLimit"] == 0
+
+
+def test_training_pods_get_an_in_memory_dev_shm() -> None:
+    pod = master_pod(manifest(Stage.EXPLORING, run_of(resources={"shmSize": "32Gi"})))["spec"]
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in mounts
+
+
+def test_s3_credentials_come_from_the_named_secret() -> None:
+    run = run_of(
+        storage={
+            "uri": "s3://b/p",
+            "endpoint": "http://minio:9000",
+            "credentialsSecret": "creds",
+            "region": "eu-west-1",
+        }
+    )
+    env = master_pod(manifest(Stage.EXPLORING, run))["spec"]["containers"][0]["env"]
+    by_name = {e["name"]: e for e in env}
+    assert by_name["AWS_ACCESS_KEY_ID"]["valueFrom"] == {
+        "secretKeyRef": {"name": "creds", "key": "AWS_ACCESS_KEY_ID"}
+    }
+    assert by_name["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "creds"
+    assert by_name["AWS_ENDPOINT_URL"]["value"] == "http://minio:9000"
+    assert by_name["AWS_DEFAULT_REGION"]["value"] == "eu-west-1"
+
+
+def test_scheduling_settings_reach_the_pods() -> None:
+    run = run_of(
+        resources={
+            "nodeSelector": {"gpu": "h100"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+            "priorityClassName": "research",
+        }
+    )
+    pod = master_pod(manifest(Stage.EXPLORING, run))["spec"]
+    assert pod["nodeSelector"] == {"gpu": "h100"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert pod["priorityClassName"] == "research"
+
+
+def test_queue_name_labels_every_child_for_kueue() -> None:
+    run = run_of(
+        resources={"queueName": "team-a-queue"},
+        data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]},
+    )
+    for stage in Stage:
+        if stage is Stage.NONE:
+            continue
+        assert manifest(stage, run)["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == (
+            "team-a-queue"
+        )
+
+
+def test_children_are_labelled_and_owned_by_the_run() -> None:
+    job = manifest(Stage.FILTERING, iteration=1)
+    labels = job["metadata"]["labels"]
+    assert labels["rloop.io/run"] == "demo"
+    assert labels["rloop.io/iteration"] == "1"
+    assert labels["rloop.io/stage"] == "filter"
+    owner = job["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "RLoopRun" and owner["uid"] == "uid-9" and owner["controller"] is True
+    assert job["metadata"]["name"] == "demo-i01-filter"
+
+
+def test_filter_is_a_cpu_job_and_eval_a_one_gpu_job() -> None:
+    run = run_of(data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]})
+    filter_job = manifest(Stage.FILTERING, run)
+    assert filter_job["apiVersion"] == "batch/v1"
+    filter_container = filter_job["spec"]["template"]["spec"]["containers"][0]
+    assert filter_container["command"][:2] == ["rloop-trainer", "filter"]
+    assert "nvidia.com/gpu" not in filter_container["resources"]["limits"]
+    eval_container = manifest(Stage.EVALUATING, run)["spec"]["template"]["spec"]["containers"][0]
+    assert eval_container["resources"]["limits"] == {"nvidia.com/gpu": 1}
+
+
+def test_long_run_names_give_names_and_labels_within_kubernetes_limits() -> None:
+    long_name = "a-very-long-run-name-that-someone-typed-for-a-big-sweep-" * 4
+    name = child_name(long_name[:253], 12, Stage.CONSOLIDATING, 10)
+    assert len(name) <= MAX_CHILD_NAME and name.endswith("-i12-rft-r10")
+    assert len(run_label(long_name[:253])) <= 63
+    # Distinct long names stay distinct after shortening.
+    assert child_name(long_name + "x", 0, Stage.EXPLORING, 0) != child_name(
+        long_name + "y", 0, Stage.EXPLORING, 0
+    )
+
+
+def test_phase_configs_wire_each_stage_to_the_previous_stage_outputs() -> None:
+    run = run_of()
+    root = "s3://bucket/rloop/team-a/demo/uid-9"
+    dapo = phase_config(run, 1, Stage.EXPLORING)
+    filt = phase_config(run, 1, Stage.FILTERING)
+    rft = phase_config(run, 1, Stage.CONSOLIDATING)
+    assert dapo["policy_uri"] == f"{root}/iter-001/policy"
+    assert filt["trajectories_uri"] == f"{dapo['output_uri']}/trajectories"
+    assert rft["expert_uri"] == f"{filt['output_uri']}/data.parquet"
+    assert rft["policy_uri"] == dapo["policy_uri"]  # RFT starts from theta_i, not the RL end point
+    assert rft["output_uri"] == f"{root}/iter-002/policy"
+
+
+def test_vanilla_mode_explores_for_all_iterations_in_one_phase() -> None:
+    config = phase_config(run_of(mode="vanilla", iterations=3), 0, Stage.EXPLORING)
+    assert config["steps"] == 30
+
+
+def test_the_command_carries_the_phase_config() -> None:
+    command = master_pod(manifest(Stage.EXPLORING))["spec"]["containers"][0]["command"]
+    assert json.loads(command[-1]) == phase_config(run_of(), 0, Stage.EXPLORING)

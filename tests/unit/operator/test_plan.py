@@ -1,0 +1,280 @@
+"""plan(): every decision of the operator, without a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from rloop_operator.api import Phase, SpecError, Stage
+from rloop_operator.children import ChildPhase
+from rloop_operator.plan import (
+    CreateChild,
+    DeleteChild,
+    EmitEvent,
+    Observed,
+    RunView,
+    StageReport,
+    plan,
+)
+
+from tests.unit.operator.world import FILTER_REPORT, World
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def test_a_new_run_starts_exploring_from_the_base_model() -> None:
+    world = World()
+    result = world.step()
+    assert result.actions[0] == CreateChild("demo-i00-rl", 0, Stage.EXPLORING)
+    assert world.status.phase is Phase.RUNNING
+    assert world.status.stage is Stage.EXPLORING
+    assert world.status.progress == "0/2"
+    assert world.status.policy == "s3://bucket/models/base"
+    assert world.status.iterations[0].rl_job == "demo-i00-rl"
+
+
+def test_each_iteration_explores_filters_then_consolidates() -> None:
+    children = World().run_to_end()
+    assert children == [
+        "demo-i00-rl",
+        "demo-i00-filter",
+        "demo-i00-rft",
+        "demo-i01-rl",
+        "demo-i01-filter",
+        "demo-i01-rft",
+    ]
+
+
+def test_iteration_counter_advances_after_consolidation_and_never_goes_back() -> None:
+    world = World()
+    world.step()
+    seen = []
+    while not world.status.phase.is_terminal:
+        seen.append((world.status.iteration, world.status.stage))
+        world.finish(world.active())
+        world.step()
+    assert seen == [
+        (0, Stage.EXPLORING),
+        (0, Stage.FILTERING),
+        (0, Stage.CONSOLIDATING),
+        (1, Stage.EXPLORING),
+        (1, Stage.FILTERING),
+        (1, Stage.CONSOLIDATING),
+    ]
+    assert world.status.phase is Phase.SUCCEEDED
+    assert world.status.progress == "2/2"
+
+
+def test_next_policy_is_the_rft_output_and_rft_starts_from_the_iteration_start() -> None:
+    world = World()
+    world.run_to_end()
+    root = "s3://bucket/rloop/ns/demo/uid-1"
+    assert [r.policy for r in world.status.iterations] == [
+        f"{root}/iter-001/policy",
+        f"{root}/iter-002/policy",
+    ]
+    assert world.status.policy == f"{root}/iter-002/policy"
+
+
+def test_filter_report_lands_in_the_iteration_record_and_the_expert_column() -> None:
+    world = World()
+    world.reports["demo-i00-filter"] = replace(FILTER_REPORT, expert_samples=7)
+    world.run_to_end()
+    assert world.status.iterations[0].expert_samples == 7
+    assert world.status.iterations[0].hard_prompts == 12
+    assert world.status.iterations[0].trajectories == 640
+
+
+def test_an_unreadable_report_warns_and_the_run_goes_on() -> None:
+    world = World()
+    world.reports["demo-i00-filter"] = StageReport(error="cannot read s3://x: NoSuchKey")
+    world.run_to_end()
+    assert world.status.phase is Phase.SUCCEEDED
+    assert world.status.iterations[0].expert_samples is None
+    assert any(e.reason == "ReportUnavailable" and "NoSuchKey" in e.message for e in world.events)
+
+
+def test_validation_sets_add_an_evaluation_stage_whose_metrics_are_recorded() -> None:
+    world = World(
+        data={
+            "train": "s3://bucket/data/train.parquet",
+            "validation": [{"name": "heldout", "uri": "s3://bucket/data/heldout.parquet"}],
+        }
+    )
+    children = world.run_to_end()
+    assert children[:4] == ["demo-i00-rl", "demo-i00-filter", "demo-i00-rft", "demo-i00-eval"]
+    assert world.status.iterations[1].metrics == {"heldout/avg@8": 0.25, "heldout/pass@8": 0.5}
+
+
+def test_vanilla_mode_is_one_exploration_then_done() -> None:
+    world = World(mode="vanilla", iterations=3)
+    children = world.run_to_end()
+    assert children == ["demo-i00-rl"]
+    assert world.status.phase is Phase.SUCCEEDED
+    assert world.status.progress == "1/1"
+    assert world.status.policy == "s3://bucket/rloop/ns/demo/uid-1/iter-000/rl/policy"
+
+
+def test_same_inputs_give_the_same_plan() -> None:
+    world = World()
+    world.step()
+    world.finish("demo-i00-rl")
+    assert world.plan_once() == world.plan_once()
+
+
+def test_restart_at_every_stage_never_creates_a_second_child() -> None:
+    """An operator that crashed after creating a child but before writing the status
+    sees the child and adopts it; one that crashed before creating it creates the
+    same name again (a 409 if the create had gone through)."""
+    world = World()
+    world.step()
+    while not world.status.phase.is_terminal:
+        active = world.active()
+        before = world.status
+        # Crash before the status patch: the old status, the child already there.
+        world.status = before.model_copy(update={"active_child": None})
+        replay = world.plan_once()
+        assert not [a for a in replay.actions if isinstance(a, CreateChild) and a.name != active]
+        # Crash before the create: the child is not there yet.
+        hidden = world.children.pop(active)
+        again = [a.name for a in world.plan_once().actions if isinstance(a, CreateChild)]
+        assert again == [active]
+        world.children[active] = hidden
+        world.status = before
+        world.finish(active)
+        world.step()
+    assert len(world.children) == 6
+
+
+def test_a_failed_child_is_retried_after_a_backoff_under_a_new_name() -> None:
+    world = World()
+    world.step()
+    world.finish("demo-i00-rl", ok=False, message="OOMKilled")
+    result = world.step()
+    assert not [a for a in result.actions if isinstance(a, CreateChild)]
+    assert any(e.reason == "Retrying" and "OOMKilled" in e.message for e in world.events)
+    assert result.requeue_after == pytest.approx(10)
+    world.advance_clock(5)
+    assert not [a for a in world.step().actions if isinstance(a, CreateChild)]
+    world.advance_clock(5)
+    created = [a.name for a in world.step().actions if isinstance(a, CreateChild)]
+    assert created == ["demo-i00-rl-r1"]
+    assert world.status.iterations[0].failed_jobs == ("demo-i00-rl",)
+
+
+def test_backoff_doubles_with_each_failure_up_to_the_cap() -> None:
+    world = World(maxRetries=5)
+    world.step()
+    waits = []
+    for _ in range(4):
+        world.finish(world.active(), ok=False)
+        waits.append(world.step().requeue_after)
+        world.advance_clock(1000)
+        world.step()
+    assert waits == [10, 20, 40, 60]
+
+
+def test_a_stage_that_keeps_failing_fails_the_run_naming_the_child_and_cause() -> None:
+    world = World(maxRetries=1)
+    world.step()
+    world.finish("demo-i00-rl", ok=False, message="CUDA error: out of memory")
+    world.step()
+    world.advance_clock(60)
+    world.step()
+    world.finish("demo-i00-rl-r1", ok=False, message="CUDA error: out of memory")
+    world.step()
+    assert world.status.phase is Phase.FAILED
+    assert world.status.reason == "StageFailed"
+    assert "demo-i00-rl-r1" in (world.status.message or "")
+    assert "CUDA error: out of memory" in (world.status.message or "")
+    assert "kubectl logs" in (world.status.message or "")
+    failed = next(c for c in world.status.conditions if c.type == "Failed")
+    assert failed.status == "True"
+    assert world.plan_once().actions == ()
+
+
+def test_suspend_deletes_the_running_child_and_keeps_the_stage() -> None:
+    world = World()
+    world.step()
+    world.finish("demo-i00-rl")
+    world.step()
+    world.spec["suspend"] = True
+    result = world.step()
+    assert DeleteChild("demo-i00-filter", world.children["demo-i00-filter"].kind) in result.actions
+    assert world.status.phase is Phase.SUSPENDED
+    assert world.status.stage is Stage.FILTERING
+    del world.children["demo-i00-filter"]  # the API server finished deleting it
+    assert not [a for a in world.step().actions if isinstance(a, CreateChild)]
+
+
+def test_resume_recreates_the_same_stage() -> None:
+    world = World(suspend=True)
+    world.step()
+    assert world.status.phase is Phase.SUSPENDED
+    assert world.children == {}
+    world.spec["suspend"] = False
+    created = [a for a in world.step().actions if isinstance(a, CreateChild)]
+    assert created == [CreateChild("demo-i00-rl", 0, Stage.EXPLORING)]
+    assert world.status.phase is Phase.RUNNING
+    assert any(e.message.startswith("resumed") for e in world.events)
+
+
+def test_a_child_still_being_deleted_is_waited_for() -> None:
+    world = World()
+    world.step()
+    world.children["demo-i00-rl"] = replace(world.children["demo-i00-rl"], deleting=True)
+    result = world.step()
+    assert result.requeue_after == 2.0
+    assert not [a for a in result.actions if isinstance(a, CreateChild)]
+
+
+def test_a_missing_secret_blocks_with_a_condition_then_recovers() -> None:
+    world = World()
+    world.missing_secret = "s3-creds"
+    result = world.step()
+    assert result.actions and all(isinstance(a, EmitEvent) for a in result.actions)
+    assert world.status.phase is Phase.PENDING
+    blocked = next(c for c in world.status.conditions if c.type == "Blocked")
+    assert blocked.status == "True" and "s3-creds" in blocked.message
+    assert result.requeue_after == 30
+    world.missing_secret = None
+    assert [a.name for a in world.step().actions if isinstance(a, CreateChild)] == ["demo-i00-rl"]
+    blocked = next(c for c in world.status.conditions if c.type == "Blocked")
+    assert blocked.status == "False"
+
+
+def test_an_invalid_spec_fails_fast_with_the_field_in_the_message() -> None:
+    world = World()
+    run = RunView("demo", "ns", "uid", 1, SpecError("spec.iterations: must be >= 1"), world.status)
+    result = plan(run, Observed(), world.now)
+    assert result.status.phase is Phase.FAILED
+    assert result.status.reason == "InvalidSpec"
+    assert "spec.iterations" in (result.status.message or "")
+    assert not [a for a in result.actions if isinstance(a, CreateChild)]
+
+
+def test_vllm_without_gpus_is_rejected_with_the_fix() -> None:
+    world = World(dapo={"engine": "vllm"}, resources={"gpusPerNode": 0})
+    world.step()
+    assert world.status.phase is Phase.FAILED
+    assert "spec.resources.gpusPerNode" in (world.status.message or "")
+
+
+def test_conditions_keep_their_transition_time_when_nothing_changes() -> None:
+    world = World()
+    world.step()
+    first = world.status.conditions
+    world.advance_clock(30)
+    world.step()
+    assert world.status.conditions == first
+
+
+def test_a_finished_child_is_recorded_even_when_the_run_is_suspended() -> None:
+    world = World()
+    world.step()
+    world.finish("demo-i00-rl")
+    world.spec["suspend"] = True
+    world.step()
+    assert world.status.stage is Stage.FILTERING
+    assert world.status.phase is Phase.SUSPENDED
+    assert world.children["demo-i00-rl"].phase is ChildPhase.SUCCEEDED

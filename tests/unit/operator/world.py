@@ -1,0 +1,115 @@
+"""A few lines of bookkeeping that apply plan()'s actions to an in-memory set of
+children, so plan tests read as stories. plan() itself stays the code under test."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rloop_operator.api import RLoopRunStatus, parse_spec
+from rloop_operator.children import Child, ChildPhase, kind_of
+from rloop_operator.plan import (
+    CreateChild,
+    DeleteChild,
+    EmitEvent,
+    Observed,
+    Plan,
+    PlanSettings,
+    ReadReport,
+    RunView,
+    StageReport,
+    plan,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+FILTER_REPORT = StageReport(trajectories=640, hard_prompts=12, expert_samples=30)
+EVAL_REPORT = StageReport(metrics={"heldout/avg@8": 0.25, "heldout/pass@8": 0.5})
+
+
+def spec_dict(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": {"base": "s3://bucket/models/base"},
+        "data": {"train": "s3://bucket/data/train.parquet"},
+        "storage": {"uri": "s3://bucket/rloop", "credentialsSecret": "s3-creds"},
+        "iterations": 2,
+        "dapo": {"steps": 10},
+    }
+    spec.update(overrides)
+    return spec
+
+
+class World:
+    def __init__(self, name: str = "demo", **overrides: Any) -> None:
+        self.name = name
+        self.spec = spec_dict(**overrides)
+        self.status = RLoopRunStatus()
+        self.children: dict[str, Child] = {}
+        self.now = T0
+        self.missing_secret: str | None = None
+        self.reports: dict[str, StageReport] = {}
+        self.events: list[EmitEvent] = []
+        self.settings = PlanSettings(backoff_base_seconds=10, backoff_cap_seconds=60)
+
+    def view(self) -> RunView:
+        return RunView(self.name, "ns", "uid-1", 1, parse_spec(self.spec), self.status)
+
+    def plan_once(self, reports: Mapping[str, StageReport] | None = None) -> Plan:
+        observed = Observed(tuple(self.children.values()), self.missing_secret, dict(reports or {}))
+        return plan(self.view(), observed, self.now, self.settings)
+
+    def step(self) -> Plan:
+        """Plan, answer report reads like the handler does, then apply the actions."""
+        reports: dict[str, StageReport] = {}
+        result = self.plan_once(reports)
+        while reads := [a for a in result.actions if isinstance(a, ReadReport)]:
+            for read in reads:
+                reports[read.child] = self.reports.get(
+                    read.child, FILTER_REPORT if "filter" in read.child else EVAL_REPORT
+                )
+            result = self.plan_once(reports)
+        for action in result.actions:
+            if isinstance(action, CreateChild) and action.name not in self.children:
+                self.children[action.name] = Child(
+                    action.name,
+                    kind_of(action.stage),
+                    action.iteration,
+                    action.stage,
+                    ChildPhase.PENDING,
+                    created_at=self.now,
+                )
+            elif isinstance(action, DeleteChild):
+                self.children[action.name] = replace(self.children[action.name], deleting=True)
+            elif isinstance(action, EmitEvent):
+                self.events.append(action)
+        self.status = result.status
+        return result
+
+    def finish(self, name: str, ok: bool = True, message: str = "") -> None:
+        phase = ChildPhase.SUCCEEDED if ok else ChildPhase.FAILED
+        self.children[name] = replace(
+            self.children[name],
+            phase=phase,
+            finished_at=self.now,
+            reason="" if ok else "BackoffLimitExceeded",
+            message=message,
+        )
+
+    def active(self) -> str:
+        assert self.status.active_child is not None, self.status
+        return self.status.active_child
+
+    def advance_clock(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def run_to_end(self, limit: int = 50) -> list[str]:
+        """Succeed every child as soon as it exists; returns children in creation order."""
+        self.step()
+        for _ in range(limit):
+            if self.status.phase.is_terminal:
+                break
+            self.finish(self.active())
+            self.advance_clock(60)
+            self.step()
+        return list(self.children)

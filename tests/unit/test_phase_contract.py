@@ -1,0 +1,25 @@
+"""The contract between the operator and the trainer: every phase config the
+operator renders is accepted by the trainer's phase config models."""
+
+from __future__ import annotations
+
+import pytest
+from rloop_operator.api import Stage
+from rloop_operator.manifests import PHASE_OF_STAGE, phase_config
+from rloop_trainer.config import PHASE_CONFIGS
+
+from tests.unit.operator.test_manifests import run_of
+
+VALIDATION = {
+    "train": "s3://b/t",
+    "validation": [{"name": "v", "uri": "s3://b/v", "samples": 4, "passAt": [1, 4]}],
+}
+
+
+@pytest.mark.parametrize("mode", ["rloop", "vanilla"])
+@pytest.mark.parametrize("stage", [s for s in Stage if s is not Stage.NONE])
+def test_trainer_parses_every_rendered_phase_config(stage: Stage, mode: str) -> None:
+    run = run_of(mode=mode, data=VALIDATION, dapo={"dualClip": 3.0})
+    rendered = phase_config(run, 1, stage)
+    parsed = PHASE_CONFIGS[PHASE_OF_STAGE[stage]].model_validate(rendered)
+    assert parsed.model_dump(exclude_unset=True).keys() == rendered.keys()
