@@ -31,7 +31,7 @@ def run_with_history(iterations: int) -> tuple[RunView, Observed]:
             "iterations": iterations + 1,
         }
     )
-    records = tuple(
+    history = [
         IterationRecord(
             index=i,
             started_at=T0 + timedelta(hours=i),
@@ -46,13 +46,11 @@ def run_with_history(iterations: int) -> tuple[RunView, Observed]:
             metrics={"aime24/avg@32": 0.3, "aime24/pass@32": 0.6},
         )
         for i in range(iterations)
-    ) + (
-        IterationRecord(
-            index=iterations,
-            started_at=T0,
-            rl_job=child_name("bench", iterations, Stage.EXPLORING, 0),
-        ),
+    ]
+    current = IterationRecord(
+        index=iterations, started_at=T0, rl_job=child_name("bench", iterations, Stage.EXPLORING, 0)
     )
+    records = (*history, current)
     status = RLoopRunStatus(
         phase=Phase.RUNNING,
         stage=Stage.EXPLORING,
