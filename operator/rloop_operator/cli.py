@@ -1,0 +1,89 @@
+"""`rloop`: the user's command line.
+
+rloop run FILE [--state-dir DIR]   run an RLoopRun YAML on this machine (resumable)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from rloop_operator.api import RLoopRunSpec, SpecError
+from rloop_operator.local import LocalExecutor
+from rloop_operator.plan import RunView
+
+EXIT_FAILED = 1
+EXIT_BAD_SPEC = 2
+
+
+def _last_metrics(run: RunView) -> dict[str, object]:
+    """The newest line of the current DAPO phase's metrics.jsonl (file:// stores only)."""
+    assert isinstance(run.spec, RLoopRunSpec)
+    uri = f"{run.layout.rl(run.status.iteration)}/metrics.jsonl"
+    path = Path(urlparse(uri).path)
+    if not uri.startswith("file://") or not path.exists():
+        return {}
+    lines = path.read_text().strip().splitlines()
+    return json.loads(lines[-1]) if lines else {}
+
+
+def progress_table(run: RunView) -> Table:
+    status = run.status
+    table = Table(title=f"RLoopRun {run.name}")
+    for column in ("phase", "iteration", "stage", "child", "step", "reward", "expert samples"):
+        table.add_column(column)
+    metrics = _last_metrics(run) if status.stage.value == "Exploring" else {}
+    reward = metrics.get("reward_mean", metrics.get("reward", ""))
+    table.add_row(
+        status.phase.value,
+        status.progress or "",
+        status.stage.value,
+        status.active_child or "",
+        str(metrics.get("step", "")),
+        f"{reward:.3f}" if isinstance(reward, float) else "",
+        "" if status.expert_samples is None else str(status.expert_samples),
+    )
+    return table
+
+
+def run_command(run_file: Path, state_dir: Path | None) -> int:
+    console = Console()
+    name = run_file.stem
+    state = state_dir or Path(".rloop") / name
+    try:
+        with Live(console=console, refresh_per_second=2) as live:
+
+            def report(run: RunView, message: str | None) -> None:
+                if message:
+                    live.console.log(message)
+                live.update(progress_table(run))
+
+            executor = LocalExecutor(run_file, state, report)
+            status = executor.run()
+    except SpecError as exc:
+        console.print(f"[red]invalid RLoopRun:[/red] {exc}")
+        return EXIT_BAD_SPEC
+    console.print(f"{status.phase.value}: {status.message or ''}")
+    return 0 if status.phase.value == "Succeeded" else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rloop", description="RLoop on this machine")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run an RLoopRun YAML locally; run again to resume")
+    run.add_argument("file", type=Path)
+    run.add_argument("--state-dir", type=Path, help="where status and logs go (.rloop/<file>)")
+    args = parser.parse_args(argv)
+    return run_command(args.file, args.state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

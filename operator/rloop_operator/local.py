@@ -1,0 +1,234 @@
+"""`rloop run FILE`: the operator's own plan(), with each child run as a local process.
+
+The RLoopRun YAML is the one a user would `kubectl apply`; each stage runs the
+exact command the operator puts in the child's manifest. The run's status and
+one record per child live in a state directory, so running the same command
+again continues where it stopped (a child that was running is run again, and
+the trainer resumes it from its checkpoints in the store).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rloop_operator.api import (
+    RLoopRunSpec,
+    RLoopRunStatus,
+    SpecError,
+    Stage,
+    parse_spec,
+    parse_status,
+)
+from rloop_operator.children import Child, ChildPhase, kind_of
+from rloop_operator.manifests import trainer_command
+from rloop_operator.plan import (
+    CreateChild,
+    EmitEvent,
+    Observed,
+    Plan,
+    PlanSettings,
+    ReadReport,
+    RunView,
+    StageReport,
+    plan,
+)
+from rloop_operator.reports import read_report
+
+LOG_TAIL_CHARS = 2000
+# Locally a failed phase is usually a bug to fix, not a node to wait for.
+LOCAL_PLAN_SETTINGS = PlanSettings(backoff_base_seconds=2, backoff_cap_seconds=30)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_run(path: Path) -> tuple[dict[str, Any], RLoopRunSpec]:
+    """Read an RLoopRun YAML; SpecError names the field and the fix."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: cannot read an RLoopRun from it: {exc}") from exc
+    if not isinstance(document, dict) or document.get("kind") != "RLoopRun":
+        raise SpecError(f"{path}: not an RLoopRun (kind: RLoopRun is missing)")
+    metadata = document.get("metadata") or {}
+    if not metadata.get("name"):
+        raise SpecError(f"{path}: metadata.name is missing; give the run a name")
+    return metadata, parse_spec(document.get("spec") or {})
+
+
+@dataclass
+class ChildRecord:
+    name: str
+    iteration: int
+    stage: str
+    phase: str
+    created_at: str
+    finished_at: str | None = None
+    message: str = ""
+
+
+class LocalState:
+    """Status and child records of one local run, as JSON files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        (directory / "children").mkdir(parents=True, exist_ok=True)
+        (directory / "logs").mkdir(exist_ok=True)
+
+    @property
+    def status_file(self) -> Path:
+        return self.directory / "status.json"
+
+    def load_status(self) -> RLoopRunStatus:
+        if not self.status_file.exists():
+            return RLoopRunStatus()
+        return parse_status(json.loads(self.status_file.read_text()))
+
+    def save_status(self, status: RLoopRunStatus) -> None:
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status.to_api(), indent=2))
+        tmp.replace(self.status_file)
+
+    def save_child(self, record: ChildRecord) -> None:
+        (self.directory / "children" / f"{record.name}.json").write_text(
+            json.dumps(asdict(record), indent=2)
+        )
+
+    def children(self) -> tuple[Child, ...]:
+        """Finished children; one left Running by an interrupted executor is forgotten
+        so that the plan starts it again under the same name."""
+        found = []
+        for path in sorted((self.directory / "children").glob("*.json")):
+            record = ChildRecord(**json.loads(path.read_text()))
+            if record.phase == ChildPhase.RUNNING.value:
+                path.unlink()
+                continue
+            found.append(_child_of(record))
+        return tuple(found)
+
+    def log_file(self, child: str) -> Path:
+        return self.directory / "logs" / f"{child}.log"
+
+
+def _child_of(record: ChildRecord) -> Child:
+    stage = Stage(record.stage)
+    return Child(
+        name=record.name,
+        kind=kind_of(stage),
+        iteration=record.iteration,
+        stage=stage,
+        phase=ChildPhase(record.phase),
+        reason="" if record.phase == ChildPhase.SUCCEEDED.value else "ProcessFailed",
+        message=record.message,
+        finished_at=datetime.fromisoformat(record.finished_at) if record.finished_at else None,
+        created_at=datetime.fromisoformat(record.created_at),
+    )
+
+
+# Called with a message on each transition, and with None about once a second
+# while a child runs, so a display can refresh its progress.
+Reporter = Callable[[RunView, str | None], None]
+POLL_SECONDS = 1.0
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        run_file: Path,
+        state_dir: Path,
+        report: Reporter,
+        settings: PlanSettings = LOCAL_PLAN_SETTINGS,
+    ) -> None:
+        metadata, self.spec = load_run(run_file)
+        self.name = str(metadata["name"])
+        self.namespace = str(metadata.get("namespace", "local"))
+        self.uid = str(metadata.get("uid", "local"))
+        self.state = LocalState(state_dir)
+        self.report = report
+        self.settings = settings
+
+    def view(self) -> RunView:
+        return RunView(self.name, self.namespace, self.uid, 1, self.spec, self.state.load_status())
+
+    def run(self) -> RLoopRunStatus:
+        """Plan and execute until the run is Succeeded or Failed."""
+        while True:
+            result = self._plan()
+            self.state.save_status(result.status)
+            run = self.view()
+            for action in result.actions:
+                if isinstance(action, EmitEvent):
+                    self.report(run, f"{action.type}: {action.reason}: {action.message}")
+                elif isinstance(action, CreateChild):
+                    self._run_child(run, action)
+            if result.status.phase.is_terminal:
+                return result.status
+            if not any(isinstance(a, CreateChild) for a in result.actions):
+                time.sleep(result.requeue_after or 1.0)
+
+    def _plan(self) -> Plan:
+        run, children = self.view(), self.state.children()
+        reports: dict[str, StageReport] = {}
+        credentials = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+        while True:
+            result = plan(run, Observed(children, None, reports), utcnow(), self.settings)
+            reads = [a for a in result.actions if isinstance(a, ReadReport)]
+            if not reads:
+                return result
+            for read in reads:
+                filtering = read.stage is Stage.FILTERING
+                reports[read.child] = read_report(
+                    read.uri, filtering, self.spec.storage, credentials
+                )
+
+    def _run_child(self, run: RunView, action: CreateChild) -> None:
+        record = ChildRecord(
+            action.name,
+            action.iteration,
+            action.stage.value,
+            ChildPhase.RUNNING.value,
+            utcnow().isoformat(),
+        )
+        self.state.save_child(record)
+        self.report(run, f"running {action.name}")
+        log_file = self.state.log_file(action.name)
+        with log_file.open("w") as log:
+            process = subprocess.Popen(
+                trainer_command(run, action.iteration, action.stage),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+            )
+            while (code := process.poll()) is None:
+                self.report(run, None)
+                time.sleep(POLL_SECONDS)
+        ok = code == 0
+        record.phase = (ChildPhase.SUCCEEDED if ok else ChildPhase.FAILED).value
+        record.finished_at = utcnow().isoformat()
+        if not ok:
+            tail = log_file.read_text()[-LOG_TAIL_CHARS:]
+            record.message = f"exit code {code}; log {log_file}; last output:\n{tail}"
+        self.state.save_child(record)
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # Children are started with this interpreter's scripts first on PATH so that
+        # `torchrun` and `rloop-trainer` are the ones installed beside `rloop`.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        if self.spec.storage.endpoint:
+            env["AWS_ENDPOINT_URL"] = self.spec.storage.endpoint
+        if self.spec.storage.region:
+            env["AWS_DEFAULT_REGION"] = self.spec.storage.region
+        return env
