@@ -42,6 +42,7 @@ def _read_bytes(uri: str, storage: StorageSpec, credentials: Mapping[str, str]) 
     if parsed.scheme == "file":
         return Path(parsed.path).read_bytes()
     import boto3  # only the operator's store reads need it
+    from botocore.config import Config
 
     s3 = boto3.client(
         "s3",
@@ -49,6 +50,8 @@ def _read_bytes(uri: str, storage: StorageSpec, credentials: Mapping[str, str]) 
         region_name=storage.region,
         aws_access_key_id=credentials.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=credentials.get("AWS_SECRET_ACCESS_KEY"),
+        # A reconcile waits on this read: fail fast and let the run go on without it.
+        config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2}),
     )
     body: bytes = s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
     return body

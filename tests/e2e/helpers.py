@@ -1,0 +1,77 @@
+"""Reading runs and children back from the API server, and waiting for them."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tests.cluster.controlplane import ControlPlane
+
+T = TypeVar("T")
+POLL_S = 0.2
+
+
+def eventually(check: Callable[[], T], timeout_s: float, what: str) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(POLL_S)
+
+
+def get_run(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    out = plane.kubectl("get", "rlooprun", name, "-n", namespace, "-o", "json").stdout
+    run: dict[str, Any] = json.loads(out)
+    return run
+
+
+def run_status(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = get_run(plane, namespace, name).get("status") or {}
+    return status
+
+
+def wait_for_phase(
+    plane: ControlPlane, namespace: str, name: str, phase: str, timeout_s: float = 120
+) -> dict[str, Any]:
+    return eventually(
+        lambda: (s := run_status(plane, namespace, name)).get("phase") == phase and s,
+        timeout_s,
+        f"{namespace}/{name} to reach phase {phase}",
+    )
+
+
+def child_names(plane: ControlPlane, namespace: str) -> list[str]:
+    names = []
+    for kind in ("pytorchjobs.kubeflow.org", "jobs.batch"):
+        out = plane.kubectl("get", kind, "-n", namespace, "-l", "rloop.io/run", "-o", "json").stdout
+        names += [item["metadata"]["name"] for item in json.loads(out)["items"]]
+    return sorted(names)
+
+
+def printed_columns(plane: ControlPlane, namespace: str) -> dict[str, dict[str, str]]:
+    """`kubectl get rloopruns` as {name: {column: value}}, read from its printed table."""
+    lines = plane.kubectl("get", "rloopruns", "-n", namespace).stdout.splitlines()
+    if not lines:
+        return {}
+    header = lines[0].split()
+    rows = {}
+    for line in lines[1:]:
+        cells = line.split()
+        # STAGE and EXPERT may be empty; columns are fixed-width, so cut by header offsets.
+        offsets = [lines[0].index(column) for column in header]
+        values = [
+            line[start:end].strip()
+            for start, end in zip(offsets, [*offsets[1:], len(line) + 1], strict=True)
+        ]
+        rows[cells[0]] = dict(zip(header, values, strict=True))
+    return rows
+
+
+def create_namespace(plane: ControlPlane, name: str) -> None:
+    plane.kubectl("create", "namespace", name)

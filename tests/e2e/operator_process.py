@@ -1,0 +1,81 @@
+"""The operator as a separate process, with the credentials of the chart's ServiceAccount."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.cluster.procs import free_port
+from tests.e2e.helpers import eventually
+
+START_TIMEOUT_S = 90.0
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, log_file: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_file = log_file
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "RLOOP_METRICS_PORT": str(self.metrics_port),
+            "RLOOP_RETRY_BACKOFF_SECONDS": "1",
+        }
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        argv = [
+            sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
+            f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+            "-m", "rloop_operator.handlers",
+        ]  # fmt: skip
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.starts += 1
+        eventually(self._healthy, START_TIMEOUT_S, "the operator's liveness endpoint")
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"operator exited with {self.process.returncode}:\n{self.log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+            ) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or an OOM kill would."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as answer:
+            return str(answer.read().decode())
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_file.read_text(errors="replace")[-chars:] if self.log_file.exists() else ""
