@@ -125,3 +125,26 @@ def test_every_crd_field_has_a_description_for_kubectl_explain() -> None:
 def test_an_unknown_field_names_the_field_and_the_fix() -> None:
     with pytest.raises(SpecError, match=r"spec\.dapo\.stepz: unknown field; remove it"):
         parse_spec(spec_dict(dapo={"stepz": 3}))
+
+
+SCHEMA_KEYWORDS = {
+    "type", "description", "default", "minimum", "maximum", "exclusiveMinimum", "enum",
+    "pattern", "format", "maxLength", "minLength", "maxItems", "items", "properties",
+    "additionalProperties", "required", "x-kubernetes-validations",
+    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+}  # fmt: skip
+
+
+def test_crd_property_schemas_use_only_schema_keywords() -> None:
+    """A stray key (an unquoted comma in a YAML flow mapping makes one) breaks server-side apply."""
+    strays = []
+
+    def visit(schema: dict[str, Any], path: str) -> None:
+        for name, prop in schema.get("properties", {}).items():
+            strays.extend(f"{path}{name}: {key}" for key in set(prop) - SCHEMA_KEYWORDS)
+            visit(prop, f"{path}{name}.")
+            if isinstance(prop.get("items"), dict):
+                visit(prop["items"], f"{path}{name}[].")
+
+    visit(SCHEMA, "")
+    assert strays == []
