@@ -1,0 +1,92 @@
+{{/* Chart name, overridable by nameOverride. */}}
+{{- define "rloop-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects. Cluster-scoped objects (ClusterRole, ClusterRoleBinding)
+use it too, so two releases in one cluster need different release names.
+*/}}
+{{- define "rloop-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rloop-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rloop-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "rloop-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "rloop-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "rloop-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rloop-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false: name the existing ServiceAccount the operator runs as" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "rloop-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "rloop-operator.trainerImage" -}}
+{{- printf "%s:%s" .Values.trainerImage.repository (default .Chart.AppVersion .Values.trainerImage.tag) }}
+{{- end }}
+
+{{/*
+Rules on namespaced resources: granted cluster-wide by the ClusterRole, or per watched
+namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
+*/}}
+{{- define "rloop-operator.namespacedRules" -}}
+# kopf lists and watches runs (on.event handlers only: no finalizers, nothing patched on
+# the run itself); the reconciler reads one run and merge-patches its status.
+- apiGroups: ["rloop.io"]
+  resources: ["rloopruns"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["rloop.io"]
+  resources: ["rloopruns/status"]
+  verbs: ["patch"]
+# The DAPO and RFT phases. Never update/patch: runPolicy.suspend of a child belongs to Kueue.
+- apiGroups: ["kubeflow.org"]
+  resources: ["pytorchjobs"]
+  verbs: ["list", "watch", "create", "delete"]
+# The filter and eval phases.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch", "create", "delete"]
+# A run's storage.credentialsSecret, read by name; never list (that would read every
+# Secret in the namespace).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Transition events of the reconciler and kopf's warnings.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/*
+Cluster-scoped reads kopf needs in every mode: it lists and watches CRDs to find the
+RLoopRun resource and to notice it being (re)installed.
+*/}}
+{{- define "rloop-operator.clusterRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- end }}
