@@ -358,19 +358,13 @@ def _record_report(draft: _Draft, index: int, report: StageReport, child: str) -
         draft.event("Warning", "ReportUnavailable", f"{child}: {report.error}")
         return
     record = draft.record(index)
-    draft.update_record(
-        index,
-        trajectories=report.trajectories
-        if report.trajectories is not None
-        else record.trajectories,
-        hard_prompts=report.hard_prompts
-        if report.hard_prompts is not None
-        else record.hard_prompts,
-        expert_samples=(
-            report.expert_samples if report.expert_samples is not None else record.expert_samples
-        ),
-        metrics={**record.metrics, **report.metrics},
-    )
+    counts = {
+        "trajectories": report.trajectories,
+        "hard_prompts": report.hard_prompts,
+        "expert_samples": report.expert_samples,
+    }
+    known = {key: value for key, value in counts.items() if value is not None}
+    draft.update_record(index, metrics={**record.metrics, **report.metrics}, **known)
     if report.expert_samples is not None:
         draft.update(expert_samples=report.expert_samples)
 

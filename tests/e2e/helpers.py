@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -59,17 +60,15 @@ def printed_columns(plane: ControlPlane, namespace: str) -> dict[str, dict[str, 
     lines = plane.kubectl("get", "rloopruns", "-n", namespace).stdout.splitlines()
     if not lines:
         return {}
-    header = lines[0].split()
+    # STAGE and EXPERT may be empty; columns are fixed-width, so cut at the header's offsets.
+    columns = [(m.group(), m.start()) for m in re.finditer(r"\S+", lines[0])]
     rows = {}
     for line in lines[1:]:
-        cells = line.split()
-        # STAGE and EXPERT may be empty; columns are fixed-width, so cut by header offsets.
-        offsets = [lines[0].index(column) for column in header]
-        values = [
-            line[start:end].strip()
-            for start, end in zip(offsets, [*offsets[1:], len(line) + 1], strict=True)
-        ]
-        rows[cells[0]] = dict(zip(header, values, strict=True))
+        ends = [start for _, start in columns[1:]] + [len(line)]
+        row = {
+            name: line[start:end].strip() for (name, start), end in zip(columns, ends, strict=True)
+        }
+        rows[row["NAME"]] = row
     return rows
 
 

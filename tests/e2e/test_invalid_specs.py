@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.cluster.controlplane import ControlPlane
+from tests.cluster.controlplane import ControlPlane, KubectlError
 from tests.e2e.helpers import eventually, run_status
 from tests.e2e.operator_process import OperatorProcess
 from tests.unit.operator.invalid_specs import InvalidSpec, invalid_specs, merge_patch
@@ -32,8 +31,8 @@ def apply(plane: ControlPlane, namespace: str, name: str, spec: dict[str, object
     """kubectl apply (strict field validation, as kubectl does by default); stderr on refusal."""
     try:
         plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifest(name, spec))
-    except subprocess.CalledProcessError as refused:
-        return str(refused.stderr)
+    except KubectlError as refused:
+        return str(refused)
     return ""
 
 

@@ -76,7 +76,9 @@ def test_kubectl_apply_runs_two_iterations_to_succeeded(
         assert expected in seen, seen
     counters = [int(entry.split("/")[0]) for entry in seen]
     assert counters == sorted(counters), f"the counter went back: {seen}"
-    assert printed_columns(control_plane, namespace)[RUN]["EXPERT"] == "5"
+    assert status["expertSamples"] == 5
+    table = control_plane.kubectl("get", "rloopruns", "-n", namespace).stdout
+    assert printed_columns(control_plane, namespace)[RUN]["EXPERT"] == "5", table
 
 
 def test_a_failed_phase_is_retried_under_a_new_name(

@@ -278,3 +278,15 @@ def test_a_finished_child_is_recorded_even_when_the_run_is_suspended() -> None:
     assert world.status.stage is Stage.FILTERING
     assert world.status.phase is Phase.SUSPENDED
     assert world.children["demo-i00-rl"].phase is ChildPhase.SUCCEEDED
+
+
+def test_the_expert_column_shows_the_last_filter_count_after_evaluation() -> None:
+    world = World(data={
+        "train": "s3://bucket/data/train.parquet",
+        "validation": [{"name": "heldout", "uri": "s3://bucket/data/heldout.parquet"}],
+    })
+    world.reports["demo-i01-filter"] = replace(FILTER_REPORT, expert_samples=5)
+    world.run_to_end()
+    assert world.status.expert_samples == 5
+    assert world.status.iterations[1].metrics  # the eval report did not wipe the counts
+    assert world.status.iterations[1].expert_samples == 5
