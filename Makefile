@@ -33,7 +33,13 @@ demo: venv
 	@echo "make demo arrives with the local executor (issue 5)"
 
 cluster-bins: venv
-	@echo "cluster binaries: see hack/cluster (issue 3)"
+	hack/cluster/build-bins.sh
+
+cluster-up: cluster-bins
+	$(BIN)/python -m tests.cluster.devcluster up
+
+cluster-down: venv
+	$(BIN)/python -m tests.cluster.devcluster down
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

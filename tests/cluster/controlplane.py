@@ -1,0 +1,248 @@
+"""A real control plane on loopback: etcd, kube-apiserver (TLS, RBAC), kube-controller-manager."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kubernetes
+import yaml
+
+from .layout import ClusterLayout
+from .pki import ClusterPki, make_cluster_pki
+from .procs import Server, free_ports, start_ready_server
+
+SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_IP = "10.0.0.1"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+START_TIMEOUT_S = 180.0
+# The controllers the tests rely on: ownerReference garbage collection, batch Jobs, namespace
+# deletion, and ServiceAccounts with their tokens and the root CA ConfigMap.
+CONTROLLERS = [
+    "garbage-collector-controller",
+    "job-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+]
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message carries its command line and stderr."""
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, user: dict[str, str]) -> Path:
+    """A one-context kubeconfig (JSON is valid kubeconfig YAML) for `user`'s credentials."""
+    cluster = {"server": server, "certificate-authority": str(ca)}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "rloop-test", "cluster": cluster}],
+        "users": [{"name": "user", "user": user}],
+        "contexts": [{"name": "rloop-test", "context": {"cluster": "rloop-test", "user": "user"}}],
+        "current-context": "rloop-test",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class ControlPlane:
+    """A started control plane; `kubeconfig` is cluster-admin (group system:masters)."""
+
+    layout: ClusterLayout
+    work_dir: Path
+    server_url: str
+    pki: ClusterPki
+    kubeconfig: Path
+    servers: list[Server] = field(default_factory=list)
+
+    def kubectl(
+        self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; raises with stderr when it fails."""
+        argv = [str(self.layout.kubectl), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def api_client(self, kubeconfig: Path | None = None) -> kubernetes.client.ApiClient:
+        """A client as the admin, or as the user of `kubeconfig`."""
+        config_file = str(kubeconfig or self.kubeconfig)
+        client = kubernetes.config.new_client_from_config(config_file=config_file)  # type: ignore[no-untyped-call]
+        assert isinstance(client, kubernetes.client.ApiClient)
+        return client
+
+    def install_crds(self, crd_files: Sequence[Path], timeout_s: float = 60.0) -> None:
+        """Server-side apply each CRD (the PyTorchJob one is too big for client-side apply)."""
+        names = []
+        for crd_file in crd_files:
+            if not crd_file.is_file():
+                raise FileNotFoundError(f"CRD file {crd_file} does not exist")
+            names.append(yaml.safe_load(crd_file.read_text())["metadata"]["name"])
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_file))
+        # Not `kubectl wait`: it errors instead of waiting while status.conditions is unset.
+        deadline = time.monotonic() + timeout_s
+        while pending := [name for name in names if not self._crd_established(name)]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRDs not Established within {timeout_s:.0f}s: {pending}")
+            time.sleep(0.2)
+
+    def _crd_established(self, name: str) -> bool:
+        crd = json.loads(self.kubectl("get", "crd", name, "-o", "json").stdout)
+        conditions = crd.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, duration: str = "12h"
+    ) -> Path:
+        """A kubeconfig holding a TokenRequest token of ServiceAccount `namespace/name`."""
+        token = self.kubectl(
+            "create", "token", name, f"--namespace={namespace}", f"--duration={duration}"
+        ).stdout.strip()
+        return write_kubeconfig(path, self.server_url, self.pki.ca.cert, {"token": token})
+
+    def stop(self) -> None:
+        """Stop in reverse start order: controllers first, etcd last."""
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+
+
+def _https_ok(url: str, pki: ClusterPki | None) -> bool:
+    """GET `url` as the admin client with `pki`, or unverified and anonymous without it."""
+    if pki is None:
+        context = ssl._create_unverified_context()
+    else:
+        context = ssl.create_default_context(cafile=str(pki.ca.cert))
+        context.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
+    try:
+        with urllib.request.urlopen(url, timeout=3, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _start_etcd(layout: ClusterLayout, work_dir: Path, client_port: int, peer_port: int) -> Server:
+    client_url = f"http://127.0.0.1:{client_port}"
+    peer_url = f"http://127.0.0.1:{peer_port}"
+    argv = [
+        str(layout.etcd),
+        f"--data-dir={work_dir / 'etcd'}",
+        f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=default={peer_url}",
+        "--unsafe-no-fsync",  # test data is thrown away; fsync dominates etcd latency on CI disks
+    ]  # fmt: skip
+    ready = lambda: _http_ok(f"{client_url}/health")  # noqa: E731
+    return start_ready_server("etcd", argv, work_dir, ready, START_TIMEOUT_S)
+
+
+def _start_apiserver(
+    layout: ClusterLayout, work_dir: Path, pki: ClusterPki, etcd_port: int, port: int
+) -> Server:
+    argv = [
+        str(layout.kube_apiserver),
+        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
+        f"--cert-dir={work_dir / 'apiserver-certs'}",
+        f"--tls-cert-file={pki.serving.cert}", f"--tls-private-key-file={pki.serving.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        "--authorization-mode=Node,RBAC",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={pki.service_account_public_key}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        "--allow-privileged=true",
+        # The default reconciler refuses a loopback advertise address; there are no Services.
+        "--endpoint-reconciler-type=none",
+    ]  # fmt: skip
+    ready = lambda: _https_ok(f"https://127.0.0.1:{port}/readyz", pki)  # noqa: E731
+    return start_ready_server("kube-apiserver", argv, work_dir, ready, START_TIMEOUT_S)
+
+
+def _start_controller_manager(
+    layout: ClusterLayout, work_dir: Path, pki: ClusterPki, kubeconfig: Path, port: int
+) -> Server:
+    argv = [
+        str(layout.kube_controller_manager),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1", f"--secure-port={port}",
+        f"--cert-dir={work_dir / 'controller-manager-certs'}",
+        "--leader-elect=false",
+        f"--controllers={','.join(CONTROLLERS)}",
+        f"--service-account-private-key-file={pki.service_account_key}",
+        f"--root-ca-file={pki.ca.cert}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+    ]  # fmt: skip
+    # Its /healthz needs no client certificate; its serving cert is self-signed.
+    ready = lambda: _https_ok(f"https://127.0.0.1:{port}/healthz", None)  # noqa: E731
+    return start_ready_server("kube-controller-manager", argv, work_dir, ready, START_TIMEOUT_S)
+
+
+def _wait_for_default_service_account(plane: ControlPlane) -> None:
+    # Pods (and so Jobs) are refused in a namespace until its "default" ServiceAccount exists.
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(KubectlError):
+            plane.kubectl("get", "serviceaccount", "default", "--namespace=default")
+            return
+        time.sleep(0.5)
+    raise TimeoutError("ServiceAccount default/default was not created by the controller manager")
+
+
+def start_control_plane(layout: ClusterLayout, work_dir: Path) -> ControlPlane:
+    """Start etcd, kube-apiserver and kube-controller-manager; stop all of them on failure."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    pki = make_cluster_pki(work_dir / "pki", SERVICE_IP)
+    etcd_port, peer_port, api_port, manager_port = free_ports(4)
+    server_url = f"https://127.0.0.1:{api_port}"
+    admin_user = {"client-certificate": str(pki.admin.cert), "client-key": str(pki.admin.key)}
+    kubeconfig = write_kubeconfig(
+        work_dir / "admin.kubeconfig", server_url, pki.ca.cert, admin_user
+    )
+    plane = ControlPlane(layout, work_dir, server_url, pki, kubeconfig)
+    try:
+        plane.servers.append(_start_etcd(layout, work_dir, etcd_port, peer_port))
+        plane.servers.append(_start_apiserver(layout, work_dir, pki, etcd_port, api_port))
+        plane.servers.append(
+            _start_controller_manager(layout, work_dir, pki, kubeconfig, manager_port)
+        )
+        _wait_for_default_service_account(plane)
+    except BaseException:
+        plane.stop()
+        raise
+    return plane
+
+
+@contextlib.contextmanager
+def running_control_plane(
+    layout: ClusterLayout, work_dir: Path, crd_files: Sequence[Path] = ()
+) -> Iterator[ControlPlane]:
+    """A started control plane with `crd_files` Established; everything stopped on exit."""
+    plane = start_control_plane(layout, work_dir)
+    try:
+        plane.install_crds(crd_files)
+        yield plane
+    finally:
+        plane.stop()

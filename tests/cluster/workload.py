@@ -1,0 +1,184 @@
+"""The workload layer of the e2e tests: it finishes the children the operator creates.
+
+There are no nodes, so nothing runs the pods. A background thread plays the training
+operator for PyTorchJobs (kubeflow.org/v1) and the end of the Job controller's work for
+batch/v1 Jobs, both labelled `rloop.io/run`: each child goes Running, stays so for
+`WorkloadPolicy.running_s`, then Succeeded or Failed through the status subresource.
+
+Observed against kube-controller-manager v1.37: the Job controller creates the Job's pod
+(it stays Pending), sets startTime and active=1, and leaves a Job alone once it carries a
+Complete or Failed condition, so the patched terminal status is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+
+from .child_status import (
+    Outcome,
+    decide_outcome,
+    is_finished,
+    job_finished_status,
+    pytorchjob_finished_status,
+    pytorchjob_running_status,
+)
+from .controlplane import ControlPlane
+
+RUN_LABEL = "rloop.io/run"
+POLL_S = 0.2
+MERGE_PATCH = "application/merge-patch+json"
+PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs")
+
+
+@dataclass
+class WorkloadPolicy:
+    """How the simulated workloads end; `failures` maps a name fragment to a failure count."""
+
+    failures: dict[str, int] = field(default_factory=dict)
+    running_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class FinishedChild:
+    kind: str
+    name: str
+    outcome: Outcome
+    finished_at: float  # time.monotonic() when the terminal status was written
+
+
+@dataclass
+class WorkloadLayer:
+    """Drives children in `namespace`; `history` lists every child it finished, in order."""
+
+    plane: ControlPlane
+    namespace: str
+    policy: WorkloadPolicy
+    history: list[FinishedChild] = field(default_factory=list)
+    _running_since: dict[str, float] = field(default_factory=dict)
+    _failed_so_far: dict[str, int] = field(default_factory=dict)
+    _paused: threading.Event = field(default_factory=threading.Event)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def pause(self) -> None:
+        """Freeze every child in its current state (e.g. while the operator is killed)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def finished(self, kind: str) -> list[FinishedChild]:
+        return [child for child in self.history if child.kind == kind]
+
+    def run(self) -> None:
+        api = self.plane.api_client()
+        try:
+            while not self._stopped.wait(POLL_S):
+                if not self._paused.is_set():
+                    self._advance_pytorchjobs(kubernetes.client.CustomObjectsApi(api))
+                    self._advance_jobs(kubernetes.client.BatchV1Api(api))
+        except BaseException as error:  # surfaced by running_workload() in the test thread
+            self.error = error
+
+    def _advance_pytorchjobs(self, custom: Any) -> None:
+        listed = custom.list_namespaced_custom_object(
+            *PYTORCHJOB[:2], self.namespace, PYTORCHJOB[2],
+            label_selector=RUN_LABEL, _preload_content=False,
+        )  # fmt: skip
+        for child in json.loads(listed.data)["items"]:
+            name, status = child["metadata"]["name"], child.get("status") or {}
+            if is_finished(status):
+                continue
+            outcome = None
+            if not status.get("conditions"):
+                new_status = pytorchjob_running_status(name, _now())
+            elif (outcome := self._due_outcome(child)) is not None:
+                new_status = pytorchjob_finished_status(name, status, outcome, _now())
+            else:
+                continue
+            with _unless_gone():
+                custom.patch_namespaced_custom_object_status(
+                    *PYTORCHJOB[:2], self.namespace, PYTORCHJOB[2], name,
+                    {"status": new_status}, _content_type=MERGE_PATCH,
+                )  # fmt: skip
+                if outcome is not None:
+                    self._record("PyTorchJob", name, outcome)
+
+    def _advance_jobs(self, batch: Any) -> None:
+        listed = batch.list_namespaced_job(
+            self.namespace, label_selector=RUN_LABEL, _preload_content=False
+        )
+        for job in json.loads(listed.data)["items"]:
+            status = job.get("status") or {}
+            # The Job controller sets startTime when it creates the pod; the API server
+            # refuses a finished Job without one and any later change of it.
+            if is_finished(status) or "startTime" not in status:
+                continue
+            if (outcome := self._due_outcome(job)) is None:
+                continue
+            name = job["metadata"]["name"]
+            with _unless_gone():
+                batch.patch_namespaced_job_status(
+                    name, self.namespace,
+                    {"status": job_finished_status(status, outcome, _now())},
+                    _content_type=MERGE_PATCH,
+                )  # fmt: skip
+                self._record("Job", name, outcome)
+
+    def _due_outcome(self, child: dict[str, Any]) -> Outcome | None:
+        """The outcome of a child that has run long enough, else None (and start its clock)."""
+        uid = child["metadata"]["uid"]
+        since = self._running_since.setdefault(uid, time.monotonic())
+        if time.monotonic() - since < self.policy.running_s:
+            return None
+        name = child["metadata"]["name"]
+        outcome, fragment = decide_outcome(self.policy.failures, self._failed_so_far, name)
+        if fragment is not None:
+            self._failed_so_far[fragment] = self._failed_so_far.get(fragment, 0) + 1
+        return outcome
+
+    def _record(self, kind: str, name: str, outcome: Outcome) -> None:
+        self.history.append(FinishedChild(kind, name, outcome, time.monotonic()))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextlib.contextmanager
+def _unless_gone() -> Iterator[None]:
+    # A child deleted (404) or changed (409) since it was listed is seen again next poll.
+    try:
+        yield
+    except kubernetes.client.ApiException as error:
+        if error.status not in (404, 409):
+            raise
+
+
+@contextlib.contextmanager
+def running_workload(
+    plane: ControlPlane, namespace: str, policy: WorkloadPolicy | None = None
+) -> Iterator[WorkloadLayer]:
+    """Run the workload layer for `namespace` in a thread; re-raise its error on exit."""
+    layer = WorkloadLayer(plane, namespace, policy or WorkloadPolicy())
+    thread = threading.Thread(target=layer.run, name=f"workload-{namespace}", daemon=True)
+    thread.start()
+    try:
+        yield layer
+    finally:
+        layer.stop()
+        thread.join()
+    if layer.error is not None:
+        raise layer.error
