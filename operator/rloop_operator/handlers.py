@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -26,13 +27,17 @@ from rloop_operator.reconcile import OperatorSettings, Reconciler
 log = logging.getLogger("rloop_operator")
 
 RunKey = tuple[str, str]
+# API calls run in threads; enough of them that many runs reconcile side by side.
+API_THREADS = 32
 _state: dict[str, Reconciler] = {}
 _locks: dict[RunKey, asyncio.Lock] = {}
+_queued: set[RunKey] = set()
 _wakeups: dict[RunKey, asyncio.TimerHandle] = {}
 
 
 @kopf.on.startup()
-def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(API_THREADS))
     operator_settings = OperatorSettings.from_env()
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -65,8 +70,14 @@ async def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> Non
 
 async def reconcile(namespace: str, name: str) -> None:
     key = (namespace, name)
+    # One reconcile waiting behind the running one is enough: it reads the run and its
+    # children afresh when it starts, so it sees every event that queued it.
+    if key in _queued:
+        return
+    _queued.add(key)
     lock = _locks.setdefault(key, asyncio.Lock())
     async with lock:
+        _queued.discard(key)
         try:
             delay = await asyncio.to_thread(_state["reconciler"].reconcile, namespace, name)
         except ApiException as exc:

@@ -27,6 +27,7 @@ class ChildWatch:
 
     def __init__(self, plane: ControlPlane, namespace: str) -> None:
         self.first_seen: dict[str, float] = {}
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._watch, args=(plane, namespace, kind), daemon=True)
@@ -43,10 +44,13 @@ class ChildWatch:
             ).list_namespaced_custom_object("kubeflow.org", "v1", ns, "pytorchjobs", **kw)
         )
         while not self._stop.is_set():
-            for event in kubernetes.watch.Watch().stream(lister, namespace, timeout_seconds=5):
-                obj = event["object"]
-                name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
-                self.first_seen.setdefault(name, time.monotonic())
+            try:
+                for event in kubernetes.watch.Watch().stream(lister, namespace, timeout_seconds=5):
+                    obj = event["object"]
+                    name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
+                    self.first_seen.setdefault(name, time.monotonic())
+            except Exception as error:  # a broken stream is restarted; its error is kept
+                self.errors.append(f"{kind}: {error!r}")
 
     def __enter__(self) -> ChildWatch:
         for thread in self._threads:
@@ -99,6 +103,8 @@ def test_twenty_runs_at_once_complete_and_transitions_are_fast(
             time.sleep(1)
         finished = {child.name: child.finished_at for child in workload.history}
     assert phases == ["Succeeded"] * RUNS
+    missed = [n for n in finished if n not in watch.first_seen]
+    assert not missed, f"the watch missed {missed}; stream errors: {watch.errors}"
     latencies = []
     for name in names:
         order = [f"{name}-i{i:02d}-{s}" for i in range(2) for s in ("rl", "filter", "rft")]
