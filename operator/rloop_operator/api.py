@@ -102,6 +102,7 @@ class DapoSpec(_Api):
     zero_stage: Literal[0, 1, 2, 3] = 2
     dynamic_sampling: bool = True
     max_generation_rounds: Annotated[int, Field(ge=1, le=32)] = 3
+    updates_per_step: Annotated[int, Field(ge=1, le=1024)] = 16
     overlong_buffer: Annotated[int, Field(ge=0)] = 512
     overlong_penalty: Annotated[float, Field(ge=0)] = 1.0
     overlong_filtering: bool = False
@@ -114,6 +115,11 @@ class DapoSpec(_Api):
             raise ValueError("dapo.overlongBuffer must be smaller than dapo.maxResponseTokens")
         if self.clip_high < self.clip_low:
             raise ValueError("dapo.clipHigh must be at least dapo.clipLow (clip-higher)")
+        if self.updates_per_step > self.prompts_per_step:
+            raise ValueError(
+                "dapo.updatesPerStep must be at most dapo.promptsPerStep "
+                "(each update needs at least one prompt group)"
+            )
         return self
 
 
@@ -135,6 +141,7 @@ class RftSpec(_Api):
     lr: Annotated[float, Field(gt=0)] = 1e-5
     warmup_steps: Annotated[int, Field(ge=0)] = 0
     micro_batch: Annotated[int, Field(ge=1)] = 4
+    batch_size: Annotated[int, Field(ge=1)] = 64
     max_seq_tokens: Annotated[int, Field(ge=2, le=262144)] = 4096
     zero_stage: Literal[0, 1, 2, 3] = 2
 

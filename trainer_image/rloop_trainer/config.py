@@ -78,6 +78,9 @@ class DapoPhaseConfig(_Strict):
     dual_clip: float | None = Field(None, gt=1, description="dual-clip bound c for A<0 (e.g. 3)")
     dynamic_sampling: bool = True
     max_generation_rounds: int = Field(3, ge=1)
+    updates_per_step: int = Field(
+        1, ge=1, description="optimizer updates per step, each on a slice of the kept groups"
+    )
     overlong_buffer: int = Field(512, ge=0)
     overlong_penalty: float = Field(1.0, ge=0)
     overlong_filtering: bool = False
@@ -126,6 +129,7 @@ class RftPhaseConfig(_Strict):
     output_uri: str
     checkpoint_uri: str
     epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1, description="expert samples per optimizer step, all ranks")
     max_seq_tokens: int = Field(4096, ge=2)
     checkpoint_every: int = Field(200, ge=1)
     seed: int = 0
@@ -182,8 +186,10 @@ def _describe(error: ValidationError, phase: str) -> str:
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key; remove it (allowed keys are the fields of "
-                         f"{PHASE_CONFIGS[phase].__name__})")
+            lines.append(
+                f"  {key}: unknown key; remove it (allowed keys are the fields of "
+                f"{PHASE_CONFIGS[phase].__name__})"
+            )
         else:
             lines.append(f"  {key}: {item['msg']}")
     return "\n".join(lines)
