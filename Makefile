@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_DIR ?= /tmp/rloop-demo
 
 .PHONY: venv lint test unit demo bench cluster-bins cluster-up cluster-down clean
 
@@ -30,7 +31,7 @@ unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 demo: venv
-	@echo "make demo arrives with the local executor (issue 5)"
+	$(BIN)/rloop demo --compare --workdir $(DEMO_DIR)
 
 cluster-bins: venv
 	hack/cluster/build-bins.sh

@@ -1,14 +1,16 @@
 """`rloop`: the user's command line.
 
-rloop run FILE [--state-dir DIR]   run an RLoopRun YAML on this machine (resumable)
+rloop run FILE [--state-dir DIR]        run an RLoopRun YAML on this machine (resumable)
+rloop demo [--compare] [--workdir DIR]  a tiny RLoop on CPU; --compare adds vanilla DAPO
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -17,7 +19,8 @@ from rich.live import Live
 from rich.table import Table
 
 from rloop_operator.api import RLoopRunSpec, SpecError
-from rloop_operator.local import LocalExecutor
+from rloop_operator.demo import run_demo
+from rloop_operator.local import LocalExecutor, Reporter
 from rloop_operator.plan import RunView
 
 EXIT_FAILED = 1
@@ -41,32 +44,32 @@ def progress_table(run: RunView) -> Table:
     for column in ("phase", "iteration", "stage", "child", "step", "reward", "expert samples"):
         table.add_column(column)
     metrics = _last_metrics(run) if status.stage.value == "Exploring" else {}
-    reward = metrics.get("reward_mean", metrics.get("reward", ""))
+    reward = metrics.get("reward")
     table.add_row(
-        status.phase.value,
-        status.progress or "",
-        status.stage.value,
-        status.active_child or "",
-        str(metrics.get("step", "")),
-        f"{reward:.3f}" if isinstance(reward, float) else "",
+        status.phase.value, status.progress or "", status.stage.value, status.active_child or "",
+        str(metrics.get("step", "")), f"{reward:.3f}" if isinstance(reward, float) else "",
         "" if status.expert_samples is None else str(status.expert_samples),
-    )
+    )  # fmt: skip
     return table
 
 
-def run_command(run_file: Path, state_dir: Path | None) -> int:
-    console = Console()
-    name = run_file.stem
-    state = state_dir or Path(".rloop") / name
+@contextlib.contextmanager
+def live_progress(console: Console) -> Iterator[Reporter]:
+    """A reporter that logs transitions and keeps a live progress table on screen."""
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+
+        def report(run: RunView, message: str | None) -> None:
+            if message:
+                live.console.log(message)
+            live.update(progress_table(run))
+
+        yield report
+
+
+def run_command(run_file: Path, state_dir: Path | None, console: Console) -> int:
     try:
-        with Live(console=console, refresh_per_second=2) as live:
-
-            def report(run: RunView, message: str | None) -> None:
-                if message:
-                    live.console.log(message)
-                live.update(progress_table(run))
-
-            executor = LocalExecutor(run_file, state, report)
+        with live_progress(console) as report:
+            executor = LocalExecutor(run_file, state_dir or Path(".rloop") / run_file.stem, report)
             status = executor.run()
     except SpecError as exc:
         console.print(f"[red]invalid RLoopRun:[/red] {exc}")
@@ -75,14 +78,25 @@ def run_command(run_file: Path, state_dir: Path | None) -> int:
     return 0 if status.phase.value == "Succeeded" else EXIT_FAILED
 
 
+def demo_command(workdir: Path, compare: bool, console: Console) -> int:
+    with live_progress(console) as report:
+        return run_demo(workdir, compare, console, report)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rloop", description="RLoop on this machine")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run an RLoopRun YAML locally; run again to resume")
     run.add_argument("file", type=Path)
     run.add_argument("--state-dir", type=Path, help="where status and logs go (.rloop/<file>)")
+    demo = commands.add_parser("demo", help="a tiny RLoop on CPU (resumable)")
+    demo.add_argument("--compare", action="store_true", help="also run vanilla DAPO")
+    demo.add_argument("--workdir", type=Path, default=Path("/tmp/rloop-demo"))
     args = parser.parse_args(argv)
-    return run_command(args.file, args.state_dir)
+    console = Console()
+    if args.command == "run":
+        return run_command(args.file, args.state_dir, console)
+    return demo_command(args.workdir, args.compare, console)
 
 
 if __name__ == "__main__":

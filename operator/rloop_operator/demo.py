@@ -1,0 +1,141 @@
+"""`rloop demo`: a tiny RLoop on CPU, and with --compare vanilla DAPO at the same RL steps.
+
+Builds a tiny model and toy data (rloop_trainer.demo_assets), writes the RLoopRun
+YAML of each run into the work directory (so `rloop run` can re-run either by
+hand), runs them with the local executor, then prints one table per run and
+plots the curves. Everything is resumable: run it again to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from rloop_operator.api import RLoopRunStatus
+from rloop_operator.local import LocalExecutor, Reporter
+from rloop_operator.plan import RunView
+
+DEMO_ITERATIONS = 3
+HELDOUT = "heldout"
+
+
+def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, Any]:
+    """The demo's RLoopRun; examples/local-run.yaml is this with workdir /tmp/rloop-demo."""
+    root = f"file://{workdir.resolve()}"
+    return {
+        "apiVersion": "rloop.io/v1alpha1",
+        "kind": "RLoopRun",
+        "metadata": {"name": "tiny" if mode == "rloop" else "tiny-vanilla"},
+        "spec": {
+            "model": {"base": f"{root}/assets/policy"},
+            "data": {
+                "train": f"{root}/assets/train.parquet",
+                "validation": [{"name": HELDOUT, "uri": f"{root}/assets/heldout.parquet",
+                                "samples": 8, "passAt": [1, 4, 8]}],
+            },
+            "iterations": iterations,
+            "mode": mode,
+            "dapo": {"steps": 4, "groupSize": 8, "promptsPerStep": 8, "maxPromptTokens": 32,
+                     "maxResponseTokens": 24, "overlongBuffer": 4, "lr": 1.0e-4,
+                     "microBatch": 16, "updatesPerStep": 2, "checkpointEvery": 2,
+                     "engine": "hf"},
+            "rft": {"lr": 1.0e-4, "microBatch": 16, "batchSize": 16, "maxSeqTokens": 64},
+            "eval": {"maxResponseTokens": 24},
+            "resources": {"gpusPerNode": 0, "cpu": "2", "memory": "4Gi", "shmSize": "1Gi"},
+            "storage": {"uri": f"{root}/store"},
+            "maxRetries": 1,
+        },
+    }  # fmt: skip
+
+
+def _write_run(workdir: Path, mode: str, iterations: int) -> Path:
+    path = workdir / f"{mode}-run.yaml"
+    path.write_text(yaml.safe_dump(demo_run_document(workdir, mode, iterations), sort_keys=False))
+    return path
+
+
+def _metrics(uri: str) -> list[dict[str, float]]:
+    path = Path(urlparse(uri).path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def iteration_table(title: str, status: RLoopRunStatus) -> Table:
+    table = Table(title=title)
+    for column in ("iteration", "rollouts", "hard prompts", "expert samples",
+                   f"{HELDOUT} avg@8", "pass@1", "pass@4", "pass@8"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for record in status.iterations:
+        metrics = record.metrics
+        cells = [metrics.get(f"{HELDOUT}/{key}") for key in ("avg@8", "pass@1", "pass@4", "pass@8")]
+        table.add_row(
+            str(record.index + 1),
+            *("-" if value is None else str(value)
+              for value in (record.trajectories, record.hard_prompts, record.expert_samples)),
+            *("-" if value is None else f"{value:.3f}" for value in cells),
+        )  # fmt: skip
+    return table
+
+
+def plot_curves(runs: dict[str, RunView], png: Path) -> None:
+    """Training accuracy per RL step, and held-out avg@8 after each iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (train_axis, heldout_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, run in runs.items():
+        steps: list[float] = []
+        accuracy: list[float] = []
+        heldout: list[tuple[float, float]] = []
+        for record in run.status.iterations:
+            offset = steps[-1] if steps else 0.0
+            for line in _metrics(f"{run.layout.rl(record.index)}/metrics.jsonl"):
+                steps.append(offset + line["step"])
+                accuracy.append(line["accuracy"])
+            avg = record.metrics.get(f"{HELDOUT}/avg@8")
+            if avg is not None and steps:
+                heldout.append((steps[-1], avg))
+        train_axis.plot(steps, accuracy, marker=".", label=label)
+        heldout_axis.plot(*zip(*heldout, strict=True), marker="o", label=label)
+    train_axis.set(title="training accuracy per RL step", xlabel="RL step", ylabel="accuracy")
+    heldout_axis.set(title=f"{HELDOUT} avg@8 (harder split)", xlabel="RL step", ylabel="avg@8")
+    for axis in (train_axis, heldout_axis):
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(png, dpi=100)
+
+
+def _run(workdir: Path, mode: str, report: Reporter) -> RunView:
+    run_file = _write_run(workdir, mode, DEMO_ITERATIONS)
+    executor = LocalExecutor(run_file, workdir / "state" / mode, report)
+    executor.run()
+    return executor.view()
+
+
+def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -> int:
+    workdir.mkdir(parents=True, exist_ok=True)
+    console.log(f"building the tiny model and toy data in {workdir / 'assets'}")
+    subprocess.run(
+        [sys.executable, "-m", "rloop_trainer.demo_assets", str(workdir / "assets")], check=True
+    )
+    runs = {"RLoop": _run(workdir, "rloop", report)}
+    if compare:
+        runs["vanilla DAPO"] = _run(workdir, "vanilla", report)
+    for label, run in runs.items():
+        console.print(iteration_table(f"{label}: {run.status.phase.value}", run.status))
+    png = workdir / "demo.png"
+    plot_curves(runs, png)
+    console.print(f"curves: {png}")
+    return 0 if all(r.status.phase.value == "Succeeded" for r in runs.values()) else 1

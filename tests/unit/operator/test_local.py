@@ -1,0 +1,55 @@
+"""`rloop run` and `rloop demo`: the parts that need no trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from rloop_operator.api import SpecError, parse_spec
+from rloop_operator.children import ChildPhase
+from rloop_operator.demo import demo_run_document
+from rloop_operator.local import ChildRecord, LocalState, load_run
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_local_example_is_the_demo_run_with_two_iterations() -> None:
+    example = yaml.safe_load((ROOT / "examples" / "local-run.yaml").read_text())
+    demo = demo_run_document(Path("/tmp/rloop-demo"), "rloop", iterations=2)
+    assert parse_spec(example["spec"]) == parse_spec(demo["spec"])
+    assert example["metadata"]["name"] == demo["metadata"]["name"]
+
+
+def test_both_demo_runs_are_valid_and_differ_only_in_mode_and_name(tmp_path: Path) -> None:
+    rloop = demo_run_document(tmp_path, "rloop", iterations=3)
+    vanilla = demo_run_document(tmp_path, "vanilla", iterations=3)
+    assert parse_spec(vanilla["spec"]).total_iterations == 1
+    assert {**rloop["spec"], "mode": "vanilla"} == vanilla["spec"]
+    assert rloop["metadata"]["name"] != vanilla["metadata"]["name"]
+
+
+def test_a_yaml_with_an_unknown_field_names_it(tmp_path: Path) -> None:
+    document = demo_run_document(tmp_path, "rloop", iterations=1)
+    document["spec"]["dapo"]["lr_schedule"] = "cosine"
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump(document))
+    with pytest.raises(SpecError, match=r"spec\.dapo\.lr_schedule: unknown field"):
+        load_run(run_file)
+
+
+def test_a_file_that_is_not_an_rlooprun_says_so(tmp_path: Path) -> None:
+    run_file = tmp_path / "deployment.yaml"
+    run_file.write_text("kind: Deployment\nmetadata: {name: x}\n")
+    with pytest.raises(SpecError, match="not an RLoopRun"):
+        load_run(run_file)
+
+
+def test_a_child_left_running_by_an_interrupted_executor_is_run_again(tmp_path: Path) -> None:
+    state = LocalState(tmp_path)
+    created = "2026-01-01T00:00:00+00:00"
+    state.save_child(ChildRecord("tiny-i00-rl", 0, "Exploring", "Succeeded", created, created))
+    state.save_child(ChildRecord("tiny-i00-filter", 0, "Filtering", "Running", created))
+    children = state.children()
+    assert [(c.name, c.phase) for c in children] == [("tiny-i00-rl", ChildPhase.SUCCEEDED)]
+    assert not (tmp_path / "children" / "tiny-i00-filter.json").exists()
