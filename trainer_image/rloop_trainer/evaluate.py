@@ -1,0 +1,149 @@
+"""Eval phase: avg@n and unbiased pass@k of a policy on each validation set.
+
+For every problem the rollout engine draws `samples` responses; math-verify
+decides each one. The report is `output_uri/report.json`:
+    {"policy_uri": ..., "sets": {name: {"avg@n": .., "pass@k": {"8": ..}, "problems": ..,
+                                        "samples": n per problem}}}
+and `_SUCCESS` (the same payload) is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TypedDict
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from rloop_trainer import data, dist, policy, reward, store
+from rloop_trainer.config import EvalPhaseConfig, ValidationSet
+from rloop_trainer.errors import PhaseError
+from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
+from rloop_trainer.rollout import RolloutEngine, SamplingSpec, make_engine
+
+log = logging.getLogger(__name__)
+
+# Problems per engine call: vLLM schedules a large batch well; the HF engine
+# splits it into its own batches anyway.
+PROBLEMS_PER_CALL = 256
+
+SetSummary = TypedDict(
+    "SetSummary",
+    {"avg@n": float, "pass@k": dict[str, float], "problems": int, "samples": int},
+)
+
+
+def summarize_set(verdicts: Sequence[Sequence[bool]], pass_at: Sequence[int]) -> SetSummary:
+    """avg@n and pass@k from verdicts indexed [problem][sample]."""
+    sample_counts = {len(samples) for samples in verdicts}
+    if len(sample_counts) != 1:
+        raise ValueError(
+            f"every problem needs the same number of samples, got counts {sorted(sample_counts)}"
+        )
+    outcomes = [ProblemOutcome(len(samples), sum(samples)) for samples in verdicts]
+    return {
+        "avg@n": average_at_n(outcomes),
+        "pass@k": {str(k): mean_pass_at_k(outcomes, k) for k in pass_at},
+        "problems": len(outcomes),
+        "samples": sample_counts.pop(),
+    }
+
+
+@dataclass(frozen=True)
+class Problem:
+    token_ids: list[int]
+    ground_truth: str
+
+
+def encode_problems(
+    records: Sequence[data.PromptRecord], tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int
+) -> list[Problem]:
+    """Prompts rendered and tokenized exactly as the DAPO phase does; too-long ones dropped."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    problems = []
+    for record in records:
+        text = data.render_prompt(record, tokenizer)
+        token_ids = tokenizer.encode(text, add_special_tokens=not has_template)
+        if len(token_ids) <= max_prompt_tokens:
+            problems.append(Problem(token_ids, record.ground_truth))
+    return problems
+
+
+def sample_verdicts(
+    engine: RolloutEngine, problems: Sequence[Problem], sampling: SamplingSpec
+) -> list[list[bool]]:
+    """[problem][sample] verified correctness, generated a chunk of problems at a time."""
+    verdicts: list[list[bool]] = []
+    for chunk_index, start in enumerate(range(0, len(problems), PROBLEMS_PER_CALL)):
+        chunk = problems[start : start + PROBLEMS_PER_CALL]
+        chunk_sampling = replace(sampling, seed=sampling.seed + chunk_index)
+        completions = engine.generate([p.token_ids for p in chunk], chunk_sampling)
+        responses = [c.text for samples in completions for c in samples]
+        truths = [p.ground_truth for p in chunk for _ in range(sampling.n)]
+        flat = reward.score_correct(responses, truths)
+        verdicts += [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(chunk))]
+    return verdicts
+
+
+def evaluate_set(
+    engine: RolloutEngine,
+    tokenizer: PreTrainedTokenizerBase,
+    validation: ValidationSet,
+    records: Sequence[data.PromptRecord],
+    config: EvalPhaseConfig,
+) -> SetSummary:
+    problems = encode_problems(records, tokenizer, config.max_prompt_tokens)
+    if len(problems) < len(records):
+        log.warning(
+            "%s: skipped %d of %d problems longer than max_prompt_tokens=%d",
+            validation.name,
+            len(records) - len(problems),
+            len(records),
+            config.max_prompt_tokens,
+        )
+    if not problems:
+        raise PhaseError(
+            f"no problem of validation set {validation.name!r} ({validation.uri}) fits "
+            f"max_prompt_tokens={config.max_prompt_tokens}; raise it"
+        )
+    sampling = SamplingSpec(
+        n=validation.samples,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_tokens=config.max_response_tokens,
+        seed=config.seed,
+    )
+    summary = summarize_set(sample_verdicts(engine, problems, sampling), validation.pass_at)
+    log.info("%s: avg@%d %.4f", validation.name, validation.samples, summary["avg@n"])
+    return summary
+
+
+def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
+    """`rloop-trainer eval`: policy_uri -> output_uri/report.json, then _SUCCESS."""
+    # Bad validation data fails before the model loads; verifier workers start meanwhile.
+    records = {v.name: data.load_prompts(v.uri) for v in config.validation}
+    reward.shared_verifier()
+    device = dist.device()
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model, tokenizer = policy.load_policy(config.policy_uri, dtype, device)
+    engine = make_engine(
+        config.engine,
+        model,
+        tokenizer,
+        policy_dir=policy.local_policy_dir(config.policy_uri),
+        max_model_len=config.max_prompt_tokens + config.max_response_tokens,
+        seed=config.seed,
+    )
+    sets = {
+        v.name: evaluate_set(engine, tokenizer, v, records[v.name], config)
+        for v in config.validation
+    }
+    report: dict[str, object] = {"policy_uri": config.policy_uri, "sets": sets}
+    store.write_bytes(
+        store.join(config.output_uri, "report.json"), json.dumps(report, indent=2).encode()
+    )
+    store.write_marker(config.output_uri, report)
+    return report

@@ -1,0 +1,264 @@
+"""RFT phase: supervised fine-tuning of theta_i on D_expert_i -> theta_{i+1}.
+
+RLoop (arXiv 2511.04285, section 3.3) consolidates what exploration found by
+fine-tuning the iteration's STARTING policy (not the RL end point) on the correct
+rollouts of hard prompts, one epoch by default. Loss: token mean of the response
+tokens' negative log-likelihood over each global batch (sft_loss.py).
+
+Runs under torchrun with DeepSpeed (training.py). Every rank reads the whole expert
+set (token ids only) and walks the same seeded batch order, taking its own slice.
+Writes under `checkpoint_uri`: step-NNNNNN/ (DeepSpeed state of every rank, the
+metrics so far, `_SUCCESS` last); under `output_uri`: the next policy (HF
+safetensors + tokenizer + config), metrics.jsonl, and `_SUCCESS` last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from rloop_trainer import dist, store
+from rloop_trainer.config import RftPhaseConfig
+from rloop_trainer.errors import PhaseError
+from rloop_trainer.filter import check_schema
+from rloop_trainer.policy import load_policy, save_policy, save_policy_state
+from rloop_trainer.schema import EXPERT_SCHEMA
+from rloop_trainer.sft_loss import ExpertExample, collate_sft_batch, response_nll_sum, target_tokens
+from rloop_trainer.training import TrainEngine, build_trainer
+
+log = logging.getLogger(__name__)
+
+_TOKEN_COLUMNS = ["prompt_token_ids", "response_token_ids"]
+_CHECKPOINT_DIR = re.compile(r"/step-(\d{6})/_SUCCESS$")
+EMPTY_EXPERT_SET_WARNING = "empty expert set: the policy carries over unchanged"
+
+
+@dataclass(frozen=True)
+class GlobalBatch:
+    epoch: int
+    indices: list[int]
+
+
+def plan_batches(examples: int, epochs: int, batch_size: int, seed: int) -> list[GlobalBatch]:
+    """Each epoch a seeded permutation of the examples, cut into global batches in order.
+
+    An epoch's last batch may be short; nothing is dropped or repeated.
+    """
+    batches = []
+    for epoch in range(epochs):
+        order = list(range(examples))
+        random.Random(f"{seed}/{epoch}").shuffle(order)
+        for start in range(0, examples, batch_size):
+            batches.append(GlobalBatch(epoch, order[start : start + batch_size]))
+    return batches
+
+
+def rank_share(indices: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """This rank's contiguous slice of a global batch; the first ranks take any remainder."""
+    per_rank = math.ceil(len(indices) / world_size)
+    return list(indices[rank * per_rank : (rank + 1) * per_rank])
+
+
+class ExpertSet:
+    """The expert set's token ids, held as arrow lists (about 4 bytes a token)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.prompt_lengths = pc.list_value_length(table["prompt_token_ids"]).to_numpy()
+        self.response_lengths = pc.list_value_length(table["response_token_ids"]).to_numpy()
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def examples(self, indices: Sequence[int]) -> list[ExpertExample]:
+        rows = self.table.take(pa.array(indices, pa.int64())).to_pylist()
+        return [ExpertExample(r["prompt_token_ids"], r["response_token_ids"]) for r in rows]
+
+    def target_tokens(self, indices: Sequence[int], max_seq_tokens: int) -> int:
+        """Response tokens that carry loss in these examples, after truncation."""
+        picked = np.asarray(indices, dtype=np.int64)
+        return int(
+            target_tokens(
+                self.prompt_lengths[picked], self.response_lengths[picked], max_seq_tokens
+            ).sum()
+        )
+
+
+def read_expert_set(uri: str) -> ExpertSet:
+    """The filter's data.parquet; a wrong schema is a PhaseError naming the column."""
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(store.read_bytes(uri)))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise PhaseError(f"expert file {uri} is not a readable parquet file: {exc}") from exc
+    check_schema(f"expert file {uri}", parquet.schema_arrow, EXPERT_SCHEMA, _TOKEN_COLUMNS)
+    return ExpertSet(parquet.read(columns=_TOKEN_COLUMNS))
+
+
+def train_step(
+    trainer: TrainEngine,
+    expert: ExpertSet,
+    batch: GlobalBatch,
+    config: RftPhaseConfig,
+    pad_token_id: int,
+) -> float:
+    """One optimizer step on a global batch; returns its token-mean loss (all ranks)."""
+    layout = dist.layout_from_env()
+    share = rank_share(batch.indices, layout.rank, layout.world_size)
+    global_tokens = max(expert.target_tokens(batch.indices, config.max_seq_tokens), 1)
+    # DeepSpeed averages gradients over ranks; scaling by the world size turns that
+    # average back into the sum, so the update is the global token mean.
+    scale = layout.world_size / global_tokens
+    micro = config.training.micro_batch
+    local_nll = 0.0
+    for start in range(0, trainer.micro_batch_count(len(share)) * micro, micro):
+        chunk = share[start : start + micro]
+        # A rank with no examples left still runs backward (ZeRO reduces in it), at weight 0.
+        weight = 1.0 if chunk else 0.0
+        collated = collate_sft_batch(
+            expert.examples(chunk or batch.indices[:1]), pad_token_id, config.max_seq_tokens
+        )
+        logits = trainer.forward(
+            collated.input_ids.to(trainer.device), collated.attention_mask.to(trainer.device)
+        )
+        nll = response_nll_sum(
+            logits, collated.input_ids.to(trainer.device), collated.loss_mask.to(trainer.device)
+        )
+        trainer.backward(nll * (scale * weight))
+        local_nll += float(nll.detach()) * weight
+    trainer.step()
+    return dist.all_reduce_float(local_nll) / global_tokens
+
+
+def complete_checkpoints(checkpoint_uri: str) -> list[tuple[int, str]]:
+    """(steps done, uri) of every checkpoint whose marker exists, oldest first."""
+    return sorted(
+        (int(match.group(1)), uri.removesuffix(f"/{store.MARKER_NAME}"))
+        for uri in store.list_uris(checkpoint_uri, suffix=f"/{store.MARKER_NAME}")
+        if (match := _CHECKPOINT_DIR.search(uri))
+    )
+
+
+def save_checkpoint(
+    trainer: TrainEngine, checkpoint_uri: str, metrics: list[dict[str, float]]
+) -> None:
+    """The DAPO phase's rules: every rank uploads its DeepSpeed shard; rank 0 adds the
+    metrics so far and the marker last, then removes the older checkpoints."""
+    uri = store.join(checkpoint_uri, f"step-{len(metrics):06d}")
+    with tempfile.TemporaryDirectory(prefix="rloop-rft-ckpt-") as local:
+        trainer.save_checkpoint(Path(local))
+        if dist.is_main():
+            (Path(local) / "metrics.jsonl").write_text(_jsonl(metrics))
+        store.upload_dir(Path(local), uri)
+    dist.barrier()
+    if dist.is_main():
+        store.write_marker(uri, {"steps": len(metrics)})
+        for _, older in complete_checkpoints(checkpoint_uri)[:-1]:
+            store.remove_prefix(older)
+    dist.barrier()
+
+
+def resume(trainer: TrainEngine, checkpoint_uri: str) -> list[dict[str, float]]:
+    """Load the newest complete checkpoint; the metrics of the steps it holds."""
+    complete = complete_checkpoints(checkpoint_uri)
+    if not complete:
+        return []
+    steps, uri = complete[-1]
+    log.info("resuming RFT after step %d from %s", steps, uri)
+    with tempfile.TemporaryDirectory(prefix="rloop-rft-resume-") as local:
+        store.download_dir(uri, Path(local))
+        trainer.load_checkpoint(Path(local))
+        lines = (Path(local) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _jsonl(rows: list[dict[str, float]]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def _policy_dtype(config: RftPhaseConfig) -> torch.dtype:
+    bf16 = config.training.bf16
+    return (
+        torch.bfloat16 if (torch.cuda.is_available() if bf16 is None else bf16) else torch.float32
+    )
+
+
+def _publish(
+    config: RftPhaseConfig, metrics: list[dict[str, float]], report: dict[str, object]
+) -> None:
+    store.write_bytes(store.join(config.output_uri, "metrics.jsonl"), _jsonl(metrics).encode())
+    store.write_marker(config.output_uri, report)
+
+
+def carry_over(config: RftPhaseConfig, model: PreTrainedModel, tokenizer: Tokenizer) -> None:
+    """An empty expert set: theta_{i+1} = theta_i, said so in the marker."""
+    log.warning("%s (%s)", EMPTY_EXPERT_SET_WARNING, config.expert_uri)
+    if dist.is_main():
+        save_policy(model, tokenizer, config.output_uri)
+        report = {"policy_uri": config.policy_uri, "expert_samples": 0, "steps": 0}
+        _publish(config, [], {**report, "warning": EMPTY_EXPERT_SET_WARNING})
+    dist.barrier()
+
+
+def fine_tune(
+    config: RftPhaseConfig, expert: ExpertSet, model: PreTrainedModel, tokenizer: Tokenizer
+) -> None:
+    """Train from the newest checkpoint (if any) to the end; publish the next policy."""
+    batches = plan_batches(len(expert), config.epochs, config.batch_size, config.seed)
+    torch.manual_seed(config.seed)
+    trainer = build_trainer(model, config.training, total_steps=len(batches))
+    metrics = resume(trainer, config.checkpoint_uri)
+    for step in range(len(metrics), len(batches)):
+        loss = train_step(trainer, expert, batches[step], config, tokenizer.pad_token_id)
+        metrics.append(
+            {
+                "step": step + 1,
+                "epoch": batches[step].epoch,
+                "loss": loss,
+                "grad_norm": trainer.grad_norm,
+                "lr": trainer.lr,
+                "samples": len(batches[step].indices),
+            }
+        )
+        log.info("rft step %d/%d loss %.4f", step + 1, len(batches), loss)
+        if (step + 1) % config.checkpoint_every == 0 and step + 1 < len(batches):
+            save_checkpoint(trainer, config.checkpoint_uri, metrics)
+    state = trainer.gathered_state_dict()
+    if dist.is_main():
+        save_policy_state(trainer.module, tokenizer, config.output_uri, state)
+        report = {"policy_uri": config.policy_uri, "expert_samples": len(expert)}
+        _publish(
+            config, metrics, {**report, "steps": len(batches), "final_loss": metrics[-1]["loss"]}
+        )
+    dist.barrier()
+
+
+def run_rft_phase(config: RftPhaseConfig) -> None:
+    """`rloop-trainer rft`: policy_uri + expert_uri -> the next policy at output_uri."""
+    dist.init_distributed()
+    try:
+        if store.read_marker(config.output_uri) is not None:
+            log.info("RFT output %s is already complete; nothing to do", config.output_uri)
+            return
+        expert = read_expert_set(config.expert_uri)  # bad input fails before the model loads
+        model, tokenizer = load_policy(config.policy_uri, _policy_dtype(config), dist.device())
+        if len(expert) == 0:
+            carry_over(config, model, tokenizer)
+        else:
+            fine_tune(config, expert, model, tokenizer)
+    finally:
+        dist.shutdown()
