@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +53,13 @@ LOCAL_PLAN_SETTINGS = PlanSettings(backoff_base_seconds=2, backoff_cap_seconds=3
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def load_run(path: Path) -> tuple[dict[str, Any], RLoopRunSpec]:
@@ -224,6 +232,9 @@ class LocalExecutor:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
+        # The training operator hands torchrun its rendezvous port as PET_MASTER_PORT;
+        # locally a free one keeps parallel runs on one machine apart.
+        env["PET_MASTER_PORT"] = str(_free_port())
         # Children are started with this interpreter's scripts first on PATH so that
         # `torchrun` and `rloop-trainer` are the ones installed beside `rloop`.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

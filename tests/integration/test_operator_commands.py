@@ -22,6 +22,7 @@ from rloop_operator.manifests import SCRATCH, ManifestSettings, child_manifest, 
 from rloop_operator.plan import CreateChild, RunView, stages_of
 from rloop_trainer import store, toy
 
+from tests.cluster.procs import free_port
 from tests.cluster.s3 import S3Endpoint
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -38,7 +39,11 @@ def container_of(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def pod_env(container: dict[str, Any], secret: dict[str, str], scratch: Path) -> dict[str, str]:
-    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # The training operator would set PET_MASTER_PORT; a free port keeps parallel runs apart.
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PET_MASTER_PORT": str(free_port()),
+    }
     for item in container["env"]:
         if "valueFrom" in item:
             ref = item["valueFrom"]["secretKeyRef"]
