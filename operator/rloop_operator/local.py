@@ -176,11 +176,12 @@ class LocalExecutor:
             result = self._plan()
             self.state.save_status(result.status)
             run = self.view()
-            for action in result.actions:
-                if isinstance(action, EmitEvent):
-                    self.report(run, f"{action.type}: {action.reason}: {action.message}")
-                elif isinstance(action, CreateChild):
-                    self._run_child(run, action)
+            # Events first: a child runs to completion here, so its "created" event
+            # must be shown before it starts, not after it ended.
+            for event in (a for a in result.actions if isinstance(a, EmitEvent)):
+                self.report(run, f"{event.type}: {event.reason}: {event.message}")
+            for create in (a for a in result.actions if isinstance(a, CreateChild)):
+                self._run_child(run, create)
             if result.status.phase.is_terminal:
                 return result.status
             if not any(isinstance(a, CreateChild) for a in result.actions):
