@@ -43,7 +43,9 @@ def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, An
             },
             "iterations": iterations,
             "mode": mode,
-            "dapo": {"steps": 4, "groupSize": 8, "promptsPerStep": 8, "maxPromptTokens": 32,
+            # 16 rollouts a prompt, as in the paper: with fewer, one success already puts
+            # a prompt at or above the 0.1 threshold and no expert sample can exist.
+            "dapo": {"steps": 4, "groupSize": 16, "promptsPerStep": 4, "maxPromptTokens": 32,
                      "maxResponseTokens": 24, "overlongBuffer": 4, "lr": 1.0e-4,
                      "microBatch": 16, "updatesPerStep": 2, "checkpointEvery": 2,
                      "engine": "hf"},

@@ -26,14 +26,12 @@ def parse_filter_report(report: Mapping[str, Any]) -> StageReport:
 
 
 def parse_eval_report(report: Mapping[str, Any]) -> StageReport:
-    """`{"sets": {name: {"avg@n": x, "pass@k": {"8": y}}}}` -> flat `name/avg@32` metrics."""
+    """`{"sets": {name: {"avg@n": x, "pass@k": {"8": y}, "samples": n}}}` -> flat metrics
+    `name/avg@<n>` and `name/pass@<k>`, the names the paper's tables use."""
     metrics: dict[str, float] = {}
     for name, figures in report["sets"].items():
-        for key, value in figures.items():
-            if isinstance(value, Mapping):
-                metrics.update({f"{name}/{key[:-1]}{k}": float(v) for k, v in value.items()})
-            elif key.startswith("avg@"):
-                metrics[f"{name}/{key}"] = float(value)
+        metrics[f"{name}/avg@{figures['samples']}"] = float(figures["avg@n"])
+        metrics.update({f"{name}/pass@{k}": float(v) for k, v in figures["pass@k"].items()})
     return StageReport(metrics=metrics)
 
 

@@ -20,6 +20,7 @@ from rloop_operator.children import child_name
 from rloop_operator.layout import RunLayout
 from rloop_operator.manifests import SCRATCH, ManifestSettings, child_manifest, phase_config
 from rloop_operator.plan import CreateChild, RunView, stages_of
+from rloop_operator.reports import read_report
 from rloop_trainer import store, toy
 
 from tests.cluster.procs import free_port
@@ -117,10 +118,15 @@ def test_one_iteration_of_manifest_commands_hands_each_stage_its_inputs(
             container["command"], env=pod_env(container, secret, scratch),
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
-        assert done.returncode == 0, (
-            f"{request.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        )
-        missing = [uri for uri in next_inputs(run, stage) if not store.exists(uri)] or (
-            ["no trajectory file"] if not next_inputs(run, stage) else []
-        )
+        output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, f"{request.name} failed:\n{output}"
+        inputs = next_inputs(run, stage)
+        assert inputs, f"after {stage.value}, nothing for the next stage to read"
+        missing = [uri for uri in inputs if not store.exists(uri)]
         assert missing == [], f"after {stage.value}, the next stage cannot find {missing}"
+    # The operator reads the reports the phases wrote, as it fills the run's status.
+    expert = read_report(run.layout.expert_report(0), True, run.spec.storage, secret)
+    assert expert.error is None and expert.trajectories and expert.trajectories >= 2 * 4 * 4
+    evaluation = read_report(run.layout.eval_report(0), False, run.spec.storage, secret)
+    assert evaluation.error is None
+    assert set(evaluation.metrics) == {"heldout/avg@4", "heldout/pass@1", "heldout/pass@4"}

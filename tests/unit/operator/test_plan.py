@@ -281,10 +281,12 @@ def test_a_finished_child_is_recorded_even_when_the_run_is_suspended() -> None:
 
 
 def test_the_expert_column_shows_the_last_filter_count_after_evaluation() -> None:
-    world = World(data={
-        "train": "s3://bucket/data/train.parquet",
-        "validation": [{"name": "heldout", "uri": "s3://bucket/data/heldout.parquet"}],
-    })
+    world = World(
+        data={
+            "train": "s3://bucket/data/train.parquet",
+            "validation": [{"name": "heldout", "uri": "s3://bucket/data/heldout.parquet"}],
+        }
+    )
     world.reports["demo-i01-filter"] = replace(FILTER_REPORT, expert_samples=5)
     world.run_to_end()
     assert world.status.expert_samples == 5

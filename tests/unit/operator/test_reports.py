@@ -17,18 +17,9 @@ def test_filter_report_gives_the_counts_of_the_status() -> None:
 
 
 def test_eval_report_flattens_into_set_scoped_metrics() -> None:
-    report = parse_eval_report(
-        {
-            "sets": {
-                "aime24": {
-                    "avg@32": 0.25,
-                    "pass@k": {"8": 0.5, "32": 0.75},
-                    "problems": 30,
-                    "samples": 960,
-                }
-            }
-        }
-    )
+    report = parse_eval_report({"policy_uri": "s3://b/p", "sets": {"aime24": {
+        "avg@n": 0.25, "pass@k": {"8": 0.5, "32": 0.75}, "problems": 30, "samples": 32,
+    }}})  # fmt: skip
     assert report.metrics == {"aime24/avg@32": 0.25, "aime24/pass@8": 0.5, "aime24/pass@32": 0.75}
 
 
