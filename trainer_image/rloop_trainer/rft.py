@@ -120,9 +120,7 @@ def train_step(
     layout = dist.layout_from_env()
     share = rank_share(batch.indices, layout.rank, layout.world_size)
     global_tokens = max(expert.target_tokens(batch.indices, config.max_seq_tokens), 1)
-    # DeepSpeed averages gradients over ranks; scaling by the world size turns that
-    # average back into the sum, so the update is the global token mean.
-    scale = layout.world_size / global_tokens
+    scale = 1.0 / global_tokens  # TrainEngine.backward restores the sum over ranks
     micro = config.training.micro_batch
     local_nll = 0.0
     for start in range(0, trainer.micro_batch_count(len(share)) * micro, micro):

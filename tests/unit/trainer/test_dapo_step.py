@@ -1,0 +1,78 @@
+"""The DAPO step's bookkeeping: advantages per group, seeds, slices, the trajectory rows."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+from rloop_trainer import checkpoint, store
+from rloop_trainer.dapo import sampling_seed, training_sequences
+from rloop_trainer.dapo_update import TrainSequence, split_evenly
+from rloop_trainer.rollout.base import Completion
+from rloop_trainer.rollout.groups import Group, PromptTask, Rollout, trajectory_table
+from rloop_trainer.schema import TRAJECTORY_SCHEMA
+
+
+def _group(rewards: list[float], truncated: list[bool], prompt_id: str = "p") -> Group:
+    task = PromptTask(prompt_id, "1+1=", [1, 2], "2")
+    rollouts = tuple(
+        Rollout(Completion([3, i], f"r{i}", cut), reward > 0, reward)
+        for i, (reward, cut) in enumerate(zip(rewards, truncated, strict=True))
+    )
+    return Group(task, 1, rollouts)
+
+
+def test_each_sequence_carries_its_groups_normalised_advantage() -> None:
+    groups = [_group([1.0, -1.0, -1.0], [False] * 3), _group([0.5, -1.0], [False, True])]
+
+    sequences = training_sequences(groups, overlong_filtering=True)
+
+    expected = []
+    for rewards in ([1.0, -1.0, -1.0], [0.5, -1.0]):
+        mean, std = statistics.mean(rewards), statistics.stdev(rewards)
+        expected += [(r - mean) / (std + 1e-6) for r in rewards]
+    assert [s.advantage for s in sequences] == pytest.approx(expected)
+    assert [s.in_loss for s in sequences] == [True, True, True, True, False]
+
+
+def test_sampling_seeds_differ_across_steps_rounds_and_ranks() -> None:
+    seeds = {
+        sampling_seed(0, step, round_, rank)
+        for step in range(1, 50)
+        for round_ in range(1, 4)
+        for rank in range(8)
+    }
+
+    assert len(seeds) == 49 * 3 * 8
+
+
+def test_mini_batches_cover_every_sequence_once_in_near_equal_slices() -> None:
+    items = [TrainSequence([1], [2], float(i), True) for i in range(10)]
+
+    slices = split_evenly(items, 3)
+
+    assert [len(s) for s in slices] == [4, 3, 3]
+    assert [s.advantage for part in slices for s in part] == [float(i) for i in range(10)]
+
+
+def test_trajectory_rows_follow_the_schema_with_one_row_per_rollout() -> None:
+    groups = [_group([1.0, -1.0], [False, True], "a"), _group([-1.0, -1.0], [False, False], "b")]
+
+    table = trajectory_table(groups, step=3, policy_version=2)
+
+    assert table.schema == TRAJECTORY_SCHEMA
+    assert table.column("prompt_id").to_pylist() == ["a", "a", "b", "b"]
+    assert table.column("sample_index").to_pylist() == [0, 1, 0, 1]
+    assert table.column("truncated").to_pylist() == [False, True, False, False]
+    assert set(table.column("policy_version").to_pylist()) == {2}
+
+
+def test_only_checkpoints_with_a_marker_count(tmp_path: Path) -> None:
+    output = str(tmp_path)
+    for step in (2, 4, 6):
+        store.write_bytes(store.join(checkpoint.checkpoint_uri(output, step), "w.bin"), b"")
+    for step in (2, 4):
+        store.write_marker(checkpoint.checkpoint_uri(output, step), {"step": step})
+
+    assert checkpoint.completed_steps(output) == [2, 4]

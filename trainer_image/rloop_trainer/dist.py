@@ -1,0 +1,102 @@
+"""Rank layout from the environment torchrun and the PyTorchJob set.
+
+PyTorchJob sets MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK (RANK as the pod index);
+torchrun inside the pod rewrites them per process and adds LOCAL_RANK. A plain
+`python -m ...` has none of them: that is a world of one, and we still start a
+process group (gloo on a free loopback port) so DeepSpeed and the collectives
+below run the same code path.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class RankLayout:
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def layout_from_env(env: dict[str, str] | None = None) -> RankLayout:
+    values = os.environ if env is None else env
+    return RankLayout(
+        rank=int(values.get("RANK", "0")),
+        world_size=int(values.get("WORLD_SIZE", "1")),
+        local_rank=int(values.get("LOCAL_RANK", "0")),
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def init_distributed() -> RankLayout:
+    """Join (or, for a single process, create) the default process group."""
+    layout = layout_from_env()
+    if torch_dist.is_initialized():
+        return layout
+    if "MASTER_ADDR" not in os.environ:
+        os.environ.update(
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(_free_port()),
+            RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_RANK="0",
+        )
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(layout.local_rank)
+    torch_dist.init_process_group(backend=backend)
+    return layout
+
+
+def device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", layout_from_env().local_rank)
+    return torch.device("cpu")
+
+
+def is_main() -> bool:
+    return not torch_dist.is_initialized() or torch_dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.barrier()
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (a copy; the input is untouched)."""
+    total = value.detach().clone()
+    if torch_dist.is_initialized() and torch_dist.get_world_size() > 1:
+        torch_dist.all_reduce(total, op=torch_dist.ReduceOp.SUM)
+    return total
+
+
+def all_reduce_float(value: float) -> float:
+    """Sum of a Python float over ranks."""
+    return float(all_reduce_sum(torch.tensor(value, dtype=torch.float64, device=device())).item())
+
+
+def broadcast_object(value: object) -> object:
+    """Rank 0's value on every rank."""
+    if not torch_dist.is_initialized() or torch_dist.get_world_size() == 1:
+        return value
+    holder = [value]
+    torch_dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def shutdown() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

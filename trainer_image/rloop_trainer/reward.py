@@ -1,0 +1,187 @@
+"""Verifiable rewards: math-verify correctness, +1/-1, and DAPO's soft overlong penalty.
+
+math-verify's own timeouts use SIGALRM (main thread only) and raise a
+BaseException, and a pathological answer can still spin in C code where no signal
+lands. So every check runs in a worker process of our own, one task at a time,
+with a wall-clock limit: a worker that overruns is killed and replaced and its
+answer counts as wrong. A parse error, a crash or a timeout is "wrong", never a
+crashed or stuck phase.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_MATH_VERIFY_TIMEOUT_S = 5
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the LAST `\\boxed{...}` in `text` (balanced braces), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth = 0
+    begin = start + len("\\boxed{")
+    for position in range(begin - 1, len(text)):
+        if text[position] == "{":
+            depth += 1
+        elif text[position] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[begin:position]
+    return None
+
+
+def is_correct(response: str, ground_truth: str) -> bool:
+    """math-verify's verdict, gold first; runs in the calling process (use a Verifier)."""
+    from math_verify import parse, verify
+
+    try:
+        boxed = last_boxed(response)
+        prediction = parse(
+            response if boxed is None else f"\\boxed{{{boxed}}}",
+            parsing_timeout=_MATH_VERIFY_TIMEOUT_S,
+        )
+        gold = parse(f"\\boxed{{{ground_truth}}}", parsing_timeout=_MATH_VERIFY_TIMEOUT_S)
+        if not gold or not prediction:
+            return False
+        return bool(verify(gold, prediction, timeout_seconds=_MATH_VERIFY_TIMEOUT_S))
+    except BaseException:  # math-verify's TimeoutException is a BaseException
+        return False
+
+
+def _worker_main(connection: Connection) -> None:
+    import math_verify  # noqa: F401  (warm the import before saying ready)
+
+    connection.send(("ready", False))
+    while True:
+        task = connection.recv()
+        if task is None:
+            return
+        index, response, ground_truth = task
+        connection.send((index, is_correct(response, ground_truth)))
+
+
+class _Worker:
+    def __init__(self, context: Any) -> None:
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child_end,), daemon=True)
+        self.process.start()
+        child_end.close()
+        self.ready = False
+        self.task: int | None = None
+        self.started_at = 0.0
+
+    def assign(self, index: int, response: str, ground_truth: str) -> None:
+        self.connection.send((index, response, ground_truth))
+        self.task = index
+        self.started_at = time.monotonic()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(timeout=5)
+        self.connection.close()
+
+
+class Verifier:
+    """A pool of verifier processes with a per-answer wall-clock limit."""
+
+    def __init__(self, workers: int | None = None, timeout_s: float = 15.0) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.timeout_s = timeout_s
+        count = workers or min(8, os.cpu_count() or 1)
+        self.workers = [_Worker(self.context) for _ in range(count)]
+
+    def score(self, responses: Sequence[str], ground_truths: Sequence[str]) -> list[bool]:
+        if len(responses) != len(ground_truths):
+            raise ValueError(f"{len(responses)} responses but {len(ground_truths)} ground truths")
+        verdicts = [False] * len(responses)
+        queue = deque(range(len(responses)))
+        while queue or any(worker.task is not None for worker in self.workers):
+            for worker in self.workers:
+                if worker.ready and worker.task is None and queue:
+                    index = queue.popleft()
+                    worker.assign(index, responses[index], ground_truths[index])
+            for connection in wait([worker.connection for worker in self.workers], timeout=0.2):
+                self._receive(next(w for w in self.workers if w.connection is connection), verdicts)
+            self._replace_overdue(responses)
+        return verdicts
+
+    def _receive(self, worker: _Worker, verdicts: list[bool]) -> None:
+        try:
+            index, verdict = worker.connection.recv()
+        except (EOFError, OSError) as exc:
+            if not worker.ready:
+                raise RuntimeError(
+                    "a math-verify worker process died while starting; see its stderr above"
+                ) from exc
+            log.warning("verifier worker died on answer %s; counting it wrong", worker.task)
+            self._replace(worker)
+            return
+        if index == "ready":
+            worker.ready = True
+            return
+        verdicts[index] = verdict
+        worker.task = None
+
+    def _replace_overdue(self, responses: Sequence[str]) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers):
+            if worker.task is not None and now - worker.started_at > self.timeout_s:
+                log.warning(
+                    "math-verify took over %.0fs on answer %d (%r...); counting it wrong",
+                    self.timeout_s,
+                    worker.task,
+                    responses[worker.task][:80],
+                )
+                self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        self.workers[self.workers.index(worker)] = _Worker(self.context)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.workers = []
+
+
+_shared: Verifier | None = None
+
+
+def shared_verifier() -> Verifier:
+    """The process-wide pool; call early to start its workers while other setup runs."""
+    global _shared
+    if _shared is None:
+        _shared = Verifier()
+        atexit.register(_shared.close)
+    return _shared
+
+
+def score_correct(responses: Sequence[str], ground_truths: Sequence[str]) -> list[bool]:
+    """Verified correctness of each response against its ground truth (a shared pool)."""
+    return shared_verifier().score(responses, ground_truths)
+
+
+def overlong_penalty(length: int, max_len: int, buffer: int, penalty: float) -> float:
+    """DAPO soft overlong punishment (Yu et al. 2025, eq. 13): 0 up to max_len - buffer,
+    then falling linearly to -penalty at max_len."""
+    if buffer <= 0:
+        return 0.0
+    excess = length - (max_len - buffer)
+    return min(-excess / buffer * penalty, 0.0)
+
+
+def shaped_reward(correct: bool, length: int, max_len: int, buffer: int, penalty: float) -> float:
+    """+1 correct / -1 wrong, plus the overlong penalty."""
+    return (1.0 if correct else -1.0) + overlong_penalty(length, max_len, buffer, penalty)

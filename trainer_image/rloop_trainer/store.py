@@ -1,0 +1,258 @@
+"""The one module that reads and writes the object store: `s3://` and `file://`.
+
+A plain absolute path is treated as `file://`. Writes are atomic from a reader's
+point of view: a local file is written to a temporary name and renamed into place;
+an S3 PUT (multipart or not) becomes visible only when complete. The S3 endpoint
+and credentials come from the standard environment (`AWS_ENDPOINT_URL_S3` or
+`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from rloop_trainer.errors import PhaseError
+
+MARKER_NAME = "_SUCCESS"
+_MULTIPART_THRESHOLD = 64 * 2**20
+
+
+def _missing(uri: str) -> PhaseError:
+    return PhaseError(f"{uri} does not exist; check the URI or run the phase that writes it")
+
+
+def _is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def _local_path(uri: str) -> Path:
+    if uri.startswith("file://"):
+        return Path(urlparse(uri).path)
+    if uri.startswith("/"):
+        return Path(uri)
+    raise PhaseError(
+        f"unsupported storage URI {uri!r}: "
+        "use s3://bucket/key, file:///abs/path or an absolute path"
+    )
+
+
+def _bucket_key(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if not parsed.netloc:
+        raise PhaseError(f"S3 URI {uri!r} has no bucket; write it as s3://bucket/key")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@cache
+def _s3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    config = Config(
+        retries={"mode": "standard"},
+        connect_timeout=10,
+        read_timeout=120,
+    )
+    # A fresh session reads the credentials from the environment now, not when boto3 first ran.
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+
+
+def _transfer_config() -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=_MULTIPART_THRESHOLD, max_concurrency=4)
+
+
+def _store_error(uri: str, exc: Exception) -> PhaseError:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return _missing(uri)
+        if code == "NoSuchBucket":
+            return PhaseError(f"bucket of {uri} does not exist; create it or fix the URI")
+        return PhaseError(f"S3 refused {uri} ({code}): check the credentials and the bucket policy")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return PhaseError(
+        f"cannot reach the object store for {uri} (endpoint {endpoint or 'AWS default'}): {exc}; "
+        "check AWS_ENDPOINT_URL and the network"
+    )
+
+
+def join(uri: str, *parts: str) -> str:
+    """Append path parts to a URI with single slashes."""
+    joined = uri.rstrip("/")
+    for part in parts:
+        joined = f"{joined}/{part.strip('/')}"
+    return joined
+
+
+def read_bytes(uri: str) -> bytes:
+    if _is_s3(uri):
+        bucket, key = _bucket_key(uri)
+        try:
+            body: bytes = _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            raise _store_error(uri, exc) from exc
+        return body
+    path = _local_path(uri)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise _missing(uri) from exc
+    except OSError as exc:
+        raise PhaseError(f"cannot read {uri}: {exc.strerror}") from exc
+
+
+def _write_local_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    if _is_s3(uri):
+        import io
+
+        bucket, key = _bucket_key(uri)
+        try:
+            _s3_client().upload_fileobj(io.BytesIO(data), bucket, key, Config=_transfer_config())
+        except Exception as exc:
+            raise _store_error(uri, exc) from exc
+        return
+    try:
+        _write_local_atomic(_local_path(uri), data)
+    except OSError as exc:
+        raise PhaseError(
+            f"cannot write {uri}: {exc.strerror}; check the path and its permissions"
+        ) from exc
+
+
+def exists(uri: str) -> bool:
+    if _is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = _bucket_key(uri)
+        try:
+            _s3_client().head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise _store_error(uri, exc) from exc
+        except Exception as exc:
+            raise _store_error(uri, exc) from exc
+        return True
+    return _local_path(uri).exists()
+
+
+def list_uris(prefix_uri: str, suffix: str = "") -> list[str]:
+    """Every object under `prefix_uri` (recursively) whose name ends in `suffix`, sorted."""
+    if _is_s3(prefix_uri):
+        bucket, key = _bucket_key(prefix_uri)
+        prefix = key.rstrip("/") + "/" if key else ""
+        found: list[str] = []
+        try:
+            pages = (
+                _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            )
+            for page in pages:
+                found += [f"s3://{bucket}/{item['Key']}" for item in page.get("Contents", [])]
+        except Exception as exc:
+            raise _store_error(prefix_uri, exc) from exc
+        return sorted(uri for uri in found if uri.endswith(suffix))
+    root = _local_path(prefix_uri)
+    if not root.is_dir():
+        return []
+    scheme = "file://" if prefix_uri.startswith("file://") else ""
+    return sorted(
+        f"{scheme}{path}"
+        for path in root.rglob("*")
+        if path.is_file() and not path.name.startswith(".") and str(path).endswith(suffix)
+    )
+
+
+def download_dir(uri: str, local_dir: Path) -> Path:
+    """Copy every object under `uri` into `local_dir` (keeping relative paths)."""
+    local_dir.mkdir(parents=True, exist_ok=True)
+    if not _is_s3(uri):
+        source = _local_path(uri)
+        if not source.is_dir():
+            raise PhaseError(f"{uri} is not a directory; check the URI")
+        shutil.copytree(source, local_dir, dirs_exist_ok=True)
+        return local_dir
+    bucket, key = _bucket_key(uri)
+    prefix = key.rstrip("/") + "/"
+    objects = list_uris(uri)
+    if not objects:
+        raise PhaseError(f"nothing under {uri}; check the URI or run the phase that writes it")
+    for object_uri in objects:
+        relative = _bucket_key(object_uri)[1][len(prefix) :]
+        target = local_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _s3_client().download_file(
+                bucket, prefix + relative, str(target), Config=_transfer_config()
+            )
+        except Exception as exc:
+            raise _store_error(object_uri, exc) from exc
+    return local_dir
+
+
+def upload_dir(local_dir: Path, uri: str) -> None:
+    """Copy every file under `local_dir` to `uri` (keeping relative paths)."""
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(local_dir).as_posix()
+        target = join(uri, relative)
+        if _is_s3(target):
+            bucket, key = _bucket_key(target)
+            try:
+                _s3_client().upload_file(str(path), bucket, key, Config=_transfer_config())
+            except Exception as exc:
+                raise _store_error(target, exc) from exc
+        else:
+            write_bytes(target, path.read_bytes())
+
+
+def write_marker(prefix_uri: str, payload: dict[str, object]) -> None:
+    """Publish `<prefix>/_SUCCESS`: the phase's output under `prefix_uri` is complete."""
+    write_bytes(join(prefix_uri, MARKER_NAME), json.dumps(payload, indent=2).encode())
+
+
+def read_marker(prefix_uri: str) -> dict[str, object] | None:
+    marker_uri = join(prefix_uri, MARKER_NAME)
+    if not exists(marker_uri):
+        return None
+    payload: dict[str, object] = json.loads(read_bytes(marker_uri))
+    return payload
+
+
+def remove_prefix(prefix_uri: str) -> None:
+    """Delete every object under `prefix_uri` (an old checkpoint); missing is fine."""
+    if not _is_s3(prefix_uri):
+        shutil.rmtree(_local_path(prefix_uri), ignore_errors=True)
+        return
+    bucket, _ = _bucket_key(prefix_uri)
+    keys = [_bucket_key(uri)[1] for uri in list_uris(prefix_uri)]
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": key} for key in keys[start : start + 1000]]
+        try:
+            _s3_client().delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        except Exception as exc:
+            raise _store_error(prefix_uri, exc) from exc

@@ -1,0 +1,147 @@
+"""A toy task for CPU tests and the demo, with nothing downloaded.
+
+Problems are sums written as `12+7=`; the answer is `\\boxed{19}`. The tokenizer is
+trained here with the `tokenizers` library (one token per character, plus one for
+`\\boxed{`), and has no chat template: prompts are the problem text itself. The
+model is a tiny Qwen2-shaped network. A short supervised warm start teaches the
+answer format and a little arithmetic, so the success rate on the train split is
+neither 0 nor 1 and RL has something to sharpen.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from rloop_trainer import store
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+BOXED = "\\boxed{"
+TRAIN_OPERAND_MAX = 19
+
+
+@dataclass(frozen=True)
+class ToyProblem:
+    id: str
+    problem: str
+    answer: str
+
+
+def response_text(answer: str) -> str:
+    return f"{BOXED}{answer}}}"
+
+
+def make_problems(split: Literal["train", "heldout"], count: int, seed: int) -> list[ToyProblem]:
+    """Distinct sums: two operands in [0, 19] for train, three for the harder held-out split."""
+    rng = random.Random(seed)
+    operands = 2 if split == "train" else 3
+    seen: dict[str, ToyProblem] = {}
+    while len(seen) < count:
+        terms = [rng.randint(0, TRAIN_OPERAND_MAX) for _ in range(operands)]
+        problem = "+".join(map(str, terms)) + "="
+        seen.setdefault(problem, ToyProblem(f"{split}-{len(seen):05d}", problem, str(sum(terms))))
+    return list(seen.values())
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Train a character-level tokenizer on the toy task's alphabet."""
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"\\boxed\{|."), behavior="isolated")
+    tokenizer.decoder = decoders.Fuse()
+    corpus = ["0123456789+=", *(response_text(str(n)) for n in range(100))]
+    trainer = trainers.WordLevelTrainer(special_tokens=[PAD, EOS, UNK])
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    wrapped: PreTrainedTokenizerFast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tokenizer, eos_token=EOS, pad_token=PAD, unk_token=UNK
+    )
+    return wrapped
+
+
+def tiny_config(tokenizer: PreTrainedTokenizerFast) -> Qwen2Config:
+    """A Qwen2-shaped model of about a hundred thousand parameters."""
+    return Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+
+
+def sft_batch(
+    tokenizer: PreTrainedTokenizerFast, problems: list[ToyProblem]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (input_ids, labels) with labels only on the response and its EOS."""
+    rows = []
+    for item in problems:
+        prompt = tokenizer.encode(item.problem)
+        response = [*tokenizer.encode(response_text(item.answer)), tokenizer.eos_token_id]
+        rows.append((prompt + response, [-100] * len(prompt) + response))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for row, (ids, targets) in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(targets)] = torch.tensor(targets)
+    return input_ids, labels
+
+
+def warm_start(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    problems: list[ToyProblem],
+    steps: int,
+    seed: int,
+) -> None:
+    """A few supervised steps on correct answers (plain AdamW: this is setup, not the product)."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        input_ids, labels = sft_batch(tokenizer, rng.sample(problems, min(32, len(problems))))
+        loss = model(input_ids=input_ids, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.train(False)
+
+
+def build_policy(directory: Path, warm_start_steps: int, seed: int = 0) -> Path:
+    """Tokenizer + tiny model, warm-started on the train split, saved as an HF policy dir."""
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    model = Qwen2ForCausalLM(tiny_config(tokenizer))
+    warm_start(model, tokenizer, make_problems("train", 200, seed), warm_start_steps, seed)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def write_prompts(problems: list[ToyProblem], uri: str) -> None:
+    """The plain `{id, problem, answer}` prompts parquet."""
+    table = pa.table(
+        {
+            "id": [item.id for item in problems],
+            "problem": [item.problem for item in problems],
+            "answer": [item.answer for item in problems],
+        }
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    store.write_bytes(uri, sink.getvalue().to_pybytes())

@@ -1,0 +1,185 @@
+"""DeepSpeed ZeRO training, the same code path on GPUs and on CPU.
+
+On CPU DeepSpeed 0.19 falls back to its CPU accelerator with gloo; the optimizer
+is torch's AdamW (`torch_adam`), so no compiled extension is needed. Gradient
+accumulation is unmanaged: the caller runs any number of backward passes (the
+same number on every rank, since ZeRO reduces during backward) and then one
+`step()`; losses are already normalised by the caller, never by DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from rloop_trainer import dist
+from rloop_trainer.config import TrainingConfig
+
+_STATE_TAG = "state"
+
+
+def deepspeed_config(config: TrainingConfig, bf16: bool) -> dict[str, Any]:
+    return {
+        "train_micro_batch_size_per_gpu": config.micro_batch,
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
+        "gradient_clipping": config.grad_clip,
+        "bf16": {"enabled": bf16},
+        "zero_optimization": {"stage": config.zero_stage},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": config.lr,
+                "weight_decay": config.weight_decay,
+                "betas": [0.9, 0.999],
+                "torch_adam": True,
+            },
+        },
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warm-up to the full learning rate over `warmup_steps` updates, then constant."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / warmup_steps)
+
+
+class TrainEngine:
+    """A DeepSpeed engine with the few operations the phases use."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.grad_norm = 0.0
+
+    @property
+    def module(self) -> PreTrainedModel:
+        module: PreTrainedModel = self.engine.module
+        return module
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.engine.device)
+
+    @property
+    def lr(self) -> float:
+        return float(self.engine.get_lr()[0])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, seq, vocab) in fp32."""
+        output = self.engine(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        logits: torch.Tensor = output.logits
+        return logits.float()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward of a shard's share of a globally normalised loss (e.g. a token sum over
+        the GLOBAL token count). DeepSpeed averages gradients over ranks; multiplying by
+        the world size turns that average back into the sum the loss was written for, so
+        gradients, grad norms and clipping do not depend on the number of ranks."""
+        self.engine.backward(loss * dist.layout_from_env().world_size, scale_wrt_gas=False)
+
+    def step(self) -> float:
+        """Clip, update, advance the warm-up schedule; returns the pre-clip grad norm."""
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        self.grad_norm = float(norm) if norm is not None else float("nan")
+        return self.grad_norm
+
+    def micro_batch_count(self, local_sequences: int) -> int:
+        """Backward passes every rank must run this step (the most any rank needs)."""
+        local = math.ceil(local_sequences / self.engine.train_micro_batch_size_per_gpu())
+        counts = torch.tensor([local], dtype=torch.float64, device=self.device)
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(counts, op=torch.distributed.ReduceOp.MAX)
+        return int(counts.item())
+
+    def save_checkpoint(self, local_dir: Path) -> None:
+        """Model, optimizer and scheduler (DeepSpeed's layout) plus this rank's RNG state."""
+        self.engine.save_checkpoint(str(local_dir), tag=_STATE_TAG, save_latest=False)
+        rng = {
+            "python": random.getstate(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        torch.save(rng, local_dir / f"rng-rank{dist.layout_from_env().rank:05d}.pt")
+
+    def load_checkpoint(self, local_dir: Path) -> None:
+        loaded, _ = self.engine.load_checkpoint(
+            str(local_dir),
+            tag=_STATE_TAG,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=True,
+        )
+        if loaded is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint under {local_dir}")
+        rng_file = local_dir / f"rng-rank{dist.layout_from_env().rank:05d}.pt"
+        if rng_file.exists():
+            rng = torch.load(rng_file, weights_only=False)
+            random.setstate(rng["python"])
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"]:
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def gathered_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full HF-named weights on every rank (ZeRO-3 partitions are gathered first)."""
+        if self.engine.zero_optimization_stage() == 3:
+            import deepspeed
+
+            params = list(self.module.parameters())
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        return {k: v.detach() for k, v in self.module.state_dict().items()}
+
+
+def build_trainer(model: PreTrainedModel, config: TrainingConfig, total_steps: int) -> TrainEngine:
+    """Wrap `model` in DeepSpeed (ZeRO stage, clipping, AdamW, warm-up) for `total_steps`."""
+    import deepspeed
+
+    dist.init_distributed()
+    bf16 = config.bf16 if config.bf16 is not None else torch.cuda.is_available()
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()  # type: ignore[no-untyped-call]
+    warmup_steps = min(config.warmup_steps, total_steps)
+
+    def schedule(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_factor(step, warmup_steps)
+        )
+
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        lr_scheduler=schedule,
+        config=deepspeed_config(config, bf16),
+        dist_init_required=False,
+    )
+    return TrainEngine(engine)
+
+
+def pad_sequences(
+    prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded prompt+response rows for teacher-forced training.
+
+    Returns input_ids (B, L), attention_mask (B, L) and response_mask (B, L-1), where
+    response_mask[b, t] says the TARGET input_ids[b, t+1] is a response token (the
+    positions whose log-probabilities the loss uses).
+    """
+    width = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    response_mask = torch.zeros((len(prompts), width - 1), dtype=torch.float32)
+    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+        length = len(prompt) + len(response)
+        input_ids[row, :length] = torch.tensor(prompt + response, dtype=torch.long)
+        attention_mask[row, :length] = 1
+        response_mask[row, len(prompt) - 1 : length - 1] = 1.0
+    return input_ids, attention_mask, response_mask
