@@ -3,14 +3,14 @@
 PyTorchJob sets MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK (RANK as the pod index);
 torchrun inside the pod rewrites them per process and adds LOCAL_RANK. A plain
 `python -m ...` has none of them: that is a world of one, and we still start a
-process group (gloo on a free loopback port) so DeepSpeed and the collectives
-below run the same code path.
+process group so DeepSpeed and the collectives below run the same code path. Its
+rendezvous is an in-process store: a TCP port picked as "free" can be taken by any
+outgoing connection before the group binds it.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 
 import torch
@@ -33,30 +33,20 @@ def layout_from_env(env: dict[str, str] | None = None) -> RankLayout:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def init_distributed() -> RankLayout:
     """Join (or, for a single process, create) the default process group."""
     layout = layout_from_env()
     if torch_dist.is_initialized():
         return layout
-    if "MASTER_ADDR" not in os.environ:
-        os.environ.update(
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(_free_port()),
-            RANK="0",
-            WORLD_SIZE="1",
-            LOCAL_RANK="0",
-        )
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(layout.local_rank)
-    torch_dist.init_process_group(backend=backend)
+    if "MASTER_ADDR" in os.environ:
+        torch_dist.init_process_group(backend=backend)
+        return layout
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    store = torch_dist.HashStore()  # type: ignore[attr-defined]  # public; missing in the stubs
+    torch_dist.init_process_group(backend=backend, store=store, rank=0, world_size=1)
     return layout
 
 
