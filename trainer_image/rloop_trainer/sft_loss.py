@@ -81,5 +81,9 @@ def response_nll_sum(
     """
     predicted = logits[:, :-1, :].float()
     targets = input_ids[:, 1:]
-    token_nll = F.cross_entropy(predicted.transpose(1, 2), targets, reduction="none")
-    return (token_nll * loss_mask[:, 1:]).sum()
+    # One row per position: on a (batch, vocab, seq) view PyTorch runs a strided softmax,
+    # 10x slower on an H100 at a 151,936-token vocabulary (bench/RESULTS.md, GPU section).
+    token_nll = F.cross_entropy(
+        predicted.reshape(-1, predicted.shape[-1]), targets.reshape(-1), reduction="none"
+    )
+    return (token_nll.view_as(targets) * loss_mask[:, 1:]).sum()
