@@ -19,12 +19,14 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from rloop_operator.api import RLoopRunStatus
+from rloop_operator.api import IterationRecord, RLoopRunSpec
 from rloop_operator.local import LocalExecutor, Reporter
 from rloop_operator.plan import RunView
 
 DEMO_ITERATIONS = 3
 HELDOUT = "heldout"
+# (RL steps taken so far, the iteration's record): a table row and a point on a curve.
+Rows = list[tuple[int, IterationRecord]]
 
 
 def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, Any]:
@@ -33,7 +35,7 @@ def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, An
     return {
         "apiVersion": "rloop.io/v1alpha1",
         "kind": "RLoopRun",
-        "metadata": {"name": "tiny" if mode == "rloop" else "tiny-vanilla"},
+        "metadata": {"name": "tiny" if mode == "rloop" else f"tiny-vanilla-{iterations}"},
         "spec": {
             "model": {"base": f"{root}/assets/policy"},
             "data": {
@@ -59,8 +61,9 @@ def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, An
 
 
 def _write_run(workdir: Path, mode: str, iterations: int) -> Path:
-    path = workdir / f"{mode}-run.yaml"
-    path.write_text(yaml.safe_dump(demo_run_document(workdir, mode, iterations), sort_keys=False))
+    document = demo_run_document(workdir, mode, iterations)
+    path = workdir / f"{document['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
 
@@ -71,16 +74,17 @@ def _metrics(uri: str) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def iteration_table(title: str, status: RLoopRunStatus) -> Table:
+def iteration_table(title: str, rows: Rows) -> Table:
+    """One row per iteration: (RL steps so far, that iteration's record)."""
     table = Table(title=title)
-    for column in ("iteration", "rollouts", "hard prompts", "expert samples",
+    for column in ("RL steps", "rollouts", "hard prompts", "expert samples",
                    f"{HELDOUT} avg@8", "pass@1", "pass@4", "pass@8"):  # fmt: skip
         table.add_column(column, justify="right")
-    for record in status.iterations:
+    for steps, record in rows:
         metrics = record.metrics
         cells = [metrics.get(f"{HELDOUT}/{key}") for key in ("avg@8", "pass@1", "pass@4", "pass@8")]
         table.add_row(
-            str(record.index + 1),
+            str(steps),
             *("-" if value is None else str(value)
               for value in (record.trajectories, record.hard_prompts, record.expert_samples)),
             *("-" if value is None else f"{value:.3f}" for value in cells),
@@ -88,27 +92,30 @@ def iteration_table(title: str, status: RLoopRunStatus) -> Table:
     return table
 
 
-def plot_curves(runs: dict[str, RunView], png: Path) -> None:
-    """Training accuracy per RL step, and held-out avg@8 after each iteration."""
+def _training_curve(run: RunView) -> tuple[list[float], list[float]]:
+    """Training accuracy against RL steps counted across the run's DAPO phases."""
+    steps: list[float] = []
+    accuracy: list[float] = []
+    for record in run.status.iterations:
+        offset = steps[-1] if steps else 0.0
+        for line in _metrics(f"{run.layout.rl(record.index)}/metrics.jsonl"):
+            steps.append(offset + line["step"])
+            accuracy.append(line["accuracy"])
+    return steps, accuracy
+
+
+def plot_curves(curves: dict[str, tuple[RunView, Rows]], png: Path) -> None:
+    """Training accuracy per RL step, and held-out avg@8 after each iteration's RL steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, (train_axis, heldout_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, run in runs.items():
-        steps: list[float] = []
-        accuracy: list[float] = []
-        heldout: list[tuple[float, float]] = []
-        for record in run.status.iterations:
-            offset = steps[-1] if steps else 0.0
-            for line in _metrics(f"{run.layout.rl(record.index)}/metrics.jsonl"):
-                steps.append(offset + line["step"])
-                accuracy.append(line["accuracy"])
-            avg = record.metrics.get(f"{HELDOUT}/avg@8")
-            if avg is not None and steps:
-                heldout.append((steps[-1], avg))
-        train_axis.plot(steps, accuracy, marker=".", label=label)
+    for label, (run, rows) in curves.items():
+        train_axis.plot(*_training_curve(run), marker=".", label=label)
+        heldout = [(steps, r.metrics[f"{HELDOUT}/avg@8"]) for steps, r in rows
+                   if f"{HELDOUT}/avg@8" in r.metrics]  # fmt: skip
         heldout_axis.plot(*zip(*heldout, strict=True), marker="o", label=label)
     train_axis.set(title="training accuracy per RL step", xlabel="RL step", ylabel="accuracy")
     heldout_axis.set(title=f"{HELDOUT} avg@8 (harder split)", xlabel="RL step", ylabel="avg@8")
@@ -119,11 +126,16 @@ def plot_curves(runs: dict[str, RunView], png: Path) -> None:
     figure.savefig(png, dpi=100)
 
 
-def _run(workdir: Path, mode: str, report: Reporter) -> RunView:
-    run_file = _write_run(workdir, mode, DEMO_ITERATIONS)
-    executor = LocalExecutor(run_file, workdir / "state" / mode, report)
+def _run(workdir: Path, mode: str, iterations: int, report: Reporter) -> RunView:
+    run_file = _write_run(workdir, mode, iterations)
+    executor = LocalExecutor(run_file, workdir / "state" / run_file.stem, report)
     executor.run()
     return executor.view()
+
+
+def _steps_per_iteration(run: RunView) -> int:
+    assert isinstance(run.spec, RLoopRunSpec)
+    return run.spec.dapo.steps
 
 
 def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -> int:
@@ -132,12 +144,21 @@ def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -
     subprocess.run(
         [sys.executable, "-m", "rloop_trainer.demo_assets", str(workdir / "assets")], check=True
     )
-    runs = {"RLoop": _run(workdir, "rloop", report)}
+    rloop = _run(workdir, "rloop", DEMO_ITERATIONS, report)
+    steps = _steps_per_iteration(rloop)
+    curves = {"RLoop": (rloop, [(steps * (r.index + 1), r) for r in rloop.status.iterations])}
+    runs = [rloop]
     if compare:
-        runs["vanilla DAPO"] = _run(workdir, "vanilla", report)
-    for label, run in runs.items():
-        console.print(iteration_table(f"{label}: {run.status.phase.value}", run.status))
+        # Vanilla DAPO stopped after as many RL steps as each RLoop iteration had taken. The
+        # runs are deterministic, so the longer ones repeat the shorter ones' first steps.
+        vanilla = [_run(workdir, "vanilla", k, report) for k in range(1, DEMO_ITERATIONS + 1)]
+        rows = [(steps * k, run.status.iterations[0]) for k, run in enumerate(vanilla, start=1)
+                if run.status.iterations]  # fmt: skip
+        curves["vanilla DAPO"] = (vanilla[-1], rows)
+        runs += vanilla
+    for label, (run, rows) in curves.items():
+        console.print(iteration_table(f"{label}: {run.status.phase.value}", rows))
     png = workdir / "demo.png"
-    plot_curves(runs, png)
+    plot_curves(curves, png)
     console.print(f"curves: {png}")
-    return 0 if all(r.status.phase.value == "Succeeded" for r in runs.values()) else 1
+    return 0 if all(r.status.phase.value == "Succeeded" for r in runs) else 1
