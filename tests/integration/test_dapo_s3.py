@@ -39,6 +39,8 @@ def test_store_round_trips_objects_and_listings_on_s3(s3_env: str, tmp_path: Pat
         store.join(prefix, "b/two.bin"),
     ]
     assert store.read_marker(prefix) == {"ok": True}
+    store.retract_marker(prefix)
+    assert store.read_marker(prefix) is None
     assert not store.exists(store.join(prefix, "missing"))
     copied = store.download_dir(prefix, tmp_path / "copy")
     assert (copied / "b" / "two.bin").read_bytes() == b"2"

@@ -154,3 +154,19 @@ def test_filter_phase_reads_and_writes_s3(tmp_path: Path, s3_server: S3Endpoint)
     marker = client.get_object(Bucket=s3_server.bucket, Key=f"{prefix}/expert/_SUCCESS")
     assert pq.read_table(tmp_path / "e.pq")["prompt_id"].to_pylist() == ["hard"]
     assert json.loads(marker["Body"].read())["rollouts"] == 60
+
+
+def test_a_rerun_that_fails_leaves_no_marker_claiming_the_old_output(tmp_path: Path) -> None:
+    trajectories = tmp_path / "trajectories"
+    write_phase_trajectories(trajectories)
+    output = tmp_path / "expert"
+    config = {"trajectories_uri": f"file://{trajectories}", "output_uri": f"file://{output}"}
+    assert run_filter(config, tmp_path).returncode == 0
+    assert (output / "_SUCCESS").exists()
+    (trajectories / "step-000003.parquet").write_bytes(b"not parquet")
+
+    rerun = run_filter(config, tmp_path)
+
+    assert rerun.returncode == 1
+    assert "step-000003.parquet" in rerun.stderr
+    assert not (output / "_SUCCESS").exists()

@@ -142,6 +142,7 @@ def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
         for v in config.validation
     }
     report: dict[str, object] = {"policy_uri": config.policy_uri, "sets": sets}
+    store.retract_marker(config.output_uri)
     store.write_bytes(
         store.join(config.output_uri, "report.json"), json.dumps(report, indent=2).encode()
     )

@@ -323,6 +323,7 @@ def run_filter_phase(config: FilterPhaseConfig) -> FilterReport:
             "check the URI and that the iteration's DAPO phase finished"
         )
     log.info("filtering %d trajectory files under %s", len(uris), config.trajectories_uri)
+    store.retract_marker(config.output_uri)
     staging = Path(tempfile.mkdtemp(prefix="rloop-filter-"))
     try:
         report = build_expert_set(TrajectoryFiles(uris), config, staging / "data.parquet")

@@ -235,6 +235,20 @@ def write_marker(prefix_uri: str, payload: dict[str, object]) -> None:
     write_bytes(join(prefix_uri, MARKER_NAME), json.dumps(payload, indent=2).encode())
 
 
+def retract_marker(prefix_uri: str) -> None:
+    """Withdraw `<prefix>/_SUCCESS` before rewriting the output under `prefix_uri`, so that
+    no reader takes a half-rewritten output for a finished one; a missing marker is fine."""
+    marker_uri = join(prefix_uri, MARKER_NAME)
+    if not _is_s3(marker_uri):
+        _local_path(marker_uri).unlink(missing_ok=True)
+        return
+    bucket, key = _bucket_key(marker_uri)
+    try:
+        _s3_client().delete_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        raise _store_error(marker_uri, exc) from exc
+
+
 def read_marker(prefix_uri: str) -> dict[str, object] | None:
     marker_uri = join(prefix_uri, MARKER_NAME)
     if not exists(marker_uri):

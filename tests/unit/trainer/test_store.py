@@ -85,3 +85,12 @@ def test_an_unreachable_s3_endpoint_is_an_error_naming_the_uri_and_endpoint(
             store.read_bytes("s3://bucket/key")
     finally:
         store._s3_client.cache_clear()
+
+
+def test_a_retracted_marker_is_gone_and_retracting_twice_is_fine(tmp_path: Path) -> None:
+    prefix = f"file://{tmp_path}/phase"
+    store.write_marker(prefix, {"steps": 3})
+    store.retract_marker(prefix)
+    assert store.read_marker(prefix) is None
+    store.retract_marker(prefix)
+    assert store.read_marker(prefix) is None
