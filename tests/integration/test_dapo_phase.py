@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.policy import load_policy
+
+from tests.cluster.procs import free_port
 
 WARM_START_STEPS = 150  # success rate on train about 0.2: neither 0 nor 1
 TRAIN_PROBLEMS = 64
@@ -267,7 +268,7 @@ def test_two_ranks_under_torchrun_with_zero3_write_one_consistent_output(
     )
     torchrun = Path(sys.executable).parent / "torchrun"
     command = [str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1"]
-    command += [f"--master_port={_free_port()}", "-m", "rloop_trainer.cli", "dapo"]
+    command += [f"--master_port={free_port()}", "-m", "rloop_trainer.cli", "dapo"]
 
     done = subprocess.run(
         [*command, "--config-json", config.model_dump_json()],
@@ -284,10 +285,3 @@ def test_two_ranks_under_torchrun_with_zero3_write_one_consistent_output(
     assert len(rows) == sum(int(m["generated_groups"]) for m in metrics) * config.group_size
     model, _ = load_policy(str(output / "policy"), torch.float32, torch.device("cpu"))
     assert model.model.embed_tokens.weight.shape[1] == 64  # gathered, not a ZeRO-3 shard
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from rloop_trainer import toy
 from rloop_trainer.schema import EXPERT_SCHEMA
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from tests.cluster.procs import free_port
 
 BIN = Path(sys.executable).parent
 EXPERT_PROBLEMS = 17  # batches of 8, 8, 1: the last leaves one rank of two without data
@@ -49,13 +50,6 @@ class Workspace:
         path = self.root / f"{name}.json"
         path.write_text(json.dumps(config))
         return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def run_rft(config: Path, ranks: int = 1) -> str:
