@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from rloop_operator.api import (
     parse_status,
 )
 from rloop_operator.children import Child, ChildPhase, kind_of
+from rloop_operator.clock import utcnow
 from rloop_operator.manifests import trainer_command
 from rloop_operator.plan import (
     CreateChild,
@@ -49,10 +50,6 @@ from rloop_operator.reports import read_report
 LOG_TAIL_CHARS = 2000
 # Locally a failed phase is usually a bug to fix, not a node to wait for.
 LOCAL_PLAN_SETTINGS = PlanSettings(backoff_base_seconds=2, backoff_cap_seconds=30)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _free_port() -> int:

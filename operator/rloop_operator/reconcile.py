@@ -10,12 +10,13 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rloop_operator import metrics
 from rloop_operator.api import RLoopRunSpec, SpecError, Stage, parse_spec, parse_status
 from rloop_operator.children import Child, observe_child
+from rloop_operator.clock import utcnow
 from rloop_operator.kube import Kube
 from rloop_operator.manifests import ManifestSettings, child_manifest
 from rloop_operator.plan import (
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 # Runs that are not finished are looked at again at least this often, so a lost
 # watch event can delay a transition but never stall it.
 RESYNC_SECONDS = 60.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
