@@ -20,6 +20,10 @@ VERSION = "v1alpha1"
 PLURAL = "rloopruns"
 KIND = "RLoopRun"
 
+# Kubernetes resource quantities, as the CRD's patterns accept them.
+_CPU = r"^[0-9]+(\.[0-9]+)?m?$"
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"
+
 
 class SpecError(ValueError):
     """A spec that cannot run; the message names the field and the fix."""
@@ -127,6 +131,8 @@ class FilterSpec(_Api):
     hard_threshold: float = 0.1
     max_per_prompt: Annotated[int, Field(ge=0)] = 0
     dedupe: bool = True
+    cpu: Annotated[str, Field(pattern=_CPU)] = "2"
+    memory: Annotated[str, Field(pattern=_QUANTITY)] = "8Gi"
 
     @field_validator("hard_threshold")
     @classmethod
@@ -152,14 +158,11 @@ class EvalSpec(_Api):
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
-_QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"
-
-
 class ResourcesSpec(_Api):
     nodes: Annotated[int, Field(ge=1, le=1024)] = 1
     gpus_per_node: Annotated[int, Field(ge=0, le=16)] = 8
     image: Annotated[str, Field(max_length=512)] | None = None
-    cpu: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?m?$")] = "16"
+    cpu: Annotated[str, Field(pattern=_CPU)] = "16"
     memory: Annotated[str, Field(pattern=_QUANTITY)] = "128Gi"
     shm_size: Annotated[str, Field(pattern=_QUANTITY)] = "16Gi"
     node_selector: dict[str, str] = Field(default_factory=dict)

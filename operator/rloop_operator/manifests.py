@@ -43,8 +43,6 @@ class ManifestSettings:
     """Operator-wide settings that shape children (from the operator's environment)."""
 
     trainer_image: str = DEFAULT_TRAINER_IMAGE
-    filter_cpu: str = "2"
-    filter_memory: str = "8Gi"
 
 
 def phase_seed(spec: RLoopRunSpec, iteration: int, stage: Stage) -> int:
@@ -279,10 +277,7 @@ def batch_job(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     container = _container(run, request, PHASE_OF_STAGE[request.stage], gpus)
     container["image"] = container["image"] or settings.trainer_image
     if not evaluating:
-        container["resources"]["requests"] = {
-            "cpu": settings.filter_cpu,
-            "memory": settings.filter_memory,
-        }
+        container["resources"]["requests"] = {"cpu": spec.filter.cpu, "memory": spec.filter.memory}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -134,6 +134,17 @@ def test_filter_is_a_cpu_job_and_eval_a_one_gpu_job() -> None:
     assert eval_container["resources"]["limits"] == {"nvidia.com/gpu": 1}
 
 
+def test_the_filter_job_requests_the_cpu_and_memory_of_spec_filter() -> None:
+    run = run_of(filter={"cpu": "500m", "memory": "3Gi"}, resources={"cpu": "32"})
+    container = manifest(Stage.FILTERING, run)["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "3Gi"}, "limits": {}}
+
+
+def test_the_filter_job_requests_two_cpus_and_8gi_by_default() -> None:
+    container = manifest(Stage.FILTERING)["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
+
+
 def test_long_run_names_give_names_and_labels_within_kubernetes_limits() -> None:
     long_name = "a-very-long-run-name-that-someone-typed-for-a-big-sweep-" * 4
     name = child_name(long_name[:253], 12, Stage.CONSOLIDATING, 10)
