@@ -1,10 +1,16 @@
-"""Resume state of a phase under `<output_uri>/checkpoints/step-NNNNNN/`.
+"""Resume state of a training phase: one `step-NNNNNN/` per checkpoint under a root URI.
 
 Every rank saves its DeepSpeed shards (model, optimizer, scheduler) and RNG state to
-a local directory and uploads them; after a barrier rank 0 writes `resume.json`
-(step, data position) and the `_SUCCESS` marker. Only a checkpoint with its marker
-counts, so a phase killed while saving resumes from the previous one. Older
-checkpoints are removed once a newer one is complete.
+a local directory and uploads them; after a barrier rank 0 writes the phase's small
+JSON state file and the `_SUCCESS` marker. Only a checkpoint with its marker counts,
+so a phase killed while saving resumes from the previous one. Older checkpoints are
+removed once a newer one is complete. The layouts on the store, which resumed runs
+and the tests rely on:
+
+    DAPO  <output_uri>/checkpoints/step-NNNNNN/  resume.json (step, data position),
+                                                 _SUCCESS {"step": N}
+    RFT   <checkpoint_uri>/step-NNNNNN/          metrics.jsonl (the metrics so far),
+                                                 _SUCCESS {"steps": N}
 """
 
 from __future__ import annotations
@@ -12,54 +18,76 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 from rloop_trainer import dist, store
-from rloop_trainer.training import TrainEngine
 
-_STEP_DIR = re.compile(r"/checkpoints/step-(\d{6})/_SUCCESS$")
+_STEP_MARKER = re.compile(rf"/step-(\d{{6}})/{re.escape(store.MARKER_NAME)}$")
+
+
+class Checkpointable(Protocol):
+    """What a checkpoint needs of a trainer; training.TrainEngine is one."""
+
+    def save_checkpoint(self, local_dir: Path) -> None: ...
+
+    def load_checkpoint(self, local_dir: Path) -> None: ...
+
+
+class Restored(NamedTuple):
+    step: int
+    state: Any  # the JSON value the phase saved with this checkpoint
 
 
 @dataclass(frozen=True)
-class ResumeState:
-    step: int
-    data_position: int
+class Checkpoints:
+    """The checkpoints of one phase: where they live and what rank 0 adds to each."""
 
+    root_uri: str
+    state_file: str  # a `.jsonl` file holds a list, one item per line; else one document
+    marker_key: str  # the name of the step count in the marker
 
-def checkpoint_uri(output_uri: str, step: int) -> str:
-    return store.join(output_uri, "checkpoints", f"step-{step:06d}")
+    def step_uri(self, step: int) -> str:
+        return store.join(self.root_uri, f"step-{step:06d}")
 
+    def completed_steps(self) -> list[int]:
+        """Steps that have a complete checkpoint, ascending."""
+        markers = store.list_uris(self.root_uri, suffix=f"/{store.MARKER_NAME}")
+        return sorted(int(match.group(1)) for uri in markers if (match := _STEP_MARKER.search(uri)))
 
-def completed_steps(output_uri: str) -> list[int]:
-    """Steps that have a complete checkpoint, ascending."""
-    markers = store.list_uris(store.join(output_uri, "checkpoints"), suffix=store.MARKER_NAME)
-    return sorted(int(match.group(1)) for uri in markers if (match := _STEP_DIR.search(uri)))
+    def save(self, trainer: Checkpointable, step: int, state: Any) -> None:
+        """Collective: every rank calls it after `step` with the same JSON-able `state`."""
+        target = self.step_uri(step)
+        with tempfile.TemporaryDirectory(prefix="rloop-ckpt-") as local:
+            trainer.save_checkpoint(Path(local))
+            store.upload_dir(Path(local), target)
+        dist.barrier()
+        if dist.is_main():
+            store.write_bytes(store.join(target, self.state_file), self._encode(state))
+            store.write_marker(target, {self.marker_key: step})
+            for older in self.completed_steps():
+                if older < step:
+                    store.remove_prefix(self.step_uri(older))
+        dist.barrier()
 
+    def load_latest(self, trainer: Checkpointable) -> Restored | None:
+        """Restore the newest complete checkpoint into `trainer`; None when there is none."""
+        steps = self.completed_steps()
+        if not steps:
+            return None
+        with tempfile.TemporaryDirectory(prefix="rloop-ckpt-") as local:
+            store.download_dir(self.step_uri(steps[-1]), Path(local))
+            trainer.load_checkpoint(Path(local))
+            state = self._decode((Path(local) / self.state_file).read_text())
+        return Restored(steps[-1], state)
 
-def save_checkpoint(trainer: TrainEngine, output_uri: str, state: ResumeState) -> None:
-    target = checkpoint_uri(output_uri, state.step)
-    with tempfile.TemporaryDirectory(prefix="rloop-ckpt-") as local:
-        trainer.save_checkpoint(Path(local))
-        store.upload_dir(Path(local), target)
-    dist.barrier()
-    if dist.is_main():
-        store.write_bytes(store.join(target, "resume.json"), json.dumps(asdict(state)).encode())
-        store.write_marker(target, {"step": state.step})
-        for older in completed_steps(output_uri):
-            if older < state.step:
-                store.remove_prefix(checkpoint_uri(output_uri, older))
-    dist.barrier()
+    def _encode(self, state: Any) -> bytes:
+        if self.state_file.endswith(".jsonl"):
+            return "".join(json.dumps(item) + "\n" for item in state).encode()
+        return json.dumps(state).encode()
 
-
-def load_latest_checkpoint(trainer: TrainEngine, output_uri: str) -> ResumeState | None:
-    """Restore the newest complete checkpoint into `trainer`; None when there is none."""
-    steps = completed_steps(output_uri)
-    if not steps:
-        return None
-    source = checkpoint_uri(output_uri, steps[-1])
-    with tempfile.TemporaryDirectory(prefix="rloop-ckpt-") as local:
-        store.download_dir(source, Path(local))
-        trainer.load_checkpoint(Path(local))
-    raw = json.loads(store.read_bytes(store.join(source, "resume.json")))
-    return ResumeState(step=int(raw["step"]), data_position=int(raw["data_position"]))
+    def _decode(self, text: str) -> Any:
+        if self.state_file.endswith(".jsonl"):
+            return [json.loads(line) for line in text.splitlines()]
+        return json.loads(text)

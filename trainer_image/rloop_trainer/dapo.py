@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pyarrow.parquet as pq
 import torch
@@ -45,6 +45,20 @@ def sampling_seed(seed: int, step: int, generation_round: int, rank: int) -> int
 
 def trajectory_uri(output_uri: str, step: int) -> str:
     return store.join(output_uri, "trajectories", f"step-{step:06d}.parquet")
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What a DAPO checkpoint holds besides the DeepSpeed state: its resume.json."""
+
+    step: int
+    data_position: int
+
+
+def dapo_checkpoints(output_uri: str) -> checkpoint.Checkpoints:
+    return checkpoint.Checkpoints(
+        store.join(output_uri, "checkpoints"), state_file="resume.json", marker_key="step"
+    )
 
 
 def training_sequences(groups: list[Group], overlong_filtering: bool) -> list[TrainSequence]:
@@ -97,11 +111,9 @@ class DapoPhase:
         )
 
     def _prompt_tasks(self, records: list[data.PromptRecord]) -> list[PromptTask]:
-        has_template = bool(getattr(self.tokenizer, "chat_template", None))
         tasks = []
         for record in records:
-            text = data.render_prompt(record, self.tokenizer)
-            token_ids = self.tokenizer.encode(text, add_special_tokens=not has_template)
+            text, token_ids = data.encode_prompt(record, self.tokenizer)
             if len(token_ids) <= self.config.max_prompt_tokens:
                 tasks.append(PromptTask(record.prompt_id, text, token_ids, record.ground_truth))
         skipped = len(records) - len(tasks)
@@ -185,10 +197,12 @@ class DapoPhase:
 
     def run(self) -> None:
         config = self.config
-        resumed = checkpoint.load_latest_checkpoint(self.trainer, config.output_uri)
-        start = resumed or checkpoint.ResumeState(step=0, data_position=0)
-        if resumed:
-            log.info("resuming from the checkpoint of step %d", resumed.step)
+        checkpoints = dapo_checkpoints(config.output_uri)
+        restored = checkpoints.load_latest(self.trainer)
+        start = ResumeState(step=0, data_position=0)
+        if restored is not None:
+            start = ResumeState(int(restored.state["step"]), int(restored.state["data_position"]))
+            log.info("resuming from the checkpoint of step %d", start.step)
             self.push_weights()
         metrics = (
             MetricsLog(config.output_uri, config.steps, start.step) if dist.is_main() else None
@@ -207,9 +221,7 @@ class DapoPhase:
             self.push_weights()
             sync_seconds = time.perf_counter() - sync_started
             if step % config.checkpoint_every == 0 and step < config.steps:
-                checkpoint.save_checkpoint(
-                    self.trainer, config.output_uri, checkpoint.ResumeState(step, data_position)
-                )
+                checkpoints.save(self.trainer, step, asdict(ResumeState(step, data_position)))
             if metrics is not None:
                 metrics.record(
                     step_metrics(step, rollouts, train_stats, write_seconds, sync_seconds)

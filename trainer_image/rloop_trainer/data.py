@@ -17,7 +17,7 @@ import io
 import json
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -125,6 +125,22 @@ def render_prompt(record: PromptRecord, tokenizer: PreTrainedTokenizerBase) -> s
         )
         return str(rendered)
     return "\n".join(content for _, content in record.messages)
+
+
+class EncodedPrompt(NamedTuple):
+    text: str
+    token_ids: list[int]
+
+
+def encode_prompt(record: PromptRecord, tokenizer: PreTrainedTokenizerBase) -> EncodedPrompt:
+    """The rendered prompt and its token ids, the same in every phase that samples.
+
+    A chat template already writes the special tokens (BOS) into the text, so the
+    tokenizer adds its own only to a prompt rendered without one.
+    """
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    text = render_prompt(record, tokenizer)
+    return EncodedPrompt(text, tokenizer.encode(text, add_special_tokens=not has_template))
 
 
 def prompt_order(position: int, count: int, num_prompts: int, seed: int) -> list[int]:

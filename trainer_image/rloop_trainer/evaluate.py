@@ -62,11 +62,9 @@ def encode_problems(
     records: Sequence[data.PromptRecord], tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int
 ) -> list[Problem]:
     """Prompts rendered and tokenized exactly as the DAPO phase does; too-long ones dropped."""
-    has_template = bool(getattr(tokenizer, "chat_template", None))
     problems = []
     for record in records:
-        text = data.render_prompt(record, tokenizer)
-        token_ids = tokenizer.encode(text, add_special_tokens=not has_template)
+        token_ids = data.encode_prompt(record, tokenizer).token_ids
         if len(token_ids) <= max_prompt_tokens:
             problems.append(Problem(token_ids, record.ground_truth))
     return problems

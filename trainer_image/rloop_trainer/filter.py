@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from rloop_trainer import store
 from rloop_trainer.config import FilterPhaseConfig
 from rloop_trainer.errors import PhaseError
-from rloop_trainer.schema import EXPERT_SCHEMA, TRAJECTORY_SCHEMA
+from rloop_trainer.schema import EXPERT_SCHEMA, TRAJECTORY_SCHEMA, check_schema
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +81,6 @@ class FilterReport:
     dedupe: bool
     seed: int
     success_rate_histogram: dict[str, int]
-
-
-def check_schema(
-    label: str, actual: pa.Schema, expected: pa.Schema, columns: Sequence[str]
-) -> None:
-    """PhaseError naming `label` and the first of `columns` missing or of the wrong type."""
-    for name in columns:
-        wanted = expected.field(name).type
-        if name not in actual.names:
-            raise PhaseError(
-                f"{label}: column {name!r} is missing (expected {wanted}); "
-                "the file was not written by this version of rloop-trainer"
-            )
-        found = actual.field(name).type
-        if found != wanted:
-            raise PhaseError(
-                f"{label}: column {name!r} has type {found}, expected {wanted}; "
-                "the file was not written by this version of rloop-trainer"
-            )
 
 
 def hard_prompt_mask(successes: np.ndarray, rollouts: np.ndarray, threshold: float) -> np.ndarray:

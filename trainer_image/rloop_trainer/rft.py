@@ -18,11 +18,8 @@ import json
 import logging
 import math
 import random
-import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -33,18 +30,17 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from rloop_trainer import dist, store
+from rloop_trainer.checkpoint import Checkpoints
 from rloop_trainer.config import RftPhaseConfig
 from rloop_trainer.errors import PhaseError
-from rloop_trainer.filter import check_schema
 from rloop_trainer.policy import load_policy, save_policy, save_policy_state
-from rloop_trainer.schema import EXPERT_SCHEMA
+from rloop_trainer.schema import EXPERT_SCHEMA, check_schema
 from rloop_trainer.sft_loss import ExpertExample, collate_sft_batch, response_nll_sum, target_tokens
 from rloop_trainer.training import TrainEngine, build_trainer
 
 log = logging.getLogger(__name__)
 
 _TOKEN_COLUMNS = ["prompt_token_ids", "response_token_ids"]
-_CHECKPOINT_DIR = re.compile(r"/step-(\d{6})/_SUCCESS$")
 EMPTY_EXPERT_SET_WARNING = "empty expert set: the policy carries over unchanged"
 
 
@@ -142,46 +138,28 @@ def train_step(
     return dist.all_reduce_float(local_nll) / global_tokens
 
 
-def complete_checkpoints(checkpoint_uri: str) -> list[tuple[int, str]]:
-    """(steps done, uri) of every checkpoint whose marker exists, oldest first."""
-    return sorted(
-        (int(match.group(1)), uri.removesuffix(f"/{store.MARKER_NAME}"))
-        for uri in store.list_uris(checkpoint_uri, suffix=f"/{store.MARKER_NAME}")
-        if (match := _CHECKPOINT_DIR.search(uri))
-    )
+def rft_checkpoints(checkpoint_uri: str) -> Checkpoints:
+    return Checkpoints(checkpoint_uri, state_file="metrics.jsonl", marker_key="steps")
 
 
 def save_checkpoint(
     trainer: TrainEngine, checkpoint_uri: str, metrics: list[dict[str, float]]
 ) -> None:
-    """The DAPO phase's rules: every rank uploads its DeepSpeed shard; rank 0 adds the
-    metrics so far and the marker last, then removes the older checkpoints."""
-    uri = store.join(checkpoint_uri, f"step-{len(metrics):06d}")
-    with tempfile.TemporaryDirectory(prefix="rloop-rft-ckpt-") as local:
-        trainer.save_checkpoint(Path(local))
-        if dist.is_main():
-            (Path(local) / "metrics.jsonl").write_text(_jsonl(metrics))
-        store.upload_dir(Path(local), uri)
-    dist.barrier()
-    if dist.is_main():
-        store.write_marker(uri, {"steps": len(metrics)})
-        for _, older in complete_checkpoints(checkpoint_uri)[:-1]:
-            store.remove_prefix(older)
-    dist.barrier()
+    """Collective: the DeepSpeed state after `len(metrics)` steps, and those metrics."""
+    rft_checkpoints(checkpoint_uri).save(trainer, len(metrics), metrics)
 
 
 def resume(trainer: TrainEngine, checkpoint_uri: str) -> list[dict[str, float]]:
     """Load the newest complete checkpoint; the metrics of the steps it holds."""
-    complete = complete_checkpoints(checkpoint_uri)
-    if not complete:
+    checkpoints = rft_checkpoints(checkpoint_uri)
+    restored = checkpoints.load_latest(trainer)
+    if restored is None:
         return []
-    steps, uri = complete[-1]
-    log.info("resuming RFT after step %d from %s", steps, uri)
-    with tempfile.TemporaryDirectory(prefix="rloop-rft-resume-") as local:
-        store.download_dir(uri, Path(local))
-        trainer.load_checkpoint(Path(local))
-        lines = (Path(local) / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
+    log.info(
+        "resuming RFT after step %d from %s", restored.step, checkpoints.step_uri(restored.step)
+    )
+    metrics: list[dict[str, float]] = restored.state
+    return metrics
 
 
 def _jsonl(rows: list[dict[str, float]]) -> str:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import pytest
-from rloop_trainer import checkpoint, store
 from rloop_trainer.dapo import sampling_seed, training_sequences
 from rloop_trainer.dapo_update import TrainSequence, split_evenly
 from rloop_trainer.rollout.base import Completion
@@ -66,13 +64,3 @@ def test_trajectory_rows_follow_the_schema_with_one_row_per_rollout() -> None:
     assert table.column("sample_index").to_pylist() == [0, 1, 0, 1]
     assert table.column("truncated").to_pylist() == [False, True, False, False]
     assert set(table.column("policy_version").to_pylist()) == {2}
-
-
-def test_only_checkpoints_with_a_marker_count(tmp_path: Path) -> None:
-    output = str(tmp_path)
-    for step in (2, 4, 6):
-        store.write_bytes(store.join(checkpoint.checkpoint_uri(output, step), "w.bin"), b"")
-    for step in (2, 4):
-        store.write_marker(checkpoint.checkpoint_uri(output, step), {"step": step})
-
-    assert checkpoint.completed_steps(output) == [2, 4]

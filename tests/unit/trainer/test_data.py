@@ -9,8 +9,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from rloop_trainer import toy
-from rloop_trainer.data import PromptRecord, load_prompts, prompt_order, render_prompt
+from rloop_trainer.data import (
+    PromptRecord,
+    encode_prompt,
+    load_prompts,
+    prompt_order,
+    render_prompt,
+)
 from rloop_trainer.errors import PhaseError
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
 
 VERL_ROW = {
     "data_source": "math_dapo",
@@ -81,6 +89,44 @@ def test_without_a_chat_template_the_prompt_is_the_problem_text() -> None:
     )
 
     assert rendered == "3+4="
+
+
+def bos_tokenizer(chat_template: str | None) -> PreTrainedTokenizerFast:
+    """One token per character; encode() puts <s> first unless told to add no special tokens."""
+    vocab = {token: i for i, token in enumerate(["<unk>", "<s>", *"0123456789+=| :abeinrstu"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=backend, bos_token="<s>", unk_token="<unk>"
+    )
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+PROBLEM = PromptRecord("a", (("user", "3+4="),), "7", "toy")
+
+
+def test_a_prompt_without_a_chat_template_gets_the_tokenizers_special_tokens() -> None:
+    tokenizer = bos_tokenizer(chat_template=None)
+
+    text, token_ids = encode_prompt(PROBLEM, tokenizer)
+
+    assert text == "3+4="
+    assert token_ids == [tokenizer.bos_token_id, *tokenizer.encode(text, add_special_tokens=False)]
+
+
+def test_a_chat_template_that_writes_bos_itself_gets_no_second_one() -> None:
+    template = "<s>{% for m in messages %}{{ m.role }}: {{ m.content }}|{% endfor %}assistant: "
+    tokenizer = bos_tokenizer(chat_template=template)
+
+    text, token_ids = encode_prompt(PROBLEM, tokenizer)
+
+    assert text == "<s>user: 3+4=|assistant: "
+    assert token_ids.count(tokenizer.bos_token_id) == 1
+    assert token_ids == tokenizer.encode(text, add_special_tokens=False)
 
 
 def test_the_prompt_stream_is_a_pure_function_of_seed_and_position() -> None:
