@@ -21,19 +21,6 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (rewards - mean) / (std + eps)
 
 
-def token_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log p(target_t) under logits_t. logits: (B, T, V), targets: (B, T) -> (B, T)."""
-    log_z = torch.logsumexp(logits, dim=-1)
-    picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
-    return picked - log_z
-
-
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of each position's next-token distribution. (B, T, V) -> (B, T)."""
-    log_p = torch.log_softmax(logits, dim=-1)
-    return -(log_p.exp() * log_p).sum(dim=-1)
-
-
 def clipped_policy_loss(
     log_probs: torch.Tensor,
     old_log_probs: torch.Tensor,

@@ -1,7 +1,8 @@
 """The DAPO policy update of one step, spread over the ranks.
 
 The kept sequences are cut into `updates_per_step` mini-batches; each rank takes
-every world_size-th sequence of a mini-batch, and every rank runs the same number
+every world_size-th sequence of a mini-batch and cuts its share into micro-batches of
+similar lengths (less padding). Every rank runs the same number
 of backward passes (ZeRO reduces during backward), padding with a zero-loss pass
 where it has fewer micro-batches. The loss is normalised by the mini-batch's
 response-token count summed over all ranks, so the gradient is the same however
@@ -19,7 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from rloop_trainer import dist
 from rloop_trainer.config import DapoPhaseConfig
-from rloop_trainer.dapo_loss import clipped_policy_loss, token_entropy, token_log_probs, token_mean
+from rloop_trainer.dapo_loss import clipped_policy_loss, token_mean
 from rloop_trainer.training import TrainEngine, pad_sequences
 
 
@@ -50,38 +51,73 @@ class _Totals:
         self.sequence_tokens = 0.0
 
 
-def _log_probs(
+def micro_batches(local: Sequence[TrainSequence], size: int) -> list[list[TrainSequence]]:
+    """`local` sorted by length and cut into micro-batches of `size` (the last may be
+    shorter), so each pads to lengths close to its own. The loss is a token sum over a
+    global token count, so the grouping leaves the gradient unchanged."""
+    ordered = sorted(local, key=lambda s: len(s.prompt_ids) + len(s.response_ids))
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+
+def _padded(
     trainer: TrainEngine, micro: list[TrainSequence], pad_token_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log-probs (B, L-1), loss mask (B, L-1), logits (B, L-1, V)) of a micro-batch."""
-    prompts = [s.prompt_ids for s in micro]
+    """input_ids (B, L), attention_mask (B, L) and loss mask (B, L-1) on the trainer's device."""
     input_ids, attention_mask, response_mask = pad_sequences(
-        prompts, [s.response_ids for s in micro], pad_token_id
+        [s.prompt_ids for s in micro], [s.response_ids for s in micro], pad_token_id
     )
-    input_ids = input_ids.to(trainer.device)
-    logits = trainer.forward(input_ids, attention_mask.to(trainer.device))[:, :-1]
     in_loss = torch.tensor([float(s.in_loss) for s in micro]).unsqueeze(-1)
-    mask = (response_mask * in_loss).to(trainer.device)
-    return token_log_probs(logits, input_ids[:, 1:]), mask, logits
+    device = trainer.device
+    return input_ids.to(device), attention_mask.to(device), (response_mask * in_loss).to(device)
 
 
 def _padding_pass(trainer: TrainEngine, pad_token_id: int) -> None:
     """A backward pass that adds nothing, so this rank joins ZeRO's collectives."""
     input_ids = torch.full((1, 2), pad_token_id, dtype=torch.long, device=trainer.device)
-    logits = trainer.forward(input_ids, torch.ones_like(input_ids))
-    trainer.backward(logits.sum() * 0.0)
+    log_probs = trainer.next_token_log_probs(input_ids, torch.ones_like(input_ids))
+    trainer.backward(log_probs.sum() * 0.0)
 
 
 @torch.no_grad()
 def _old_log_probs(
-    trainer: TrainEngine, local: list[TrainSequence], micro_batch: int, pad_token_id: int
+    trainer: TrainEngine, micros: list[list[TrainSequence]], pad_token_id: int
 ) -> list[torch.Tensor]:
-    """Log-probs of the policy that generated the rollouts, one (L-1,) row per micro-batch."""
+    """Log-probs (B, L-1) of the policy that generated the rollouts, one per micro-batch."""
     rows: list[torch.Tensor] = []
-    for start in range(0, len(local), micro_batch):
-        log_probs, _, _ = _log_probs(trainer, local[start : start + micro_batch], pad_token_id)
-        rows.append(log_probs)
+    for micro in micros:
+        input_ids, attention_mask, _ = _padded(trainer, micro, pad_token_id)
+        rows.append(trainer.next_token_log_probs(input_ids, attention_mask))
     return rows
+
+
+def _micro_step(
+    trainer: TrainEngine,
+    micro: list[TrainSequence],
+    old_log_probs: torch.Tensor | None,
+    config: DapoPhaseConfig,
+    pad_token_id: int,
+    global_tokens: float,
+    totals: _Totals,
+) -> None:
+    """Forward and backward of one micro-batch's share of the clipped loss. Without
+    `old_log_probs` the rollout policy is the current one (the ratio is 1)."""
+    input_ids, attention_mask, mask = _padded(trainer, micro, pad_token_id)
+    log_probs, entropy = trainer.next_token_log_probs_and_entropy(input_ids, attention_mask)
+    advantages = torch.tensor([s.advantage for s in micro], device=trainer.device)
+    loss, clipped = clipped_policy_loss(
+        log_probs,
+        log_probs.detach() if old_log_probs is None else old_log_probs,
+        advantages,
+        config.clip_low,
+        config.clip_high,
+        config.dual_clip,
+    )
+    trainer.backward(token_mean(loss, mask, global_tokens))
+    with torch.no_grad():
+        totals.tokens += float(mask.sum())
+        totals.clipped += float((clipped.float() * mask).sum())
+        totals.entropy += float((entropy * mask).sum())
+        totals.sequence_tokens += sum(len(s.prompt_ids) + len(s.response_ids) for s in micro)
 
 
 def update_policy(
@@ -101,43 +137,34 @@ def update_policy(
     micro_batch = config.training.micro_batch
     totals, grad_norms = _Totals(), []
     started = time.perf_counter()
-    mini_batches = [
-        part[layout.rank :: layout.world_size]
+    plan = [
+        micro_batches(part[layout.rank :: layout.world_size], micro_batch)
         for part in split_evenly(sequences, config.updates_per_step)
     ]
     # With one update per step the rollout policy IS the current policy: the ratio is 1.
     old = (
-        [_old_log_probs(trainer, part, micro_batch, pad_token_id) for part in mini_batches]
+        [_old_log_probs(trainer, micros, pad_token_id) for micros in plan]
         if config.updates_per_step > 1
         else None
     )
-    for index, local in enumerate(mini_batches):
-        in_loss_tokens = sum(len(s.response_ids) for s in local if s.in_loss)
+    for index, micros in enumerate(plan):
+        in_loss_tokens = sum(len(s.response_ids) for micro in micros for s in micro if s.in_loss)
         global_tokens = dist.all_reduce_float(float(in_loss_tokens))
-        for micro_index in range(trainer.micro_batch_count(len(local))):
-            micro = local[micro_index * micro_batch : (micro_index + 1) * micro_batch]
-            if not micro:
+        local_sequences = sum(len(micro) for micro in micros)
+        for micro_index in range(trainer.micro_batch_count(local_sequences)):
+            if micro_index >= len(micros):
                 _padding_pass(trainer, pad_token_id)
                 continue
-            log_probs, mask, logits = _log_probs(trainer, micro, pad_token_id)
-            old_log_probs = log_probs.detach() if old is None else old[index][micro_index]
-            advantages = torch.tensor([s.advantage for s in micro], device=trainer.device)
-            loss, clipped = clipped_policy_loss(
-                log_probs,
+            old_log_probs = None if old is None else old[index][micro_index]
+            _micro_step(
+                trainer,
+                micros[micro_index],
                 old_log_probs,
-                advantages,
-                config.clip_low,
-                config.clip_high,
-                config.dual_clip,
+                config,
+                pad_token_id,
+                global_tokens,
+                totals,
             )
-            trainer.backward(token_mean(loss, mask, global_tokens))
-            with torch.no_grad():
-                totals.tokens += float(mask.sum())
-                totals.clipped += float((clipped.float() * mask).sum())
-                totals.entropy += float((token_entropy(logits) * mask).sum())
-                totals.sequence_tokens += sum(
-                    len(s.prompt_ids) + len(s.response_ids) for s in micro
-                )
         grad_norms.append(trainer.step())
     seconds = time.perf_counter() - started
     tokens = max(dist.all_reduce_float(totals.tokens), 1.0)

@@ -126,12 +126,11 @@ def train_step(
         collated = collate_sft_batch(
             expert.examples(chunk or batch.indices[:1]), pad_token_id, config.max_seq_tokens
         )
-        logits = trainer.forward(
-            collated.input_ids.to(trainer.device), collated.attention_mask.to(trainer.device)
+        device = trainer.device
+        log_probs = trainer.next_token_log_probs(
+            collated.input_ids.to(device), collated.attention_mask.to(device)
         )
-        nll = response_nll_sum(
-            logits, collated.input_ids.to(trainer.device), collated.loss_mask.to(trainer.device)
-        )
+        nll = response_nll_sum(log_probs, collated.loss_mask.to(device))
         trainer.backward(nll * (scale * weight))
         local_nll += float(nll.detach()) * weight
     trainer.step()

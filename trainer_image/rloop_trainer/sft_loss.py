@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -70,20 +69,12 @@ def collate_sft_batch(
     return SftBatch(input_ids, attention_mask, loss_mask)
 
 
-def response_nll_sum(
-    logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor
-) -> torch.Tensor:
+def response_nll_sum(target_log_probs: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """Summed negative log-likelihood of the masked target tokens.
 
-    Args: logits (batch, seq, vocab), where position t predicts token t + 1;
-          input_ids (batch, seq); loss_mask (batch, seq) bool over targets.
+    Args: target_log_probs (batch, seq - 1), where entry t is log p(token t + 1) given
+          tokens up to t (`TrainEngine.next_token_log_probs`); loss_mask (batch, seq)
+          bool over targets.
     Returns: a scalar; divide by the global count of masked tokens for the token mean.
     """
-    predicted = logits[:, :-1, :].float()
-    targets = input_ids[:, 1:]
-    # One row per position: on a (batch, vocab, seq) view PyTorch runs a strided softmax,
-    # 10x slower on an H100 at a 151,936-token vocabulary (bench/RESULTS.md, GPU section).
-    token_nll = F.cross_entropy(
-        predicted.reshape(-1, predicted.shape[-1]), targets.reshape(-1), reduction="none"
-    )
-    return (token_nll.view_as(targets) * loss_mask[:, 1:]).sum()
+    return -(target_log_probs * loss_mask[:, 1:]).sum()

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from rloop_trainer import dist
+from rloop_trainer import dist, logprobs
 from rloop_trainer.config import TrainingConfig
 
 _STATE_TAG = "state"
@@ -73,11 +73,43 @@ class TrainEngine:
     def lr(self) -> float:
         return float(self.engine.get_lr()[0])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, seq, vocab) in fp32."""
-        output = self.engine(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        logits: torch.Tensor = output.logits
-        return logits.float()
+    def _final_hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, L) -> (B, L, H), through the DeepSpeed engine's forward. An empty
+        `logits_to_keep` skips the output layer, which `logprobs` runs a chunk at a time;
+        transformers' last `hidden_states` entry is the final-normed one it would feed."""
+        output = self.engine(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            use_cache=False,
+            output_hidden_states=True,
+            logits_to_keep=torch.empty(0, dtype=torch.long, device=input_ids.device),
+        )
+        hidden: torch.Tensor = output.hidden_states[-1]
+        return hidden
+
+    def _output_layer(self) -> torch.nn.Module:
+        layer = self.module.get_output_embeddings()  # type: ignore[no-untyped-call]
+        if not isinstance(layer, torch.nn.Module):
+            raise TypeError(f"{type(self.module).__name__} has no output embedding layer")
+        return layer
+
+    def next_token_log_probs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """fp32 log p(input_ids[:, t + 1] | input_ids[:, : t + 1]). (B, L) -> (B, L - 1)."""
+        hidden = self._final_hidden_states(input_ids, attention_mask)[:, :-1]
+        return logprobs.next_token_log_probs(hidden, input_ids[:, 1:], self._output_layer())
+
+    def next_token_log_probs_and_entropy(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`next_token_log_probs` and each position's entropy (no gradient); both (B, L - 1)."""
+        hidden = self._final_hidden_states(input_ids, attention_mask)[:, :-1]
+        return logprobs.next_token_log_probs_and_entropy(
+            hidden, input_ids[:, 1:], self._output_layer()
+        )
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backward of a shard's share of a globally normalised loss (e.g. a token sum over

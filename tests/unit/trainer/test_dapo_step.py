@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 from rloop_trainer.dapo import sampling_seed, training_sequences
-from rloop_trainer.dapo_update import TrainSequence, split_evenly
+from rloop_trainer.dapo_update import TrainSequence, micro_batches, split_evenly
 from rloop_trainer.rollout.base import Completion
 from rloop_trainer.rollout.groups import Group, PromptTask, Rollout, trajectory_table
 from rloop_trainer.schema import TRAJECTORY_SCHEMA
@@ -52,6 +52,20 @@ def test_mini_batches_cover_every_sequence_once_in_near_equal_slices() -> None:
 
     assert [len(s) for s in slices] == [4, 3, 3]
     assert [s.advantage for part in slices for s in part] == [float(i) for i in range(10)]
+
+
+def test_micro_batches_group_similar_lengths_and_keep_every_sequence_once() -> None:
+    lengths = [9, 2, 7, 3, 8, 1, 5]
+    items = [TrainSequence([1], [2] * n, float(i), True) for i, n in enumerate(lengths)]
+
+    micros = micro_batches(items, 3)
+
+    assert [len(m) for m in micros] == [3, 3, 1]
+    assert sorted(s.advantage for m in micros for s in m) == [float(i) for i in range(7)]
+    assert [[len(s.response_ids) for s in m] for m in micros] == [[1, 2, 3], [5, 7, 8], [9]]
+    padded = sum(len(m) * max(len(s.response_ids) for s in m) for m in micros)
+    in_order = sum(3 * max(lengths[i : i + 3]) for i in range(0, 6, 3)) + lengths[6]
+    assert padded < in_order  # 3*3 + 3*8 + 9 = 42 padded tokens instead of 9*3 + 8*3 + 5 = 56
 
 
 def test_trajectory_rows_follow_the_schema_with_one_row_per_rollout() -> None:

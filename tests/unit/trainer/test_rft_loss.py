@@ -52,13 +52,19 @@ def test_collate_cuts_the_response_tail_at_max_seq_tokens() -> None:
     assert batch.loss_mask.int().tolist() == [[0, 0, 0, 1, 1]]
 
 
+def _target_log_probs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Entry t: log p(input_ids[:, t + 1]) under logits[:, t], as TrainEngine gives them."""
+    log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+    return log_probs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
 def test_nll_sum_matches_a_token_by_token_loop() -> None:
     generator = torch.Generator().manual_seed(0)
     examples = [ExpertExample([1, 2, 3], [4, 5, 6]), ExpertExample([7], [8, 9])]
     batch = collate_sft_batch(examples, PAD, 16)
     logits = torch.randn((2, batch.input_ids.shape[1], 11), generator=generator)
 
-    fast = response_nll_sum(logits, batch.input_ids, batch.loss_mask)
+    fast = response_nll_sum(_target_log_probs(logits, batch.input_ids), batch.loss_mask)
 
     slow = slow_response_nll_sum(logits, batch.input_ids, batch.loss_mask)
     torch.testing.assert_close(fast.double(), slow, rtol=1e-5, atol=1e-6)
@@ -69,9 +75,8 @@ def test_prompt_tokens_carry_no_loss() -> None:
     batch = collate_sft_batch([ExpertExample(prompt, response)], PAD, 16)
     logits = torch.randn((1, 6, 11), requires_grad=True)
 
-    (grad,) = torch.autograd.grad(
-        response_nll_sum(logits, batch.input_ids, batch.loss_mask), logits
-    )
+    nll = response_nll_sum(_target_log_probs(logits, batch.input_ids), batch.loss_mask)
+    (grad,) = torch.autograd.grad(nll, logits)
 
     # Positions 0..2 predict prompt tokens 1..3; position 5 predicts nothing.
     assert torch.count_nonzero(grad[0, : len(prompt) - 1]) == 0
