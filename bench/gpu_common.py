@@ -38,7 +38,8 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 STAGES = ("peaks", "rollout", "update", "rft", "dapo")
 SEQUENCE_TOKENS, PROMPT_TOKENS = 2048, 256
-ROLLOUT_PROMPTS, ROLLOUT_GROUP, ROLLOUT_PROMPT_TOKENS, ROLLOUT_NEW_TOKENS = 32, 16, 128, 256
+# 64 x 16 = 1,024 sequences: what vLLM runs at once by default on an H100 (max_num_seqs)
+ROLLOUT_PROMPTS, ROLLOUT_GROUP, ROLLOUT_PROMPT_TOKENS, ROLLOUT_NEW_TOKENS = 64, 16, 128, 256
 GiB = 2**30
 Result = dict[str, Any]
 T = TypeVar("T")

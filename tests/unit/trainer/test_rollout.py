@@ -92,6 +92,7 @@ class FakeSamplingParams:  # the keyword arguments vllm.SamplingParams takes
     top_p: float
     max_tokens: int
     seed: int
+    detokenize: bool
 
 
 @dataclass
@@ -109,7 +110,10 @@ class FakeRequestOutput:
     outputs: list[FakeCompletionOutput]
 
 
-EOS = 2
+TOKENIZER = toy.build_tokenizer()
+EOS = int(TOKENIZER.eos_token_id)
+DIGIT = {int(TOKENIZER.convert_tokens_to_ids(str(d))): str(d) for d in range(10)}
+ONE, TWO, THREE = (next(i for i, d in DIGIT.items() if d == str(n)) for n in (1, 2, 3))
 
 
 @dataclass
@@ -129,8 +133,8 @@ class FakeLLM:
         results = []
         for prompt, sampling in zip(prompts, params, strict=True):
             first = prompt["prompt_token_ids"][0]
-            outputs = [
-                FakeCompletionOutput(i, f"{first}-{i}", [first, i, EOS], "stop")
+            outputs = [  # vLLM's text is empty: the engine asks it not to detokenize
+                FakeCompletionOutput(i, "", [first, ONE + i, EOS], "stop")
                 for i in reversed(range(sampling.n))
             ]
             results.append(FakeRequestOutput(str(first), outputs))
@@ -161,7 +165,9 @@ def test_sampling_parameters_carry_the_spec_and_a_seed_per_prompt() -> None:
     params = sampling_params_for(spec, 3, FakeSamplingParams, first_prompt=10)
 
     assert params == [
-        FakeSamplingParams(n=16, temperature=0.9, top_p=0.95, max_tokens=2048, seed=seed)
+        FakeSamplingParams(
+            n=16, temperature=0.9, top_p=0.95, max_tokens=2048, seed=seed, detokenize=False
+        )
         for seed in (110, 111, 112)
     ]
 
@@ -170,16 +176,16 @@ def test_outputs_are_mapped_to_samples_in_index_order_with_eos_and_truncation() 
     output = FakeRequestOutput(
         "r1",
         [
-            FakeCompletionOutput(1, "cut", [5, 6], "length"),
-            FakeCompletionOutput(0, "done", [5], "stop"),  # EOS not in token_ids: added back
-            FakeCompletionOutput(2, "stop string", [7], "stop", stop_reason="###"),
+            FakeCompletionOutput(1, "", [ONE, TWO], "length"),
+            FakeCompletionOutput(0, "", [ONE], "stop"),  # EOS not in token_ids: added back
+            FakeCompletionOutput(2, "", [THREE], "stop", stop_reason="###"),
         ],
     )
 
-    completions = completions_from_output(output, n=3, eos_token_id=EOS)
+    completions = completions_from_output(output, n=3, eos_token_id=EOS, tokenizer=TOKENIZER)
 
-    assert [c.text for c in completions] == ["done", "cut", "stop string"]
-    assert [c.token_ids for c in completions] == [[5, EOS], [5, 6], [7]]
+    assert [c.text for c in completions] == ["1", "12", "3"]  # decoded here, EOS dropped
+    assert [c.token_ids for c in completions] == [[ONE, EOS], [ONE, TWO], [THREE]]
     assert [c.truncated for c in completions] == [False, True, False]
 
 
@@ -187,27 +193,26 @@ def test_a_request_with_the_wrong_sample_count_is_an_error() -> None:
     output = FakeRequestOutput("r9", [FakeCompletionOutput(0, "x", [1], "stop")])
 
     with pytest.raises(RuntimeError, match="1 samples for request r9, expected 2"):
-        completions_from_output(output, n=2, eos_token_id=EOS)
+        completions_from_output(output, n=2, eos_token_id=EOS, tokenizer=TOKENIZER)
 
 
 def test_vllm_engine_batches_requests_and_maps_outputs_back_to_prompts() -> None:
     llm = FakeLLM()
-    engine = VLLMEngine(llm, toy.build_tokenizer(), FakeSamplingParams, max_prompts_per_call=2)
-    engine.eos_token_id = EOS
-    prompts = [[10], [11], [12], [13], [14]]
+    engine = VLLMEngine(llm, TOKENIZER, FakeSamplingParams, max_prompts_per_call=2)
+    prompts = [[first] for first in DIGIT][:5]
 
     completions = engine.generate(prompts, SamplingSpec(2, 1.0, 1.0, 8, seed=0))
 
     assert [len(call[0]) for call in llm.calls] == [2, 2, 1]
     assert [p.seed for call in llm.calls for p in call[1]] == [0, 1, 2, 3, 4]
     assert [[c.text for c in samples] for samples in completions] == [
-        [f"{first}-0", f"{first}-1"] for first in range(10, 15)
+        [f"{DIGIT[first]}1", f"{DIGIT[first]}2"] for [first] in prompts
     ]
 
 
 def test_vllm_engine_sleeps_before_training_and_takes_new_weights_before_waking() -> None:
     llm = FakeLLM()
-    engine = VLLMEngine(llm, toy.build_tokenizer(), FakeSamplingParams)
+    engine = VLLMEngine(llm, TOKENIZER, FakeSamplingParams)
     new_weights = [("model.embed_tokens.weight", torch.ones(2, 2))]
 
     engine.sleep()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,14 @@ class Completion:
     token_ids: list[int]
     text: str
     truncated: bool
+
+
+def decode_responses(
+    tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[list[int]]
+) -> list[str]:
+    """The text rewards are scored on, the same for every engine: special tokens (EOS,
+    padding) dropped, one batched call."""
+    return [str(text) for text in tokenizer.batch_decode(list(token_ids), skip_special_tokens=True)]
 
 
 class RolloutEngine(Protocol):

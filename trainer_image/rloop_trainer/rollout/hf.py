@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rloop_trainer.rollout.base import Completion, SamplingSpec
+from rloop_trainer.rollout.base import Completion, SamplingSpec, decode_responses
 
 
 class HFEngine:
@@ -70,17 +70,18 @@ class HFEngine:
             eos_token_id=self.eos_token_id,
             pad_token_id=self.pad_token_id,
         )
-        return [self._completion(row[longest:].tolist(), sampling.max_tokens) for row in output]
+        cut = [self._cut(row[longest:].tolist(), sampling.max_tokens) for row in output]
+        texts = decode_responses(self.tokenizer, [token_ids for token_ids, _ in cut])
+        return [
+            Completion(token_ids=token_ids, text=text, truncated=truncated)
+            for (token_ids, truncated), text in zip(cut, texts, strict=True)
+        ]
 
-    def _completion(self, generated: list[int], max_tokens: int) -> Completion:
+    def _cut(self, generated: list[int], max_tokens: int) -> tuple[list[int], bool]:
+        """The response up to and including EOS, and whether it was truncated instead."""
         if self.eos_token_id in generated:
-            token_ids = generated[: generated.index(self.eos_token_id) + 1]
-            truncated = False
-        else:
-            token_ids = generated[:max_tokens]
-            truncated = True
-        text = str(self.tokenizer.decode(token_ids, skip_special_tokens=True))
-        return Completion(token_ids=token_ids, text=text, truncated=truncated)
+            return generated[: generated.index(self.eos_token_id) + 1], False
+        return generated[:max_tokens], True
 
     @torch.no_grad()
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from rloop_trainer.rollout.base import Completion, SamplingSpec
+from rloop_trainer.rollout.base import Completion, SamplingSpec, decode_responses
 
 _SLEEP_LEVEL = 1
 _ALL_TAGS = ("kv_cache", "weights")
@@ -28,7 +28,9 @@ def sampling_params_for(
     spec: SamplingSpec, prompt_count: int, params_type: Any, first_prompt: int = 0
 ) -> list[Any]:
     """One SamplingParams per prompt; prompt i is seeded `spec.seed + i` so every prompt
-    draws its own n samples reproducibly, whatever batch it lands in."""
+    draws its own n samples reproducibly, whatever batch it lands in. vLLM does not
+    detokenize: its incremental detokenizer runs between decode steps in this process,
+    while `decode_responses` decodes every response once, after generation."""
     return [
         params_type(
             n=spec.n,
@@ -36,12 +38,15 @@ def sampling_params_for(
             top_p=spec.top_p,
             max_tokens=spec.max_tokens,
             seed=spec.seed + first_prompt + index,
+            detokenize=False,
         )
         for index in range(prompt_count)
     ]
 
 
-def completions_from_output(request_output: Any, n: int, eos_token_id: int) -> list[Completion]:
+def completions_from_output(
+    request_output: Any, n: int, eos_token_id: int, tokenizer: PreTrainedTokenizerBase
+) -> list[Completion]:
     """Map one vLLM RequestOutput to n Completions ordered by sample index.
 
     A sequence stopped by EOS keeps the EOS token id, as the transformers engine
@@ -53,15 +58,19 @@ def completions_from_output(request_output: Any, n: int, eos_token_id: int) -> l
             f"vLLM returned {len(samples)} samples for request {request_output.request_id}, "
             f"expected {n}"
         )
-    completions = []
+    token_lists, truncated = [], []
     for sample in samples:
         token_ids = list(sample.token_ids)
-        truncated = sample.finish_reason == "length"
         stopped_at_eos = sample.finish_reason == "stop" and sample.stop_reason is None
         if stopped_at_eos and (not token_ids or token_ids[-1] != eos_token_id):
             token_ids.append(eos_token_id)
-        completions.append(Completion(token_ids=token_ids, text=sample.text, truncated=truncated))
-    return completions
+        token_lists.append(token_ids)
+        truncated.append(sample.finish_reason == "length")
+    texts = decode_responses(tokenizer, token_lists)
+    return [
+        Completion(token_ids=ids, text=text, truncated=cut)
+        for ids, text, cut in zip(token_lists, texts, truncated, strict=True)
+    ]
 
 
 class VLLMEngine:
@@ -73,6 +82,7 @@ class VLLMEngine:
         max_prompts_per_call: int = 1024,
     ) -> None:
         self.llm = llm
+        self.tokenizer = tokenizer
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.params_type = params_type
         self.max_prompts_per_call = max_prompts_per_call
@@ -115,7 +125,8 @@ class VLLMEngine:
                 use_tqdm=False,
             )
             completions += [
-                completions_from_output(output, sampling.n, self.eos_token_id) for output in outputs
+                completions_from_output(output, sampling.n, self.eos_token_id, self.tokenizer)
+                for output in outputs
             ]
         return completions
 
