@@ -170,8 +170,10 @@ def test_two_ranks_take_the_same_steps_as_one(workspace: Workspace) -> None:
         assert two_step["grad_norm"] == pytest.approx(one_step["grad_norm"], rel=1e-4)
     one_weights = load_file(one / "model.safetensors")
     two_weights = load_file(two / "model.safetensors")
+    # Each rank orders its share by length, so the micro-batches (and the float sums) differ
+    # from one rank's; Adam's normalisation magnifies that rounding where gradients are ~0.
     for name, tensor in one_weights.items():
-        torch.testing.assert_close(two_weights[name], tensor, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(two_weights[name], tensor, rtol=1e-4, atol=1e-5)
 
 
 def test_an_empty_expert_set_carries_the_policy_over_with_a_warning(workspace: Workspace) -> None:

@@ -85,6 +85,11 @@ class ExpertSet:
         rows = self.table.take(pa.array(indices, pa.int64())).to_pylist()
         return [ExpertExample(r["prompt_token_ids"], r["response_token_ids"]) for r in rows]
 
+    def by_length(self, indices: Sequence[int]) -> list[int]:
+        """`indices` shortest sequence first, so consecutive micro-batches pad little."""
+        lengths = self.prompt_lengths + self.response_lengths
+        return sorted(indices, key=lambda index: int(lengths[index]))
+
     def target_tokens(self, indices: Sequence[int], max_seq_tokens: int) -> int:
         """Response tokens that carry loss in these examples, after truncation."""
         picked = np.asarray(indices, dtype=np.int64)
@@ -114,7 +119,8 @@ def train_step(
 ) -> float:
     """One optimizer step on a global batch; returns its token-mean loss (all ranks)."""
     layout = dist.layout_from_env()
-    share = rank_share(batch.indices, layout.rank, layout.world_size)
+    # The loss is a token sum over the global count: micro-batch grouping leaves it unchanged.
+    share = expert.by_length(rank_share(batch.indices, layout.rank, layout.world_size))
     global_tokens = max(expert.target_tokens(batch.indices, config.max_seq_tokens), 1)
     scale = 1.0 / global_tokens  # TrainEngine.backward restores the sum over ranks
     micro = config.training.micro_batch

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from rloop_trainer.config import RftPhaseConfig
 from rloop_trainer.errors import PhaseError
-from rloop_trainer.rft import plan_batches, rank_share, read_expert_set, run_rft_phase
+from rloop_trainer.rft import ExpertSet, plan_batches, rank_share, read_expert_set, run_rft_phase
 from rloop_trainer.schema import EXPERT_SCHEMA
 
 
@@ -42,6 +42,15 @@ def test_rank_shares_partition_a_global_batch_in_order() -> None:
     shares = [rank_share(batch, rank, 3) for rank in range(3)]
     assert shares == [[7, 3], [9, 1], [5]]
     assert rank_share([7], 1, 2) == []
+
+
+def test_a_share_is_ordered_shortest_sequence_first_for_its_micro_batches() -> None:
+    lengths = [(3, 9), (1, 1), (2, 4), (5, 0)]  # prompt, response tokens: 12, 2, 6, 5
+    rows = [expert_row([1] * p, [2] * r) for p, r in lengths]
+    expert = ExpertSet(pa.Table.from_pylist(rows, schema=EXPERT_SCHEMA))
+
+    assert expert.by_length([0, 1, 2, 3]) == [1, 3, 2, 0]
+    assert expert.by_length([2, 0]) == [2, 0]
 
 
 def test_expert_file_with_a_wrong_column_type_names_the_file_and_column(tmp_path: Path) -> None:
