@@ -27,48 +27,50 @@ def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _chunk_log_probs(
-    hidden: torch.Tensor, targets: torch.Tensor, output_layer: OutputLayer
-) -> tuple[torch.Tensor, ...]:
-    """(N, H), (N,) -> ((N,) log p(target))."""
-    logits = _at_least_fp32(output_layer(hidden))
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (picked - torch.logsumexp(logits, dim=-1),)
-
-
-def _chunk_log_probs_and_entropy(
-    hidden: torch.Tensor, targets: torch.Tensor, output_layer: OutputLayer
-) -> tuple[torch.Tensor, ...]:
-    """(N, H), (N,) -> ((N,) log p(target), (N,) entropy without gradient)."""
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    output_layer: OutputLayer,
+    entropy_sink: list[torch.Tensor] | None,
+) -> torch.Tensor:
+    """(N, H), (N,) -> (N,) log p(target). With a sink, the first call also appends the
+    (N,) entropies, without gradient; the checkpoint's recompute in backward (same
+    arguments, the sink now full) skips them."""
     logits = _at_least_fp32(output_layer(hidden))
     log_z = torch.logsumexp(logits, dim=-1)
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    with torch.no_grad():
-        entropy = log_z - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
-    return picked - log_z, entropy
+    if entropy_sink is not None and not entropy_sink:
+        with torch.no_grad():
+            entropy_sink.append(log_z - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1))
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
 
 
 def _over_chunks(
-    per_chunk: Callable[[torch.Tensor, torch.Tensor, OutputLayer], tuple[torch.Tensor, ...]],
     hidden: torch.Tensor,
     targets: torch.Tensor,
     output_layer: OutputLayer,
     chunk_tokens: int,
-) -> list[torch.Tensor]:
-    """Runs `per_chunk` on row slices of the flattened (B x T >= 1) positions; each output
-    comes back as (B, T)."""
+    with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (B, T) and, if asked, entropies (B, T), from row slices of the flattened
+    (B x T >= 1) positions."""
     batch, positions = targets.shape
     flat_hidden = hidden.reshape(batch * positions, hidden.shape[-1])
     flat_targets = targets.reshape(-1)
     differentiable = torch.is_grad_enabled() and hidden.requires_grad
-    pieces: list[tuple[torch.Tensor, ...]] = []
+    log_probs: list[torch.Tensor] = []
+    sinks: list[list[torch.Tensor]] = []
     for start in range(0, batch * positions, chunk_tokens):
         rows = slice(start, start + chunk_tokens)
-        args = (flat_hidden[rows], flat_targets[rows], output_layer)
+        sink: list[torch.Tensor] | None = [] if with_entropy else None
+        args = (flat_hidden[rows], flat_targets[rows], output_layer, sink)
         if differentiable:
-            pieces.append(checkpoint(per_chunk, *args, use_reentrant=False))
+            log_probs.append(checkpoint(_chunk_log_probs, *args, use_reentrant=False))
         else:
-            pieces.append(per_chunk(*args))
-    return [torch.cat(parts).view(batch, positions) for parts in zip(*pieces, strict=True)]
+            log_probs.append(_chunk_log_probs(*args))
+        sinks += [sink] if sink is not None else []
+    rows_log_probs = torch.cat(log_probs).view(batch, positions)
+    if not with_entropy:
+        return rows_log_probs, None
+    return rows_log_probs, torch.cat([sink[0] for sink in sinks]).view(batch, positions)
 
 
 def next_token_log_probs(
@@ -78,7 +80,7 @@ def next_token_log_probs(
     chunk_tokens: int = LOGIT_CHUNK_TOKENS,
 ) -> torch.Tensor:
     """log p(targets[b, t] | hidden[b, t]), at least fp32. (B, T, H), (B, T) -> (B, T)."""
-    (log_probs,) = _over_chunks(_chunk_log_probs, hidden, targets, output_layer, chunk_tokens)
+    log_probs, _ = _over_chunks(hidden, targets, output_layer, chunk_tokens, with_entropy=False)
     return log_probs
 
 
@@ -90,7 +92,6 @@ def next_token_log_probs_and_entropy(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """As `next_token_log_probs`, plus each position's entropy (B, T), which carries no
     gradient (DAPO reports it; the loss has no entropy term)."""
-    log_probs, entropy = _over_chunks(
-        _chunk_log_probs_and_entropy, hidden, targets, output_layer, chunk_tokens
-    )
+    log_probs, entropy = _over_chunks(hidden, targets, output_layer, chunk_tokens, True)
+    assert entropy is not None
     return log_probs, entropy
