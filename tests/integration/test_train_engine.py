@@ -4,11 +4,10 @@ log-softmax of the same model's full logits."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
-from rloop_trainer import dist, toy
+from rloop_trainer import toy
 from rloop_trainer.config import TrainingConfig
 from rloop_trainer.training import TrainEngine, build_trainer, pad_sequences
 from transformers import PreTrainedModel, Qwen2ForCausalLM
@@ -24,15 +23,13 @@ def model() -> PreTrainedModel:
 
 
 @pytest.fixture(scope="module")
-def trainer(model: PreTrainedModel) -> Iterator[TrainEngine]:
-    """One engine for the module: DeepSpeed keeps its process groups once it has seen one."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("MASTER_ADDR", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
-            patch.delenv(name, raising=False)  # a world of one, whatever the shell set
-        # ZeRO stage 0 leaves each gradient in param.grad, where the test compares it.
-        config = TrainingConfig(bf16=False, zero_stage=0)
-        yield build_trainer(copy.deepcopy(model), config, total_steps=1)
-        dist.shutdown()
+def trainer(model: PreTrainedModel) -> TrainEngine:
+    """A world of one in this process, as the in-process DAPO tests use: build_trainer
+    creates the process group, or joins the one an earlier test left (DeepSpeed keeps
+    its groups once it has seen one, so nothing here destroys it)."""
+    # ZeRO stage 0 leaves each gradient in param.grad, where the test compares it.
+    config = TrainingConfig(bf16=False, zero_stage=0)
+    return build_trainer(copy.deepcopy(model), config, total_steps=1)
 
 
 def _reference(
