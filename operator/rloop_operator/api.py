@@ -23,6 +23,8 @@ KIND = "RLoopRun"
 # Kubernetes resource quantities, as the CRD's patterns accept them.
 _CPU = r"^[0-9]+(\.[0-9]+)?m?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_ABSOLUTE_PATH = r"^(/[A-Za-z0-9._-]+)+$"
 
 
 class SpecError(ValueError):
@@ -171,11 +173,17 @@ class ResourcesSpec(_Api):
     queue_name: Annotated[str, Field(max_length=63)] | None = None
 
 
+class StorageVolumeSpec(_Api):
+    claim_name: Annotated[str, Field(max_length=253, pattern=_DNS_SUBDOMAIN)]
+    mount_path: Annotated[str, Field(max_length=512, pattern=_ABSOLUTE_PATH)]
+
+
 class StorageSpec(_Api):
     uri: Annotated[str, Field(min_length=1)]
     endpoint: str | None = None
     region: str | None = None
     credentials_secret: str | None = None
+    volume: StorageVolumeSpec | None = None
 
     @field_validator("uri")
     @classmethod
@@ -193,6 +201,18 @@ class StorageSpec(_Api):
     def _endpoint_needs_s3(self) -> StorageSpec:
         if self.endpoint is not None and not self.uri.startswith("s3://"):
             raise ValueError("storage.endpoint only applies to an s3:// storage.uri")
+        return self
+
+    @model_validator(mode="after")
+    def _uri_on_the_volume(self) -> StorageSpec:
+        if self.volume is None:
+            return self
+        root = f"file://{self.volume.mount_path}"
+        if self.uri != root and not self.uri.startswith(root + "/"):
+            raise ValueError(
+                "storage.uri must lie under storage.volume.mountPath, "
+                f"e.g. {root}/rloop for mountPath {self.volume.mount_path}"
+            )
         return self
 
 

@@ -106,6 +106,15 @@ class Kube:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
+    def claim_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def emit_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
         metadata = run["metadata"]
         now = datetime.now(UTC)

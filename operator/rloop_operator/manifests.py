@@ -222,6 +222,10 @@ def _pod_template(
             pod["tolerations"] = [dict(t) for t in spec.resources.tolerations]
     if spec.resources.priority_class_name:
         pod["priorityClassName"] = spec.resources.priority_class_name
+    if spec.storage.volume is not None:
+        claim = {"claimName": spec.storage.volume.claim_name}
+        volumes.append({"name": "storage", "persistentVolumeClaim": claim})
+        mounts.append({"name": "storage", "mountPath": spec.storage.volume.mount_path})
     container["volumeMounts"] = mounts
     return {"metadata": {"labels": _labels(run, request.iteration, request.stage)}, "spec": pod}
 

@@ -64,6 +64,7 @@ class Observed:
     children: tuple[Child, ...] = ()
     missing_secret: str | None = None
     reports: Mapping[str, StageReport] = field(default_factory=dict)
+    missing_claim: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,9 @@ def plan(
         return draft.finish(total)
     if draft.status.started_at is None:
         draft.update(started_at=now, policy=spec.model.base)
-    if observed.missing_secret is not None:
-        return _block(draft, observed.missing_secret, settings, total)
+    blocker = _missing_object(observed, run.namespace)
+    if blocker is not None:
+        return _block(draft, *blocker, settings, total)
     if draft.status.reason == "Blocked":
         draft.update(phase=Phase.PENDING, reason=None, message=None)
     # Each pass consumes one finished stage, so a single reconcile moves from a
@@ -236,13 +238,27 @@ def _fail(draft: _Draft, reason: str, message: str, total: int, child: str | Non
     return draft.finish(total)
 
 
-def _block(draft: _Draft, secret: str, settings: PlanSettings, total: int) -> Plan:
-    message = (
-        f"Secret {secret!r} named by spec.storage.credentialsSecret does not exist in namespace "
-        f"{draft.run.namespace}; create it with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-    )
-    if draft.status.reason != "Blocked":
-        draft.event("Warning", "SecretNotFound", message)
+def _missing_object(observed: Observed, namespace: str) -> tuple[str, str] | None:
+    """(event reason, message) for an object the spec names that does not exist."""
+    if observed.missing_secret is not None:
+        return "SecretNotFound", (
+            f"Secret {observed.missing_secret!r} named by spec.storage.credentialsSecret does not "
+            f"exist in namespace {namespace}; create it with keys AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY"
+        )
+    if observed.missing_claim is not None:
+        return "PersistentVolumeClaimNotFound", (
+            f"PersistentVolumeClaim {observed.missing_claim!r} named by "
+            f"spec.storage.volume.claimName does not exist in namespace {namespace}; create it "
+            "(ReadWriteMany: every phase pod mounts it)"
+        )
+    return None
+
+
+def _block(draft: _Draft, reason: str, message: str, settings: PlanSettings, total: int) -> Plan:
+    """Wait, without failing, for a missing object the user can still create."""
+    if draft.status.reason != "Blocked" or draft.status.message != message:
+        draft.event("Warning", reason, message)
     draft.update(phase=Phase.PENDING, reason="Blocked", message=message)
     draft.requeue(settings.blocked_requeue_seconds)
     return draft.finish(total)

@@ -105,8 +105,9 @@ class Reconciler:
             if child is not None
         )
         credentials, missing_secret = self._credentials(run)
+        missing_claim = self._missing_claim(run)
         reports: dict[str, StageReport] = {}
-        result = self._plan(run, Observed(children, missing_secret, reports))
+        result = self._plan(run, Observed(children, missing_secret, reports, missing_claim))
         while reads := [a for a in result.actions if isinstance(a, ReadReport)]:
             for read in reads:
                 assert isinstance(run.spec, RLoopRunSpec)
@@ -114,7 +115,7 @@ class Reconciler:
                 reports[read.child] = read_report(
                     read.uri, filtering, run.spec.storage, credentials
                 )
-            result = self._plan(run, Observed(children, missing_secret, reports))
+            result = self._plan(run, Observed(children, missing_secret, reports, missing_claim))
         self._apply(obj, run, children, result)
         metrics.observe_phase(namespace, name, result.status.phase)
         if result.status.phase.is_terminal:
@@ -130,6 +131,12 @@ class Reconciler:
         secret = run.spec.storage.credentials_secret
         data = self.kube.secret_data(run.namespace, secret)
         return (data, None) if data is not None else ({}, secret)
+
+    def _missing_claim(self, run: RunView) -> str | None:
+        if not isinstance(run.spec, RLoopRunSpec) or run.spec.storage.volume is None:
+            return None
+        claim = run.spec.storage.volume.claim_name
+        return None if self.kube.claim_exists(run.namespace, claim) else claim
 
     def _apply(
         self, obj: dict[str, Any], run: RunView, children: tuple[Child, ...], result: Plan

@@ -28,6 +28,7 @@ NAMESPACED_GRANTS: set[Grant] = {
     *{("kubeflow.org", "pytorchjobs", verb) for verb in ("list", "watch", "create", "delete")},
     *{("batch", "jobs", verb) for verb in ("list", "watch", "create", "delete")},
     ("", "secrets", "get"),
+    ("", "persistentvolumeclaims", "get"),
     ("", "events", "create"),
 }
 CRD_GRANTS: set[Grant] = {

@@ -75,6 +75,10 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# A run's storage.volume.claimName: checked to exist before any pod would wait on it.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
 # Transition events of the reconciler and kopf's warnings.
 - apiGroups: [""]
   resources: ["events"]

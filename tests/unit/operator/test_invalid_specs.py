@@ -28,9 +28,9 @@ def test_invalid_spec_gets_the_documented_message(row: InvalidSpec) -> None:
     assert row.caught_by == "condition"
     world = World()
     world.spec = spec
-    world.missing_secret = (
-        spec["storage"].get("credentialsSecret") if "missing" in str(row.patch) else None
-    )
+    if "missing" in str(row.patch):  # the row names an object that does not exist
+        world.missing_secret = spec["storage"].get("credentialsSecret")
+        world.missing_claim = spec["storage"].get("volume", {}).get("claimName")
     world.step()
     assert world.status.phase in (Phase.FAILED, Phase.PENDING)
     assert row.local_says in (world.status.message or "")

@@ -85,6 +85,36 @@ def test_s3_credentials_come_from_the_named_secret() -> None:
     assert by_name["AWS_DEFAULT_REGION"]["value"] == "eu-west-1"
 
 
+def _pod_specs(job: dict[str, Any]) -> list[dict[str, Any]]:
+    if job["kind"] == "Job":
+        return [job["spec"]["template"]["spec"]]
+    return [r["template"]["spec"] for r in job["spec"]["pytorchReplicaSpecs"].values()]
+
+
+def test_a_storage_volume_is_mounted_in_every_pod_of_every_stage() -> None:
+    run = run_of(
+        resources={"nodes": 2},
+        data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]},
+        storage={
+            "uri": "file:///shared/rloop/run-1",
+            "volume": {"claimName": "lustre-rw", "mountPath": "/shared"},
+        },
+    )
+    pods = [pod for stage in list(Stage)[1:] for pod in _pod_specs(manifest(stage, run))]
+
+    assert len(pods) == 6  # exploring and consolidating: master + worker; filter; eval
+    for pod in pods:
+        claim = {"name": "storage", "persistentVolumeClaim": {"claimName": "lustre-rw"}}
+        assert claim in pod["volumes"]
+        assert {"name": "storage", "mountPath": "/shared"} in pod["containers"][0]["volumeMounts"]
+
+
+def test_without_a_storage_volume_no_claim_is_mounted() -> None:
+    for stage in list(Stage)[1:]:
+        for pod in _pod_specs(manifest(stage)):
+            assert all("persistentVolumeClaim" not in v for v in pod["volumes"])
+
+
 def test_scheduling_settings_reach_the_pods() -> None:
     run = run_of(
         resources={

@@ -243,6 +243,34 @@ def test_a_missing_secret_blocks_with_a_condition_then_recovers() -> None:
     assert blocked.status == "False"
 
 
+def test_a_missing_volume_claim_blocks_until_it_exists_and_says_which_one() -> None:
+    volume = {"claimName": "lustre-rw", "mountPath": "/shared"}
+    world = World(storage={"uri": "file:///shared/rloop", "volume": volume})
+    world.missing_claim = "lustre-rw"
+
+    result = world.step()
+
+    assert world.status.phase is Phase.PENDING
+    assert "PersistentVolumeClaim 'lustre-rw'" in (world.status.message or "")
+    assert [a.reason for a in result.actions if isinstance(a, EmitEvent)] == [
+        "PersistentVolumeClaimNotFound"
+    ]
+    assert not [a for a in result.actions if isinstance(a, CreateChild)]
+    world.missing_claim = None
+    assert [a.name for a in world.step().actions if isinstance(a, CreateChild)] == ["demo-i00-rl"]
+
+
+def test_a_second_missing_object_gets_its_own_event() -> None:
+    world = World()
+    world.missing_secret = "s3-creds"
+    world.step()
+    world.missing_secret, world.missing_claim = None, "lustre-rw"
+
+    events = [a.reason for a in world.step().actions if isinstance(a, EmitEvent)]
+
+    assert events == ["PersistentVolumeClaimNotFound"]
+
+
 def test_an_invalid_spec_fails_fast_with_the_field_in_the_message() -> None:
     world = World()
     run = RunView("demo", "ns", "uid", 1, SpecError("spec.iterations: must be >= 1"), world.status)

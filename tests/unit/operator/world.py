@@ -48,6 +48,7 @@ class World:
         self.children: dict[str, Child] = {}
         self.now = T0
         self.missing_secret: str | None = None
+        self.missing_claim: str | None = None
         self.reports: dict[str, StageReport] = {}
         self.events: list[EmitEvent] = []
         self.settings = PlanSettings(backoff_base_seconds=10, backoff_cap_seconds=60)
@@ -56,7 +57,12 @@ class World:
         return RunView(self.name, "ns", "uid-1", 1, parse_spec(self.spec), self.status)
 
     def plan_once(self, reports: Mapping[str, StageReport] | None = None) -> Plan:
-        observed = Observed(tuple(self.children.values()), self.missing_secret, dict(reports or {}))
+        observed = Observed(
+            tuple(self.children.values()),
+            self.missing_secret,
+            dict(reports or {}),
+            self.missing_claim,
+        )
         return plan(self.view(), observed, self.now, self.settings)
 
     def step(self) -> Plan:
