@@ -106,6 +106,19 @@ class Kube:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
+    def termination_messages(self, namespace: str, job: str) -> list[str]:
+        """Messages of the containers that exited 0 in the pods of batch/v1 Job `job`."""
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=f"batch.kubernetes.io/job-name={job}"
+        )
+        messages = []
+        for pod in pods.items:
+            for container in (pod.status.container_statuses if pod.status else None) or []:
+                ended = container.state.terminated if container.state else None
+                if ended is not None and ended.exit_code == 0 and ended.message:
+                    messages.append(ended.message)
+        return messages
+
     def claim_exists(self, namespace: str, name: str) -> bool:
         try:
             self.core.read_namespaced_persistent_volume_claim(name, namespace)

@@ -36,6 +36,8 @@ PHASE_OF_STAGE = {
 }
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
+# Filter and eval write their report here too; the operator reads it from the pod status.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,10 @@ def batch_job(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     container["image"] = container["image"] or settings.trainer_image
     if not evaluating:
         container["resources"]["requests"] = {"cpu": spec.filter.cpu, "memory": spec.filter.memory}
+    container["terminationMessagePath"] = TERMINATION_MESSAGE_PATH
+    container["env"].append(
+        {"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH}
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

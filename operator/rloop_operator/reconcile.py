@@ -31,7 +31,7 @@ from rloop_operator.plan import (
     StageReport,
     plan,
 )
-from rloop_operator.reports import read_report
+from rloop_operator.reports import read_report, report_from_messages
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ class Reconciler:
             for read in reads:
                 assert isinstance(run.spec, RLoopRunSpec)
                 filtering = read.stage is Stage.FILTERING
-                reports[read.child] = read_report(
+                messages = self.kube.termination_messages(namespace, read.child)
+                reports[read.child] = report_from_messages(messages, filtering) or read_report(
                     read.uri, filtering, run.spec.storage, credentials
                 )
             result = self._plan(run, Observed(children, missing_secret, reports, missing_claim))

@@ -1,14 +1,16 @@
-"""Reading what finished filter and eval phases left in the store.
+"""Reading what finished filter and eval phases reported.
 
-`parse_*` are pure; `read_report` does the I/O (boto3 for s3://, the file system
-for file://). A report that cannot be read is not fatal: the run goes on and the
-status lacks those numbers, with a Warning event saying why.
+A phase leaves its report in its pod's termination message (rloop_trainer.termination)
+and in the store. `report_from_messages` and `parse_*` are pure; `read_report` does
+the store I/O (boto3 for s3://, the file system for file://), for reports the
+messages do not hold. A report that cannot be read is not fatal: the run goes on and
+the status lacks those numbers, with a Warning event saying why.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -35,6 +37,20 @@ def parse_eval_report(report: Mapping[str, Any]) -> StageReport:
     return StageReport(metrics=metrics)
 
 
+def _parse(report: Mapping[str, Any], filtering: bool) -> StageReport:
+    return parse_filter_report(report) if filtering else parse_eval_report(report)
+
+
+def report_from_messages(messages: Sequence[str], filtering: bool) -> StageReport | None:
+    """The first termination message that is a complete report; None if none is."""
+    for message in messages:
+        try:
+            return _parse(json.loads(message), filtering)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # e.g. a crash's traceback tail, or a report cut by the kubelet
+    return None
+
+
 def _read_bytes(uri: str, storage: StorageSpec, credentials: Mapping[str, str]) -> bytes:
     parsed = urlparse(uri)
     if parsed.scheme == "file":
@@ -59,7 +75,6 @@ def read_report(
     uri: str, filtering: bool, storage: StorageSpec, credentials: Mapping[str, str]
 ) -> StageReport:
     try:
-        report = json.loads(_read_bytes(uri, storage, credentials))
-        return parse_filter_report(report) if filtering else parse_eval_report(report)
+        return _parse(json.loads(_read_bytes(uri, storage, credentials)), filtering)
     except Exception as exc:  # any store or format problem becomes a warning, not a crash
         return StageReport(error=f"cannot read {uri}: {type(exc).__name__}: {exc}")

@@ -41,10 +41,13 @@ PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs")
 
 @dataclass
 class WorkloadPolicy:
-    """How the simulated workloads end; `failures` maps a name fragment to a failure count."""
+    """How the simulated workloads end; `failures` maps a name fragment to a failure count,
+    `messages` a name fragment to the termination message a succeeded Job's pod leaves
+    (what the trainer's filter and eval phases write there)."""
 
     failures: dict[str, int] = field(default_factory=dict)
     running_s: float = 0.5
+    messages: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,9 @@ class WorkloadLayer:
             while not self._stopped.wait(POLL_S):
                 if not self._paused.is_set():
                     self._advance_pytorchjobs(kubernetes.client.CustomObjectsApi(api))
-                    self._advance_jobs(kubernetes.client.BatchV1Api(api))
+                    self._advance_jobs(
+                        kubernetes.client.BatchV1Api(api), kubernetes.client.CoreV1Api(api)
+                    )
         except BaseException as error:  # surfaced by running_workload() in the test thread
             self.error = error
 
@@ -116,7 +121,7 @@ class WorkloadLayer:
                 if outcome is not None:
                     self._record("PyTorchJob", name, outcome)
 
-    def _advance_jobs(self, batch: Any) -> None:
+    def _advance_jobs(self, batch: Any, core: Any) -> None:
         listed = batch.list_namespaced_job(
             self.namespace, label_selector=RUN_LABEL, _preload_content=False
         )
@@ -130,12 +135,37 @@ class WorkloadLayer:
                 continue
             name = job["metadata"]["name"]
             with _unless_gone():
+                if outcome == "Succeeded":
+                    self._leave_termination_message(core, name)
                 batch.patch_namespaced_job_status(
                     name, self.namespace,
                     {"status": job_finished_status(status, outcome, _now())},
                     _content_type=MERGE_PATCH,
                 )  # fmt: skip
                 self._record("Job", name, outcome)
+
+    def _leave_termination_message(self, core: Any, job: str) -> None:
+        """Play the kubelet: the Job's pod ends with its container's termination message."""
+        message = next((m for f, m in self.policy.messages.items() if f in job), None)
+        if message is None:
+            return
+        pods = core.list_namespaced_pod(
+            self.namespace, label_selector=f"batch.kubernetes.io/job-name={job}"
+        )
+        for pod in pods.items:
+            container = pod.spec.containers[0]
+            ended = {"exitCode": 0, "reason": "Completed", "message": message}
+            status = {
+                "name": container.name,
+                "image": container.image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": ended},
+            }
+            core.patch_namespaced_pod_status(
+                pod.metadata.name, self.namespace, {"status": {"containerStatuses": [status]}}
+            )
 
     def _due_outcome(self, child: dict[str, Any]) -> Outcome | None:
         """The outcome of a child that has run long enough, else None (and start its clock)."""

@@ -81,6 +81,27 @@ def test_kubectl_apply_runs_two_iterations_to_succeeded(
     assert printed_columns(control_plane, namespace)[RUN]["EXPERT"] == "5", table
 
 
+def test_reports_reach_the_status_from_the_pods_termination_messages(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str, store_cleanup: None
+) -> None:
+    # Nothing in the store: what the status shows came from the filter and eval pods.
+    filtered = {"rollouts": 64, "hard_prompts": 3, "kept_samples": 4}
+    evaluated = {"sets": {"heldout": {"avg@n": 0.25, "pass@k": {"4": 0.5}, "samples": 8}}}
+    messages = {"-filter": json.dumps(filtered), "-eval": json.dumps(evaluated)}
+    with running_workload(
+        control_plane, namespace, WorkloadPolicy(running_s=0.3, messages=messages)
+    ):
+        control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+        status = wait_for_phase(control_plane, namespace, RUN, "Succeeded")
+    for record in status["iterations"]:
+        assert (record["trajectories"], record["hardPrompts"], record["expertSamples"]) == (
+            64,
+            3,
+            4,
+        )
+        assert record["metrics"] == {"heldout/avg@8": 0.25, "heldout/pass@4": 0.5}
+
+
 def test_a_failed_phase_is_retried_under_a_new_name(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str, store_cleanup: None
 ) -> None:

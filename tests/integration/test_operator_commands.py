@@ -2,8 +2,9 @@
 environment of each child's container on a tiny model against a real S3 server, and
 every stage finds its inputs where the previous stage's manifest put them.
 
-The only translation is the pod's volume: the container's /scratch emptyDir becomes a
-temp directory here, and secretKeyRef values come from the Secret's data.
+The only translations are the pod's files: the container's /scratch emptyDir and its
+termination-message file live in a temp directory here, and secretKeyRef values come
+from the Secret's data.
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ import pytest
 from rloop_operator.api import RLoopRunSpec, Stage, parse_spec, parse_status
 from rloop_operator.children import child_name
 from rloop_operator.layout import RunLayout
-from rloop_operator.manifests import SCRATCH, ManifestSettings, child_manifest, phase_config
+from rloop_operator.manifests import (
+    SCRATCH,
+    TERMINATION_MESSAGE_PATH,
+    ManifestSettings,
+    child_manifest,
+    phase_config,
+)
 from rloop_operator.plan import CreateChild, RunView, stages_of
-from rloop_operator.reports import read_report
+from rloop_operator.reports import read_report, report_from_messages
 from rloop_trainer import store, toy
 
 from tests.cluster.procs import free_port
@@ -51,7 +58,10 @@ def pod_env(container: dict[str, Any], secret: dict[str, str], scratch: Path) ->
             assert ref["name"] == SECRET
             env[item["name"]] = secret[ref["key"]]
         else:
-            env[item["name"]] = item["value"].replace(SCRATCH, str(scratch))
+            value = item["value"].replace(SCRATCH, str(scratch))
+            env[item["name"]] = value.replace(
+                TERMINATION_MESSAGE_PATH, str(scratch / "termination")
+            )
     return env
 
 
@@ -124,9 +134,13 @@ def test_one_iteration_of_manifest_commands_hands_each_stage_its_inputs(
         assert inputs, f"after {stage.value}, nothing for the next stage to read"
         missing = [uri for uri in inputs if not store.exists(uri)]
         assert missing == [], f"after {stage.value}, the next stage cannot find {missing}"
-    # The operator reads the reports the phases wrote, as it fills the run's status.
+    # The operator reads the reports the phases wrote, as it fills the run's status: from
+    # the pods' termination messages, the same as from the store.
     expert = read_report(run.layout.expert_report(0), True, run.spec.storage, secret)
     assert expert.error is None and expert.trajectories and expert.trajectories >= 2 * 4 * 4
     evaluation = read_report(run.layout.eval_report(0), False, run.spec.storage, secret)
     assert evaluation.error is None
     assert set(evaluation.metrics) == {"heldout/avg@4", "heldout/pass@1", "heldout/pass@4"}
+    for stage, from_store in ((Stage.FILTERING, expert), (Stage.EVALUATING, evaluation)):
+        message = (tmp_path / f"scratch-{stage.value}" / "termination").read_text()
+        assert report_from_messages([message], stage is Stage.FILTERING) == from_store

@@ -29,6 +29,7 @@ NAMESPACED_GRANTS: set[Grant] = {
     *{("batch", "jobs", verb) for verb in ("list", "watch", "create", "delete")},
     ("", "secrets", "get"),
     ("", "persistentvolumeclaims", "get"),
+    ("", "pods", "list"),
     ("", "events", "create"),
 }
 CRD_GRANTS: set[Grant] = {

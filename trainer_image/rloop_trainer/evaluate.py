@@ -18,7 +18,7 @@ from typing import TypedDict
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from rloop_trainer import data, dist, policy, reward, store
+from rloop_trainer import data, dist, policy, reward, store, termination
 from rloop_trainer.config import EvalPhaseConfig, ValidationSet
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
@@ -145,4 +145,5 @@ def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
         store.join(config.output_uri, "report.json"), json.dumps(report, indent=2).encode()
     )
     store.write_marker(config.output_uri, report)
+    termination.write_report(report)
     return report

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rloop_trainer import store
+from rloop_trainer import store, termination
 from rloop_trainer.config import FilterPhaseConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.schema import EXPERT_SCHEMA, TRAJECTORY_SCHEMA, check_schema
@@ -315,6 +315,7 @@ def run_filter_phase(config: FilterPhaseConfig) -> FilterReport:
     if report.kept_samples == 0:
         log.warning("no expert samples: the RFT phase will carry the policy over unchanged")
     store.write_marker(config.output_uri, asdict(report))
+    termination.write_report(asdict(report))
     log.info(
         "%d rollouts, %d hard prompts, %d expert samples -> %s",
         report.rollouts,

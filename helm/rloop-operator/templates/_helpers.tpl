@@ -79,6 +79,10 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get"]
+# The filter and eval reports in their pods' termination messages.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # Transition events of the reconciler and kopf's warnings.
 - apiGroups: [""]
   resources: ["events"]

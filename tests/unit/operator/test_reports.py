@@ -1,4 +1,4 @@
-"""Reports the filter and eval phases leave in the store, as the operator reads them."""
+"""Filter and eval reports, from pod termination messages or the store, read by the operator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import json
 from pathlib import Path
 
 from rloop_operator.api import StorageSpec
-from rloop_operator.reports import parse_eval_report, parse_filter_report, read_report
+from rloop_operator.reports import (
+    parse_eval_report,
+    parse_filter_report,
+    read_report,
+    report_from_messages,
+)
 
 
 def test_filter_report_gives_the_counts_of_the_status() -> None:
@@ -36,3 +41,25 @@ def test_a_report_on_a_file_store_is_read(tmp_path: Path) -> None:
     storage = StorageSpec(uri=f"file://{tmp_path}")
     report = read_report(f"file://{tmp_path}/report.json", True, storage, {})
     assert report.error is None and report.expert_samples == 2
+
+
+def test_the_first_complete_report_among_the_termination_messages_is_used() -> None:
+    messages = [
+        "Traceback (most recent call last): ...",  # an earlier pod that crashed
+        '{"rollouts": 8, "hard_prompts": 1}',  # not a whole filter report
+        '{"rollouts": 8, "hard_prompts": 1, "kept_samples": 2}',
+        '{"rollouts": 9, "hard_prompts": 1, "kept_samples": 3}',
+    ]
+    report = report_from_messages(messages, filtering=True)
+    assert report is not None and report.expert_samples == 2
+
+
+def test_an_eval_report_is_read_from_a_termination_message() -> None:
+    message = json.dumps({"sets": {"v": {"avg@n": 0.5, "pass@k": {"4": 0.75}, "samples": 4}}})
+    report = report_from_messages([message], filtering=False)
+    assert report is not None and report.metrics == {"v/avg@4": 0.5, "v/pass@4": 0.75}
+
+
+def test_without_a_usable_message_the_store_is_read_instead() -> None:
+    assert report_from_messages([], filtering=True) is None
+    assert report_from_messages(["[1, 2]", "{}"], filtering=False) is None

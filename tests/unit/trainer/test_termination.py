@@ -1,0 +1,38 @@
+"""The report a filter or eval container leaves in its termination message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rloop_trainer.termination import MESSAGE_LIMIT_BYTES, PATH_ENV, write_report
+
+
+def test_the_report_is_written_as_compact_json_where_the_operator_asks(tmp_path: Path) -> None:
+    path = tmp_path / "termination-log"
+    report = {"rollouts": 64, "hard_prompts": 3, "kept_samples": 7}
+
+    assert write_report(report, {PATH_ENV: str(path)})
+
+    assert json.loads(path.read_text()) == report
+    assert " " not in path.read_text()
+
+
+def test_nothing_is_written_without_the_variable(tmp_path: Path) -> None:
+    assert not write_report({"rollouts": 1}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_report_over_the_kubernetes_limit_is_left_to_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "termination-log"
+    report = {"sets": {f"set-{i}": {"avg@n": 0.5} for i in range(400)}}
+    assert len(json.dumps(report, separators=(",", ":"))) > MESSAGE_LIMIT_BYTES
+
+    assert not write_report(report, {PATH_ENV: str(path)})
+    assert not path.exists()
+
+
+def test_an_unwritable_path_does_not_fail_the_phase(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-dir" / "termination-log"
+
+    assert not write_report({"rollouts": 1}, {PATH_ENV: str(path)})
