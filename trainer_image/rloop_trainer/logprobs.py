@@ -38,8 +38,8 @@ def _chunk_log_probs(
     logits = _at_least_fp32(output_layer(hidden))
     log_z = torch.logsumexp(logits, dim=-1)
     if entropy_sink is not None and not entropy_sink:
-        with torch.no_grad():
-            entropy_sink.append(log_z - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1))
+        with torch.no_grad():  # in place: one (N, V) temporary, not two
+            entropy_sink.append(log_z - torch.softmax(logits, dim=-1).mul_(logits).sum(dim=-1))
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
 
 
