@@ -3,9 +3,9 @@
 The logits of a micro-batch are (tokens x vocabulary): at Qwen2.5's 151,936-token
 vocabulary and 8,192 tokens that is 5 GB in fp32, and a log-softmax with its
 backward makes several passes over it (bench/RESULTS.md, GPU section). Here the
-output layer runs on `chunk_tokens` positions at a time and each chunk is
-checkpointed, so only one chunk's logits exist at once, in forward and in backward;
-the softmax is taken in fp32 when the model computes in a narrower type.
+output layer runs on `chunk_tokens` positions at a time and, when there is more than
+one chunk, each is checkpointed, so only one chunk's logits exist at once, in forward
+and in backward; the softmax is taken in fp32 when the model computes in a narrower type.
 
 Shapes: B sequences, T positions, H hidden size, V vocabulary.
 """
@@ -55,14 +55,17 @@ def _over_chunks(
     batch, positions = targets.shape
     flat_hidden = hidden.reshape(batch * positions, hidden.shape[-1])
     flat_targets = targets.reshape(-1)
-    differentiable = torch.is_grad_enabled() and hidden.requires_grad
+    # One chunk's logits are kept for backward anyway: recomputing them would only cost.
+    checkpointed = (
+        torch.is_grad_enabled() and hidden.requires_grad and len(flat_targets) > chunk_tokens
+    )
     log_probs: list[torch.Tensor] = []
     sinks: list[list[torch.Tensor]] = []
     for start in range(0, batch * positions, chunk_tokens):
         rows = slice(start, start + chunk_tokens)
         sink: list[torch.Tensor] | None = [] if with_entropy else None
         args = (flat_hidden[rows], flat_targets[rows], output_layer, sink)
-        if differentiable:
+        if checkpointed:
             log_probs.append(checkpoint(_chunk_log_probs, *args, use_reentrant=False))
         else:
             log_probs.append(_chunk_log_probs(*args))
