@@ -94,11 +94,8 @@ def test_reports_reach_the_status_from_the_pods_termination_messages(
         control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
         status = wait_for_phase(control_plane, namespace, RUN, "Succeeded")
     for record in status["iterations"]:
-        assert (record["trajectories"], record["hardPrompts"], record["expertSamples"]) == (
-            64,
-            3,
-            4,
-        )
+        counts = {key: record[key] for key in ("trajectories", "hardPrompts", "expertSamples")}
+        assert counts == {"trajectories": 64, "hardPrompts": 3, "expertSamples": 4}
         assert record["metrics"] == {"heldout/avg@8": 0.25, "heldout/pass@4": 0.5}
 
 

@@ -60,7 +60,7 @@ def _over_chunks(
         torch.is_grad_enabled() and hidden.requires_grad and len(flat_targets) > chunk_tokens
     )
     log_probs: list[torch.Tensor] = []
-    sinks: list[list[torch.Tensor]] = []
+    entropies: list[torch.Tensor] = []
     for start in range(0, batch * positions, chunk_tokens):
         rows = slice(start, start + chunk_tokens)
         sink: list[torch.Tensor] | None = [] if with_entropy else None
@@ -69,11 +69,12 @@ def _over_chunks(
             log_probs.append(checkpoint(_chunk_log_probs, *args, use_reentrant=False))
         else:
             log_probs.append(_chunk_log_probs(*args))
-        sinks += [sink] if sink is not None else []
+        if sink is not None:
+            entropies += sink  # filled by the forward call just made
     rows_log_probs = torch.cat(log_probs).view(batch, positions)
     if not with_entropy:
         return rows_log_probs, None
-    return rows_log_probs, torch.cat([sink[0] for sink in sinks]).view(batch, positions)
+    return rows_log_probs, torch.cat(entropies).view(batch, positions)
 
 
 def next_token_log_probs(
