@@ -355,11 +355,11 @@ def _complete_stage(
     stages: tuple[Stage, ...],
 ) -> bool:
     index, stage, layout = child.iteration, child.stage, draft.run.layout
-    kind = stage_info(stage).report
-    if kind is not None:
+    leaves = stage_info(stage).report
+    if leaves is not None:
         report = observed.reports.get(child.name)
         if report is None:
-            draft.act(ReadReport(child.name, kind.uri(layout, index), kind))
+            draft.act(ReadReport(child.name, leaves.uri(layout, index), leaves))
             return False
         _record_report(draft, index, report, child.name)
     draft.event("Normal", "StageSucceeded", f"{child.name} succeeded ({stage.value})", child.name)

@@ -56,23 +56,23 @@ class TrainJobLauncher(Launcher):
     prerequisite_resources = tuple(RUNTIMES.values())
 
     def manifest(self, request: LaunchRequest) -> dict[str, Any]:
-        pod = request.pod
+        template = request.pod.template(TRAINER_NODE)
+        [container] = template["spec"]["containers"]
         trainer = {
-            "image": pod.image,
-            "command": list(pod.command),
-            "env": [dict(var) for var in pod.env],
+            "image": container["image"],
+            "command": container["command"],
+            "env": container["env"],
             "numNodes": request.nodes,
             "numProcPerNode": request.procs_per_node,
-            "resourcesPerNode": pod.template()["spec"]["containers"][0]["resources"],
+            "resourcesPerNode": container["resources"],
         }
+        runtime = request.runtime
         spec = {
-            "runtimeRef": {
-                "apiGroup": GROUP,
-                "kind": request.runtime.kind,
-                "name": request.runtime.name,
-            },
+            "runtimeRef": {"apiGroup": GROUP, "kind": runtime.kind, "name": runtime.name},
             "trainer": trainer,
-            "runtimePatches": [{"manager": PATCH_MANAGER, "trainingRuntimeSpec": _patch(request)}],
+            "runtimePatches": [
+                {"manager": PATCH_MANAGER, "trainingRuntimeSpec": _runtime_patch(template)}
+            ],
         }
         return self._object(request, spec)
 
@@ -96,9 +96,8 @@ class TrainJobLauncher(Launcher):
         )
 
 
-def _patch(request: LaunchRequest) -> dict[str, Any]:
+def _runtime_patch(template: dict[str, Any]) -> dict[str, Any]:
     """Our runtimePatches entry: everything about the trainer pod that `trainer` cannot say."""
-    template = request.pod.template(TRAINER_NODE)
     pod = template["spec"]
     [container] = pod["containers"]
     pod_patch: dict[str, Any] = {
