@@ -21,6 +21,7 @@ from rloop_operator.children import (
     MAX_RUN_NAME,
     RUN_NAME_NOT_DNS_1035,
     RUN_NAME_TOO_LONG,
+    run_name_problem,
 )
 
 from tests.unit.operator.world import spec_dict
@@ -175,3 +176,12 @@ def test_a_trainjob_run_defaults_to_kubeflows_torch_runtime() -> None:
         "name": "torch-distributed",
         "kind": "ClusterTrainingRuntime",
     }
+
+
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_example_is_a_valid_run(example: Path) -> None:
+    document = yaml.safe_load(example.read_text())
+    assert run_name_problem(document["metadata"]["name"]) is None
+    parse_spec(document["spec"])
