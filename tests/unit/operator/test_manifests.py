@@ -317,3 +317,31 @@ def test_child_pods_carry_the_run_labels_but_not_the_queue_label() -> None:
     job = manifest(Stage.FILTERING, run_of(resources={"queueName": "q"}))
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["rloop.io/run"] == "demo" and "kueue.x-k8s.io/queue-name" not in labels
+
+
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_torchrun_takes_its_rendezvous_from_the_env_both_kubeflow_launchers_set(
+    launcher: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch.distributed.run import get_args_parser
+
+    # What the training operator and Trainer's torch plugin set on every node's pod.
+    rendezvous = {
+        "PET_NNODES": "2",
+        "PET_NPROC_PER_NODE": "8",
+        "PET_NODE_RANK": "1",
+        "PET_MASTER_ADDR": "demo-i00-rl-node-0-0.demo-i00-rl",
+        "PET_MASTER_PORT": "29500",
+    }
+    for name, value in rendezvous.items():
+        monkeypatch.setenv(name, value)
+    job = manifest(Stage.EXPLORING, run_of(resources={"launcher": launcher, "nodes": 2}))
+    if launcher == "trainjob":
+        command = job["spec"]["trainer"]["command"]
+    else:
+        command = master_pod(job)["spec"]["containers"][0]["command"]
+    assert command[0] == "torchrun"
+    args = get_args_parser().parse_args(command[1:])
+    assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "8", 1)
+    assert (args.master_addr, args.master_port) == ("demo-i00-rl-node-0-0.demo-i00-rl", 29500)
+    assert (args.no_python, args.training_script) == (True, "rloop-trainer")
