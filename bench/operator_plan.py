@@ -15,7 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from rloop_operator.api import IterationRecord, Phase, RLoopRunStatus, Stage, parse_spec
-from rloop_operator.children import Child, ChildPhase, child_name, kind_of
+from rloop_operator.children import Child, child_name
+from rloop_operator.launchers import ChildPhase, launcher_for
 from rloop_operator.plan import Observed, RunView, plan
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -63,7 +64,7 @@ def run_with_history(iterations: int) -> tuple[RunView, Observed]:
     children = tuple(
         Child(
             child_name("bench", i, stage, 0),
-            kind_of(stage),
+            launcher_for(spec, stage).kind,
             i,
             stage,
             ChildPhase.SUCCEEDED,

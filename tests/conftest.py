@@ -18,13 +18,14 @@ if TYPE_CHECKING:
 def control_plane(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver + kube-controller-manager with the PyTorchJob and RLoop CRDs.
+    """etcd + kube-apiserver + kube-controller-manager with the PyTorchJob, TrainJob (and
+    its runtimes: the CRDs and ClusterTrainingRuntime torch-distributed) and RLoop CRDs.
 
     Builds the pinned binaries first if they are missing (hack/cluster/build-bins.sh), with
     the build's timings shown even under output capture.
     """
     from tests.cluster.controlplane import running_control_plane
-    from tests.cluster.devcluster import project_crds
+    from tests.cluster.devcluster import install_project_objects, project_crds
     from tests.cluster.layout import ensure_binaries
 
     capture = request.config.pluginmanager.getplugin("capturemanager")
@@ -32,6 +33,7 @@ def control_plane(
         layout = ensure_binaries()
     work_dir: Path = tmp_path_factory.mktemp("control-plane")
     with running_control_plane(layout, work_dir, project_crds()) as plane:
+        install_project_objects(plane)
         yield plane
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes control-plane binaries from Go modules and fetches the
-# training-operator module that carries the PyTorchJob CRD. Idempotent: a warm run only
+# training-operator module that carries the PyTorchJob CRD and the Kubeflow Trainer module
+# that carries the TrainJob and runtime CRDs and the torch runtime. Idempotent: a warm run only
 # checks that the cached files exist.
 #
 #   hack/cluster/build-bins.sh            kube-apiserver, kube-controller-manager, CRD module
@@ -35,6 +36,15 @@ obtain_training_operator() {
     go mod download "github.com/kubeflow/training-operator@$TRAINING_OPERATOR_VERSION"
   fi
   echo "training-operator $TRAINING_OPERATOR_VERSION CRD: $(elapsed "$started")s ($RLOOP_PYTORCHJOB_CRD)"
+}
+
+obtain_trainer() {
+  local started
+  started=$(date +%s)
+  if [[ ! -d "$RLOOP_TRAINER_MODULE/manifests" ]]; then
+    go mod download "github.com/kubeflow/trainer/v2@$TRAINER_VERSION"
+  fi
+  echo "Kubeflow Trainer $TRAINER_VERSION CRDs and runtimes: $(elapsed "$started")s ($RLOOP_TRAINER_MODULE)"
 }
 
 # `go install k8s.io/kubernetes/cmd/...@v` is refused because k8s.io/kubernetes replaces
@@ -74,6 +84,7 @@ build_component() {
 
 main() {
   obtain_training_operator
+  obtain_trainer
   local missing=()
   for component in "${components[@]}"; do
     [[ -x "$RLOOP_K8S_BIN/$component" ]] || missing+=("$component")

@@ -160,7 +160,18 @@ class EvalSpec(_Api):
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
+class RuntimeRefSpec(_Api):
+    """A Kubeflow Trainer runtime; Trainer v2.2 ships ClusterTrainingRuntime torch-distributed."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)] = (
+        "torch-distributed"
+    )
+    kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
+
+
 class ResourcesSpec(_Api):
+    launcher: Literal["pytorchjob", "trainjob"] = "pytorchjob"
+    runtime_ref: RuntimeRefSpec | None = None
     nodes: Annotated[int, Field(ge=1, le=1024)] = 1
     gpus_per_node: Annotated[int, Field(ge=0, le=16)] = 8
     image: Annotated[str, Field(max_length=512)] | None = None
@@ -171,6 +182,26 @@ class ResourcesSpec(_Api):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     priority_class_name: str | None = None
     queue_name: Annotated[str, Field(max_length=63)] | None = None
+
+    @model_validator(mode="after")
+    def _trainjob_fields(self) -> ResourcesSpec:
+        if self.runtime_ref is not None and self.launcher != "trainjob":
+            raise ValueError(
+                "resources.runtimeRef only applies to resources.launcher: trainjob; "
+                "set the launcher or remove runtimeRef"
+            )
+        if self.priority_class_name is not None and self.launcher == "trainjob":
+            raise ValueError(
+                "resources.priorityClassName cannot be set with resources.launcher: trainjob "
+                "(Trainer v2.2 runtimePatches cannot set it); set priorityClassName in the "
+                "runtime's pod template instead"
+            )
+        return self
+
+    @property
+    def trainjob_runtime(self) -> RuntimeRefSpec:
+        """The runtime of the run's TrainJobs: runtimeRef, or Kubeflow's torch runtime."""
+        return self.runtime_ref or RuntimeRefSpec()
 
 
 class StorageVolumeSpec(_Api):

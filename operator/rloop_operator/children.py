@@ -1,19 +1,29 @@
-"""Children of a run: their deterministic names, labels, and what their status says.
+"""Children of a run: their deterministic names, labels, and what their status says. Pure.
 
-Pure. A child is a PyTorchJob (DAPO, RFT) or a batch/v1 Job (filter, eval). Its
-name is `<run>-i<NN>-<stage>[-r<retry>]`, short enough for every name and label
-the training operator and the Job controller derive from it.
+A child is named `<run>-i<NN>-<slug>[-r<retry>]` and is one of the registered launchers'
+kinds. Kubeflow's webhooks want every child name to be a DNS-1035 label, and the names of
+the pods, Services and Jobs derived from it must stay within 63 characters too, so the
+run's name is bounded: MAX_RUN_NAME is the longest for which every stage's last retry of
+the last iteration, on any launcher, still fits. The CRD refuses longer names and names
+that are not DNS-1035 labels at apply time, with the same messages as run_name_problem().
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from rloop_operator.api import Stage
+from rloop_operator.launchers import (
+    LAUNCHERS,
+    ChildPhase,
+    launcher_of_kind,
+    launchers_able_to_run,
+)
+from rloop_operator.stages import STAGES, stage_info, stage_of_slug
 
 LABEL_RUN = "rloop.io/run"
 LABEL_ITERATION = "rloop.io/iteration"
@@ -21,57 +31,47 @@ LABEL_STAGE = "rloop.io/stage"
 LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 ANNOTATION_RUN_NAME = "rloop.io/run-name"
 
-# Pods of a PyTorchJob are `<job>-worker-<index>` and carry the job name as a label
-# value; both must stay within 63 characters.
-MAX_CHILD_NAME = 63 - len("-worker-1023")
-MAX_LABEL_VALUE = 63
-
-STAGE_SLUG = {
-    Stage.EXPLORING: "rl",
-    Stage.FILTERING: "filter",
-    Stage.CONSOLIDATING: "rft",
-    Stage.EVALUATING: "eval",
-}
-STAGE_OF_SLUG = {slug: stage for stage, slug in STAGE_SLUG.items()}
-
-
-class ChildKind(StrEnum):
-    PYTORCHJOB = "PyTorchJob"
-    JOB = "Job"
-
-
-def kind_of(stage: Stage) -> ChildKind:
-    return (
-        ChildKind.PYTORCHJOB if stage in (Stage.EXPLORING, Stage.CONSOLIDATING) else ChildKind.JOB
-    )
-
-
-def _shorten(name: str, limit: int) -> str:
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
-    return f"{name[: limit - len(digest) - 1].rstrip('-.')}-{digest}"
-
-
-def run_label(run_name: str) -> str:
-    """Value of the rloop.io/run label: the run's name, shortened with a hash if too long."""
-    return _shorten(run_name, MAX_LABEL_VALUE)
+MAX_NAME = 63  # a DNS-1035 label, and a label value
+MAX_ITERATION_INDEX = 98  # spec.iterations <= 99
+MAX_RETRY = 10  # spec.maxRetries <= 10
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 def child_name(run_name: str, iteration: int, stage: Stage, retry: int) -> str:
-    suffix = f"-i{iteration:02d}-{STAGE_SLUG[stage]}" + (f"-r{retry}" if retry else "")
-    return _shorten(run_name, MAX_CHILD_NAME - len(suffix)) + suffix
+    return f"{run_name}-i{iteration:02d}-{stage_info(stage).slug}" + (f"-r{retry}" if retry else "")
 
 
-class ChildPhase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
+def _longest_run_name() -> int:
+    return min(
+        MAX_NAME
+        - len(launcher.longest_derived_suffix)
+        - len(child_name("", MAX_ITERATION_INDEX, info.stage, MAX_RETRY))
+        for info in STAGES
+        for launcher in launchers_able_to_run(info)
+    )
 
-    @property
-    def is_finished(self) -> bool:
-        return self in (ChildPhase.SUCCEEDED, ChildPhase.FAILED)
+
+MAX_RUN_NAME = _longest_run_name()
+_MAX_DERIVED = max(len(launcher.longest_derived_suffix) for launcher in LAUNCHERS)
+RUN_NAME_NOT_DNS_1035 = (
+    "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting "
+    "with a letter and ending with a letter or digit): Kubeflow refuses child names with "
+    "dots; e.g. qwen2-5-math-7b instead of qwen2.5-math-7b"
+)
+RUN_NAME_TOO_LONG = (
+    f"metadata.name must be at most {MAX_RUN_NAME} characters: the children of a run are "
+    f"named <run>-i<NN>-<stage>[-r<retry>] and the names of their pods add up to "
+    f"{_MAX_DERIVED} more characters, all within {MAX_NAME}; choose a shorter name"
+)
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a run, or None; the CRD's root rules say the same."""
+    if not re.match(DNS_1035_LABEL, name):
+        return RUN_NAME_NOT_DNS_1035
+    if len(name) > MAX_RUN_NAME:
+        return RUN_NAME_TOO_LONG
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Child:
     """What the operator needs to know of one child object."""
 
     name: str
-    kind: ChildKind
+    kind: str
     iteration: int
     stage: Stage
     phase: ChildPhase
@@ -90,58 +90,29 @@ class Child:
     deleting: bool = False
 
 
-def _true_condition(status: dict[str, Any], *types: str) -> dict[str, Any] | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") in types and condition.get("status") == "True":
-            return dict(condition)
-    return None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _phase_from_status(
-    kind: ChildKind, status: dict[str, Any]
-) -> tuple[ChildPhase, dict[str, Any]]:
-    # A finished PyTorchJob has Succeeded or Failed True somewhere in its conditions,
-    # not necessarily as the last one (the training operator appends, and may add
-    # Restarting/Running after a transient failure).
-    done_types = ("Succeeded",) if kind is ChildKind.PYTORCHJOB else ("Complete",)
-    succeeded = _true_condition(status, *done_types)
-    if succeeded is not None:
-        return ChildPhase.SUCCEEDED, succeeded
-    failed = _true_condition(status, "Failed")
-    if failed is not None:
-        return ChildPhase.FAILED, failed
-    running = _true_condition(status, "Running") or (
-        {"type": "Running"} if kind is ChildKind.JOB and status.get("active") else None
-    )
-    if running is not None:
-        return ChildPhase.RUNNING, running
-    return ChildPhase.PENDING, {}
-
-
-def observe_child(obj: dict[str, Any]) -> Child | None:
-    """Read a PyTorchJob or Job object; None if it is not one of ours."""
+def observe_child(obj: Mapping[str, Any]) -> Child | None:
+    """Read a child of any registered kind; None if it is not one of ours."""
     metadata = obj.get("metadata") or {}
     labels = metadata.get("labels") or {}
+    launcher = launcher_of_kind(obj.get("kind", ""))
     try:
         iteration = int(labels[LABEL_ITERATION])
-        stage = STAGE_OF_SLUG[labels[LABEL_STAGE]]
+        stage = stage_of_slug(labels[LABEL_STAGE])
     except (KeyError, ValueError):
         return None
-    kind = ChildKind(obj.get("kind", kind_of(stage).value))
-    phase, condition = _phase_from_status(kind, obj.get("status") or {})
+    if launcher is None or stage is None:
+        return None
+    status = launcher.status(obj.get("status") or {})
+    created = metadata.get("creationTimestamp")
     return Child(
         name=metadata["name"],
-        kind=kind,
+        kind=launcher.kind,
         iteration=iteration,
         stage=stage,
-        phase=phase,
-        reason=condition.get("reason", ""),
-        message=condition.get("message", ""),
-        finished_at=_parse_time(condition.get("lastTransitionTime")) if phase.is_finished else None,
-        created_at=_parse_time(metadata.get("creationTimestamp")),
+        phase=status.phase,
+        reason=status.reason,
+        message=status.message,
+        finished_at=status.finished_at,
+        created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
         deleting=bool(metadata.get("deletionTimestamp")),
     )

@@ -5,6 +5,12 @@ Started as `kopf run --standalone -m rloop_operator.handlers --all-namespaces`
 they need no finalizers and store nothing on the objects, so the state is the
 run's status and its children alone, and a restart changes nothing. Reconciles
 of one run are serialised by a lock; different runs proceed concurrently.
+
+Children are watched with one handler per registered launcher, filtered by the API
+server (label rloop.io/run present), so the operator never receives every Job of the
+cluster. A kind whose CRD is not installed (e.g. no PyTorchJob on a Trainer-v2-only
+cluster) is not served: kopf logs it as unresolved and starts its watch if the CRD
+appears later; runs that need it are Blocked with a condition saying what to install.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from rloop_operator import metrics
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
 from rloop_operator.children import LABEL_RUN
 from rloop_operator.kube import Kube
+from rloop_operator.launchers import LAUNCHERS
 from rloop_operator.reconcile import OperatorSettings, Reconciler
 
 log = logging.getLogger("rloop_operator")
@@ -45,6 +52,11 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     _state["reconciler"] = Reconciler(Kube(client.ApiClient()), operator_settings)
     settings.posting.level = logging.WARNING
+    for launcher in LAUNCHERS:
+        resource = launcher.resource
+        settings.watching.label_selectors[resource.group, resource.version, resource.plural] = (
+            LABEL_RUN
+        )
     metrics.serve(operator_settings.metrics_port)
     log.info("rloop-operator started; metrics on :%d", operator_settings.metrics_port)
 
@@ -59,13 +71,20 @@ async def run_changed(event: kopf.RawEvent, name: str, namespace: str | None, **
     await reconcile(namespace, name)
 
 
-@kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels={LABEL_RUN: kopf.PRESENT})
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
 async def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     assert namespace is not None
     for owner in body.metadata.get("ownerReferences", []):
         if owner.get("kind") == KIND and owner.get("apiVersion", "").startswith(f"{GROUP}/"):
             await reconcile(namespace, owner["name"])
+
+
+for _launcher in LAUNCHERS:
+    kopf.on.event(
+        _launcher.resource.group,
+        _launcher.resource.version,
+        _launcher.resource.plural,
+        labels={LABEL_RUN: kopf.PRESENT},
+    )(child_changed)
 
 
 async def reconcile(namespace: str, name: str) -> None:

@@ -11,18 +11,21 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
-from rloop_operator.children import LABEL_RUN, ChildKind, run_label
+from rloop_operator.children import LABEL_RUN
+from rloop_operator.launchers import LAUNCHERS, ApiResource, launcher_of_kind
 
 log = logging.getLogger(__name__)
 
-PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs")
+
+def _coordinates(resource: ApiResource, namespace: str) -> tuple[str, str, str, str]:
+    """(group, version, namespace, plural): CustomObjectsApi serves built-in groups too."""
+    return resource.group, resource.version, namespace, resource.plural
 
 
 class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
-        self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -37,58 +40,76 @@ class Kube:
             raise
         return run
 
-    def list_children(self, namespace: str, run_name: str, run_uid: str) -> list[dict[str, Any]]:
-        """PyTorchJobs and Jobs labelled for the run and owned by this incarnation of it."""
-        selector = f"{LABEL_RUN}={run_label(run_name)}"
-        listing = self.custom.list_namespaced_custom_object(
-            *PYTORCHJOB[:2], namespace, PYTORCHJOB[2], label_selector=selector
-        )
-        jobs: list[dict[str, Any]] = cast(dict[str, Any], listing)["items"]
-        for job in jobs:
-            job.setdefault("kind", ChildKind.PYTORCHJOB.value)
-        batch_listing = self.batch.list_namespaced_job(namespace, label_selector=selector)
-        batch: list[dict[str, Any]] = self._plain(batch_listing)["items"]
-        for job in batch:
-            job["kind"] = ChildKind.JOB.value
-        return [
+    def list_children(
+        self, namespace: str, run_name: str, run_uid: str
+    ) -> tuple[list[dict[str, Any]], frozenset[str]]:
+        """Children of every registered kind labelled for the run and owned by this
+        incarnation of it, and the kinds the cluster does not serve (no CRD)."""
+        children: list[dict[str, Any]] = []
+        unserved: set[str] = set()
+        for launcher in LAUNCHERS:
+            try:
+                listing = self.custom.list_namespaced_custom_object(
+                    *_coordinates(launcher.resource, namespace),
+                    label_selector=f"{LABEL_RUN}={run_name}",
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                unserved.add(launcher.kind)
+                continue
+            for item in cast(dict[str, Any], listing)["items"]:
+                # Items of built-in lists carry no kind.
+                item["kind"] = launcher.kind
+                children.append(item)
+        owned = [
             obj
-            for obj in [*jobs, *batch]
+            for obj in children
             if any(ref.get("uid") == run_uid for ref in obj["metadata"].get("ownerReferences", []))
         ]
-
-    def _plain(self, model: object) -> dict[str, Any]:
-        plain = self.api_client.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
-        return cast(dict[str, Any], plain)
+        return owned, frozenset(unserved)
 
     def create_child(self, manifest: dict[str, Any]) -> bool:
         """Create a child; False when it already exists (a 409 is never a second child)."""
+        launcher = launcher_of_kind(manifest["kind"])
+        assert launcher is not None, manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
         try:
-            if manifest["kind"] == ChildKind.PYTORCHJOB.value:
-                self.custom.create_namespaced_custom_object(
-                    *PYTORCHJOB[:2], namespace, PYTORCHJOB[2], manifest
-                )
-            else:
-                # The client accepts a plain dict body as well as a V1Job.
-                self.batch.create_namespaced_job(namespace, cast(Any, manifest))
+            self.custom.create_namespaced_custom_object(
+                *_coordinates(launcher.resource, namespace), manifest
+            )
         except ApiException as exc:
             if exc.status == 409:
                 return False
             raise
         return True
 
-    def delete_child(self, kind: ChildKind, namespace: str, name: str) -> None:
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        launcher = launcher_of_kind(kind)
+        assert launcher is not None, kind
         body = client.V1DeleteOptions(propagation_policy="Background")
         try:
-            if kind is ChildKind.PYTORCHJOB:
-                self.custom.delete_namespaced_custom_object(
-                    *PYTORCHJOB[:2], namespace, PYTORCHJOB[2], name, body=body
-                )
-            else:
-                self.batch.delete_namespaced_job(name, namespace, body=body)
+            self.custom.delete_namespaced_custom_object(
+                *_coordinates(launcher.resource, namespace), name, body=body
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def object_exists(self, resource: ApiResource, namespace: str, name: str) -> bool:
+        """Whether the object exists; a kind the cluster does not serve has none."""
+        try:
+            if resource.namespaced:
+                self.custom.get_namespaced_custom_object(*_coordinates(resource, namespace), name)
+            else:
+                self.custom.get_cluster_custom_object(
+                    resource.group, resource.version, resource.plural, name
+                )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource; None values remove fields."""
@@ -106,11 +127,9 @@ class Kube:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
-    def termination_messages(self, namespace: str, job: str) -> list[str]:
-        """Messages of the containers that exited 0 in the pods of batch/v1 Job `job`."""
-        pods = self.core.list_namespaced_pod(
-            namespace, label_selector=f"batch.kubernetes.io/job-name={job}"
-        )
+    def termination_messages(self, namespace: str, pod_selector: str) -> list[str]:
+        """Messages of the containers that exited 0 in the pods `pod_selector` selects."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=pod_selector)
         messages = []
         for pod in pods.items:
             for container in (pod.status.container_statuses if pod.status else None) or []:

@@ -31,8 +31,9 @@ from rloop_operator.api import (
     parse_spec,
     parse_status,
 )
-from rloop_operator.children import Child, ChildPhase, kind_of
+from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
+from rloop_operator.launchers import ChildPhase, launcher_for
 from rloop_operator.manifests import trainer_command
 from rloop_operator.plan import (
     CreateChild,
@@ -46,6 +47,7 @@ from rloop_operator.plan import (
     plan,
 )
 from rloop_operator.reports import read_report
+from rloop_operator.stages import Report
 
 LOG_TAIL_CHARS = 2000
 # Locally a failed phase is usually a bug to fix, not a node to wait for.
@@ -70,6 +72,9 @@ def load_run(path: Path) -> tuple[dict[str, Any], RLoopRunSpec]:
     metadata = document.get("metadata") or {}
     if not metadata.get("name"):
         raise SpecError(f"{path}: metadata.name is missing; give the run a name")
+    problem = run_name_problem(str(metadata["name"]))
+    if problem is not None:
+        raise SpecError(f"{path}: {problem}")
     return metadata, parse_spec(document.get("spec") or {})
 
 
@@ -111,7 +116,7 @@ class LocalState:
             json.dumps(asdict(record), indent=2)
         )
 
-    def children(self) -> tuple[Child, ...]:
+    def children(self, spec: RLoopRunSpec) -> tuple[Child, ...]:
         """Finished children; one left Running by an interrupted executor is forgotten
         so that the plan starts it again under the same name."""
         found = []
@@ -120,18 +125,18 @@ class LocalState:
             if record.phase == ChildPhase.RUNNING.value:
                 path.unlink()
                 continue
-            found.append(_child_of(record))
+            found.append(_child_of(record, spec))
         return tuple(found)
 
     def log_file(self, child: str) -> Path:
         return self.directory / "logs" / f"{child}.log"
 
 
-def _child_of(record: ChildRecord) -> Child:
+def _child_of(record: ChildRecord, spec: RLoopRunSpec) -> Child:
     stage = Stage(record.stage)
     return Child(
         name=record.name,
-        kind=kind_of(stage),
+        kind=launcher_for(spec, stage).kind,
         iteration=record.iteration,
         stage=stage,
         phase=ChildPhase(record.phase),
@@ -185,7 +190,7 @@ class LocalExecutor:
                 time.sleep(result.requeue_after or 1.0)
 
     def _plan(self) -> Plan:
-        run, children = self.view(), self.state.children()
+        run, children = self.view(), self.state.children(self.spec)
         reports: dict[str, StageReport] = {}
         credentials = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
         while True:
@@ -194,7 +199,7 @@ class LocalExecutor:
             if not reads:
                 return result
             for read in reads:
-                filtering = read.stage is Stage.FILTERING
+                filtering = read.report is Report.EXPERT
                 reports[read.child] = read_report(
                     read.uri, filtering, self.spec.storage, credentials
                 )

@@ -1,11 +1,11 @@
 """Manifests of a run's children and the phase configs they hand to the trainer. Pure.
 
-DAPO and RFT run as Kubeflow PyTorchJobs (kubeflow.org/v1): the training operator
-sets PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK and PET_MASTER_ADDR/PORT, which
-torchrun reads, so the container command is the same on every pod. The filter and
-the evaluation run as batch/v1 Jobs. The phase config travels inline in the
-command (`--config-json`): it is small, visible in `kubectl get -o yaml`, and the
-exact command can be run anywhere.
+Each child's pod is built once here, the same whatever launcher runs it; the stage's
+launcher (launchers/) wraps it into a PyTorchJob, a TrainJob or a batch/v1 Job. DAPO and
+RFT run under torchrun, which reads the PET_* variables both Kubeflow launchers set, so
+the container command is the same on every pod. The phase config travels inline in the
+command (`--config-json`): it is small, visible in `kubectl get -o yaml`, and the exact
+command can be run anywhere.
 """
 
 from __future__ import annotations
@@ -21,19 +21,11 @@ from rloop_operator.children import (
     LABEL_QUEUE,
     LABEL_RUN,
     LABEL_STAGE,
-    STAGE_SLUG,
-    ChildKind,
-    kind_of,
-    run_label,
 )
+from rloop_operator.launchers import LaunchRequest, PhasePod, launcher_for
 from rloop_operator.plan import CreateChild, RunView, produced_policy, starting_policy
+from rloop_operator.stages import STAGE_SLUG, stage_info
 
-PHASE_OF_STAGE = {
-    Stage.EXPLORING: "dapo",
-    Stage.FILTERING: "filter",
-    Stage.CONSOLIDATING: "rft",
-    Stage.EVALUATING: "eval",
-}
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
 # Filter and eval write their report here too; the operator reads it from the pod status.
@@ -141,33 +133,32 @@ def _rft_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, A
 
 def trainer_command(run: RunView, iteration: int, stage: Stage) -> list[str]:
     """The exact command of the child's container; `rloop run` executes the same."""
-    phase = PHASE_OF_STAGE[stage]
+    info = stage_info(stage)
     config = json.dumps(phase_config(run, iteration, stage), sort_keys=True)
-    trainer = ["rloop-trainer", phase, "--config-json", config]
-    return (
-        ["torchrun", "--no-python", *trainer] if kind_of(stage) is ChildKind.PYTORCHJOB else trainer
-    )
+    trainer = ["rloop-trainer", info.phase, "--config-json", config]
+    return ["torchrun", "--no-python", *trainer] if info.distributed else trainer
 
 
-def _labels(run: RunView, iteration: int, stage: Stage) -> dict[str, str]:
-    spec = run.spec
-    assert isinstance(spec, RLoopRunSpec)
-    labels = {
+def _pod_labels(run: RunView, iteration: int, stage: Stage) -> dict[str, str]:
+    return {
         "app.kubernetes.io/managed-by": "rloop-operator",
-        LABEL_RUN: run_label(run.name),
+        LABEL_RUN: run.name,
         LABEL_ITERATION: str(iteration),
-        LABEL_STAGE: STAGE_SLUG[stage],
+        LABEL_STAGE: stage_info(stage).slug,
     }
-    if spec.resources.queue_name:
-        labels[LABEL_QUEUE] = spec.resources.queue_name
-    return labels
 
 
 def _metadata(run: RunView, request: CreateChild) -> dict[str, Any]:
+    spec = run.spec
+    assert isinstance(spec, RLoopRunSpec)
+    labels = _pod_labels(run, request.iteration, request.stage)
+    # Kueue reads the queue from the child object; its pods are admitted with it.
+    if spec.resources.queue_name:
+        labels[LABEL_QUEUE] = spec.resources.queue_name
     return {
         "name": request.name,
         "namespace": run.namespace,
-        "labels": _labels(run, request.iteration, request.stage),
+        "labels": labels,
         "annotations": {ANNOTATION_RUN_NAME: run.name},
         "ownerReferences": [
             {
@@ -204,104 +195,73 @@ def _env(spec: RLoopRunSpec) -> list[dict[str, Any]]:
     return env
 
 
-def _pod_template(
-    run: RunView, request: CreateChild, container: dict[str, Any], gpu_pod: bool
-) -> dict[str, Any]:
-    spec = run.spec
-    assert isinstance(spec, RLoopRunSpec)
+def _volumes(
+    spec: RLoopRunSpec, gpu_pod: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts): scratch space, /dev/shm on GPU pods, and the storage volume."""
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
-    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], "volumes": volumes}
     if gpu_pod:
         # NCCL needs a large shared-memory segment; the container default is 64 MiB.
         volumes.append(
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}
         )
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-        if spec.resources.node_selector:
-            pod["nodeSelector"] = dict(spec.resources.node_selector)
-        if spec.resources.tolerations:
-            pod["tolerations"] = [dict(t) for t in spec.resources.tolerations]
-    if spec.resources.priority_class_name:
-        pod["priorityClassName"] = spec.resources.priority_class_name
     if spec.storage.volume is not None:
         claim = {"claimName": spec.storage.volume.claim_name}
         volumes.append({"name": "storage", "persistentVolumeClaim": claim})
         mounts.append({"name": "storage", "mountPath": spec.storage.volume.mount_path})
-    container["volumeMounts"] = mounts
-    return {"metadata": {"labels": _labels(run, request.iteration, request.stage)}, "spec": pod}
+    return volumes, mounts
 
 
-def _container(run: RunView, request: CreateChild, name: str, gpus: int) -> dict[str, Any]:
+def _requests_and_gpus(spec: RLoopRunSpec, stage: Stage) -> tuple[dict[str, str], int]:
+    """CPU/memory requests and GPUs of one pod of the stage."""
+    resources = spec.resources
+    if stage_info(stage).distributed:
+        return {"cpu": resources.cpu, "memory": resources.memory}, resources.gpus_per_node
+    if stage is Stage.EVALUATING:
+        return {"cpu": resources.cpu, "memory": resources.memory}, min(resources.gpus_per_node, 1)
+    return {"cpu": spec.filter.cpu, "memory": spec.filter.memory}, 0
+
+
+def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) -> PhasePod:
+    """The child's pod, whatever launcher will wrap it."""
     spec = run.spec
     assert isinstance(spec, RLoopRunSpec)
-    return {
-        "name": name,
-        "image": spec.resources.image or "",
-        "command": trainer_command(run, request.iteration, request.stage),
-        "env": _env(spec),
-        "resources": {
-            "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
-            "limits": {"nvidia.com/gpu": gpus} if gpus else {},
-        },
-    }
-
-
-def pytorchjob(run: RunView, request: CreateChild, settings: ManifestSettings) -> dict[str, Any]:
-    spec = run.spec
-    assert isinstance(spec, RLoopRunSpec)
-    gpus = spec.resources.gpus_per_node
-    container = _container(run, request, "pytorch", gpus)  # the name the training operator wants
-    container["image"] = container["image"] or settings.trainer_image
-    template = _pod_template(run, request, container, gpu_pod=True)
-    replicas = {"Master": {"replicas": 1, "restartPolicy": "Never", "template": template}}
-    if spec.resources.nodes > 1:
-        replicas["Worker"] = {
-            "replicas": spec.resources.nodes - 1,
-            "restartPolicy": "Never",
-            "template": template,
-        }
-    return {
-        "apiVersion": "kubeflow.org/v1",
-        "kind": "PyTorchJob",
-        "metadata": _metadata(run, request),
-        # runPolicy.suspend is left to Kueue; retries are the operator's, so the
-        # training operator must not restart a failed job on its own.
-        "spec": {
-            "nprocPerNode": str(max(gpus, 1)),
-            "runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "None"},
-            "pytorchReplicaSpecs": replicas,
-        },
-    }
-
-
-def batch_job(run: RunView, request: CreateChild, settings: ManifestSettings) -> dict[str, Any]:
-    spec = run.spec
-    assert isinstance(spec, RLoopRunSpec)
-    evaluating = request.stage is Stage.EVALUATING
-    gpus = 1 if evaluating and spec.resources.gpus_per_node else 0
-    container = _container(run, request, PHASE_OF_STAGE[request.stage], gpus)
-    container["image"] = container["image"] or settings.trainer_image
-    if not evaluating:
-        container["resources"]["requests"] = {"cpu": spec.filter.cpu, "memory": spec.filter.memory}
-    container["terminationMessagePath"] = TERMINATION_MESSAGE_PATH
-    container["env"].append(
-        {"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH}
+    info = stage_info(request.stage)
+    requests, gpus = _requests_and_gpus(spec, request.stage)
+    gpu_pod = info.distributed or request.stage is Stage.EVALUATING
+    volumes, mounts = _volumes(spec, gpu_pod)
+    env = _env(spec)
+    if info.report is not None:
+        env.append({"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH})
+    return PhasePod(
+        phase=info.phase,
+        labels=_pod_labels(run, request.iteration, request.stage),
+        image=spec.resources.image or settings.trainer_image,
+        command=tuple(trainer_command(run, request.iteration, request.stage)),
+        env=tuple(env),
+        resources={"requests": requests, "limits": {"nvidia.com/gpu": gpus} if gpus else {}},
+        volumes=tuple(volumes),
+        mounts=tuple(mounts),
+        node_selector=spec.resources.node_selector if gpu_pod else {},
+        tolerations=tuple(spec.resources.tolerations) if gpu_pod else (),
+        priority_class_name=spec.resources.priority_class_name,
+        termination_message_path=TERMINATION_MESSAGE_PATH if info.report else None,
     )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(run, request),
-        "spec": {
-            "backoffLimit": 0,
-            "template": _pod_template(run, request, container, gpu_pod=evaluating),
-        },
-    }
 
 
 def child_manifest(
     run: RunView, request: CreateChild, settings: ManifestSettings
 ) -> dict[str, Any]:
-    if kind_of(request.stage) is ChildKind.PYTORCHJOB:
-        return pytorchjob(run, request, settings)
-    return batch_job(run, request, settings)
+    spec = run.spec
+    assert isinstance(spec, RLoopRunSpec)
+    distributed = stage_info(request.stage).distributed
+    launch = LaunchRequest(
+        metadata=_metadata(run, request),
+        pod=phase_pod(run, request, settings),
+        nodes=spec.resources.nodes if distributed else 1,
+        procs_per_node=max(spec.resources.gpus_per_node, 1) if distributed else 1,
+        runtime=spec.resources.trainjob_runtime,
+    )
+    return launcher_for(spec, request.stage).manifest(launch)

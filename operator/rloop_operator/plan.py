@@ -26,9 +26,16 @@ from rloop_operator.api import (
     SpecError,
     Stage,
 )
-from rloop_operator.children import Child, ChildKind, ChildPhase, child_name, kind_of
+from rloop_operator.children import Child, child_name
 from rloop_operator.conditions import conditions_for
+from rloop_operator.launchers import (
+    ChildPhase,
+    Prerequisite,
+    launcher_for,
+    prerequisites,
+)
 from rloop_operator.layout import RunLayout, run_layout
+from rloop_operator.stages import Report, stage_info, stages_of
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,10 @@ class Observed:
     missing_secret: str | None = None
     reports: Mapping[str, StageReport] = field(default_factory=dict)
     missing_claim: str | None = None
+    # Launchers' prerequisites (e.g. a TrainJob runtime) that do not exist.
+    missing_prerequisites: tuple[Prerequisite, ...] = ()
+    # Kinds of children the cluster does not serve (their CRD is not installed).
+    unserved_kinds: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,7 @@ class CreateChild:
 @dataclass(frozen=True)
 class DeleteChild:
     name: str
-    kind: ChildKind
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,7 @@ class ReadReport:
 
     child: str
     uri: str
-    stage: Stage
+    report: Report
 
 
 @dataclass(frozen=True)
@@ -112,21 +123,6 @@ class Plan:
     actions: tuple[Action, ...]
     status: RLoopRunStatus
     requeue_after: float | None = None
-
-
-RECORD_FIELD = {
-    Stage.EXPLORING: "rl_job",
-    Stage.FILTERING: "filter_job",
-    Stage.CONSOLIDATING: "rft_job",
-    Stage.EVALUATING: "eval_job",
-}
-
-
-def stages_of(spec: RLoopRunSpec) -> tuple[Stage, ...]:
-    evaluation = (Stage.EVALUATING,) if spec.data.validation else ()
-    if spec.mode == "vanilla":
-        return (Stage.EXPLORING, *evaluation)
-    return (Stage.EXPLORING, Stage.FILTERING, Stage.CONSOLIDATING, *evaluation)
 
 
 def starting_policy(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> str:
@@ -211,7 +207,7 @@ def plan(
         return draft.finish(total)
     if draft.status.started_at is None:
         draft.update(started_at=now, policy=spec.model.base)
-    blocker = _missing_object(observed, run.namespace)
+    blocker = _missing_object(spec, observed, run.namespace)
     if blocker is not None:
         return _block(draft, *blocker, settings, total)
     if draft.status.reason == "Blocked":
@@ -238,8 +234,25 @@ def _fail(draft: _Draft, reason: str, message: str, total: int, child: str | Non
     return draft.finish(total)
 
 
-def _missing_object(observed: Observed, namespace: str) -> tuple[str, str] | None:
-    """(event reason, message) for an object the spec names that does not exist."""
+def _missing_object(
+    spec: RLoopRunSpec, observed: Observed, namespace: str
+) -> tuple[str, str] | None:
+    """(event reason, message) for an object the run needs that does not exist."""
+    stages = stages_of(spec)
+    for launcher in dict.fromkeys(launcher_for(spec, stage) for stage in stages):
+        if launcher.kind in observed.unserved_kinds:
+            return "LauncherNotInstalled", (
+                f"the cluster does not serve {launcher.kind} "
+                f"({launcher.resource.api_version}), which runs stages of this run; "
+                f"{launcher.install_hint}"
+            )
+    for missing in prerequisites(spec, stages):
+        if missing in observed.missing_prerequisites:
+            where = f" in namespace {namespace}" if missing.resource.namespaced else ""
+            return f"{missing.resource.kind}NotFound", (
+                f"{missing.resource.kind} {missing.name!r} named by {missing.named_by} does not "
+                f"exist{where}; {missing.hint}"
+            )
     if observed.missing_secret is not None:
         return "SecretNotFound", (
             f"Secret {observed.missing_secret!r} named by spec.storage.credentialsSecret does not "
@@ -319,10 +332,10 @@ def _start_child(draft: _Draft, spec: RLoopRunSpec, name: str, index: int, stage
         draft.event(
             "Normal",
             "ChildCreated",
-            f"{verb} {kind_of(stage).value} {name}: iteration {index + 1}/"
+            f"{verb} {launcher_for(spec, stage).kind} {name}: iteration {index + 1}/"
             f"{spec.total_iterations}, {stage.value}",
         )
-    draft.update_record(index, **{RECORD_FIELD[stage]: name})
+    draft.update_record(index, **{stage_info(stage).record_field: name})
     draft.update(
         phase=Phase.RUNNING, active_child=name, retry_after=None, reason=None, message=None
     )
@@ -342,15 +355,11 @@ def _complete_stage(
     stages: tuple[Stage, ...],
 ) -> bool:
     index, stage, layout = child.iteration, child.stage, draft.run.layout
-    if stage in (Stage.FILTERING, Stage.EVALUATING):
+    leaves = stage_info(stage).report
+    if leaves is not None:
         report = observed.reports.get(child.name)
         if report is None:
-            uri = (
-                layout.expert_report(index)
-                if stage is Stage.FILTERING
-                else layout.eval_report(index)
-            )
-            draft.act(ReadReport(child.name, uri, stage))
+            draft.act(ReadReport(child.name, leaves.uri(layout, index), leaves))
             return False
         _record_report(draft, index, report, child.name)
     draft.event("Normal", "StageSucceeded", f"{child.name} succeeded ({stage.value})", child.name)
@@ -394,15 +403,11 @@ def _record_failure(
     failures = _failures(
         draft.record(child.iteration), draft.run.name, child.iteration, child.stage
     )
-    cause = f"{child.kind.value} {child.name} failed ({child.reason or 'no reason'}): " + (
+    cause = f"{child.kind} {child.name} failed ({child.reason or 'no reason'}): " + (
         child.message or "no message"
     )
     if failures > spec.max_retries:
-        logs = (
-            f"kubectl logs -n {draft.run.namespace} -l training.kubeflow.org/job-name={child.name}"
-            if child.kind is ChildKind.PYTORCHJOB
-            else f"kubectl logs -n {draft.run.namespace} job/{child.name}"
-        )
+        logs = launcher_for(spec, child.stage).logs_hint(draft.run.namespace, child.name)
         message = (
             f"{cause}. Gave up after {failures - 1} retries (spec.maxRetries={spec.max_retries}); "
             f"read the logs with `{logs}`. Completed iterations stay in the store."

@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from rloop_operator import metrics
-from rloop_operator.api import RLoopRunSpec, SpecError, Stage, parse_spec, parse_status
+from rloop_operator.api import RLoopRunSpec, SpecError, parse_spec, parse_status
 from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
 from rloop_operator.kube import Kube
+from rloop_operator.launchers import Prerequisite, launcher_for, prerequisites
 from rloop_operator.manifests import ManifestSettings, child_manifest
 from rloop_operator.plan import (
     CreateChild,
@@ -32,6 +33,7 @@ from rloop_operator.plan import (
     plan,
 )
 from rloop_operator.reports import read_report, report_from_messages
+from rloop_operator.stages import Report, stages_of
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +101,23 @@ class Reconciler:
             metrics.observe_phase(namespace, name, None)
             return None
         run = run_view(obj)
-        children = tuple(
-            child
-            for child in map(observe_child, self.kube.list_children(namespace, name, run.uid))
-            if child is not None
-        )
+        listed, unserved = self.kube.list_children(namespace, name, run.uid)
+        children = tuple(child for child in map(observe_child, listed) if child is not None)
         credentials, missing_secret = self._credentials(run)
-        missing_claim = self._missing_claim(run)
         reports: dict[str, StageReport] = {}
-        result = self._plan(run, Observed(children, missing_secret, reports, missing_claim))
+        observed = Observed(
+            children,
+            missing_secret,
+            reports,
+            self._missing_claim(run),
+            self._missing_prerequisites(run),
+            unserved,
+        )
+        result = self._plan(run, observed)
         while reads := [a for a in result.actions if isinstance(a, ReadReport)]:
             for read in reads:
-                assert isinstance(run.spec, RLoopRunSpec)
-                filtering = read.stage is Stage.FILTERING
-                messages = self.kube.termination_messages(namespace, read.child)
-                reports[read.child] = report_from_messages(messages, filtering) or read_report(
-                    read.uri, filtering, run.spec.storage, credentials
-                )
-            result = self._plan(run, Observed(children, missing_secret, reports, missing_claim))
+                reports[read.child] = self._read_report(run, read, children, credentials)
+            result = self._plan(run, observed)
         self._apply(obj, run, children, result)
         metrics.observe_phase(namespace, name, result.status.phase)
         if result.status.phase.is_terminal:
@@ -132,6 +133,32 @@ class Reconciler:
         secret = run.spec.storage.credentials_secret
         data = self.kube.secret_data(run.namespace, secret)
         return (data, None) if data is not None else ({}, secret)
+
+    def _read_report(
+        self,
+        run: RunView,
+        read: ReadReport,
+        children: tuple[Child, ...],
+        credentials: dict[str, str],
+    ) -> StageReport:
+        """From the child's pods' termination messages, else from the store."""
+        assert isinstance(run.spec, RLoopRunSpec)
+        filtering = read.report is Report.EXPERT
+        [child] = [c for c in children if c.name == read.child]
+        selector = launcher_for(run.spec, child.stage).pod_selector(child.name)
+        messages = self.kube.termination_messages(run.namespace, selector)
+        return report_from_messages(messages, filtering) or read_report(
+            read.uri, filtering, run.spec.storage, credentials
+        )
+
+    def _missing_prerequisites(self, run: RunView) -> tuple[Prerequisite, ...]:
+        if not isinstance(run.spec, RLoopRunSpec):
+            return ()
+        return tuple(
+            needed
+            for needed in prerequisites(run.spec, stages_of(run.spec))
+            if not self.kube.object_exists(needed.resource, run.namespace, needed.name)
+        )
 
     def _missing_claim(self, run: RunView) -> str | None:
         if not isinstance(run.spec, RLoopRunSpec) or run.spec.storage.volume is None:

@@ -1,8 +1,13 @@
-"""The status a training operator or the Job controller would write, as pure functions.
+"""The status a training operator, Kubeflow Trainer or the Job controller would write, as
+pure functions.
 
 PyTorchJob conditions follow Kubeflow training-operator v1.9.4
 (pkg/controller.v1/pytorch/pytorchjob_controller.go, pkg/util/status.go): reasons are the
 kind followed by Created/Running/Succeeded/Failed, and a finished job turns Running False.
+TrainJob status follows Kubeflow Trainer v2.2.1 (pkg/controller/trainjob_controller.go,
+pkg/runtime/framework/plugins/jobset/jobset.go): jobsStatus mirrors the JobSet's replicated
+Job `node`; Complete and Failed are the JobSet's Completed and Failed conditions renamed,
+with JobSet v0.11.1's reasons and messages (pkg/constants/constants.go).
 Job conditions follow kube-controller-manager since 1.31, whose API validation refuses a
 Complete condition without SuccessCriteriaMet and a Failed one without FailureTarget.
 """
@@ -78,6 +83,37 @@ def pytorchjob_finished_status(
     }
 
 
+def _trainjob_jobs_status(**counts: int) -> list[dict[str, Any]]:
+    zero = {"ready": 0, "succeeded": 0, "failed": 0, "active": 0, "suspended": 0}
+    return [{"name": "node", **zero, **counts}]
+
+
+def trainjob_running_status(name: str, now: str) -> dict[str, Any]:
+    """Status of a TrainJob whose JobSet's single `node` Job has its pods up."""
+    return {"jobsStatus": _trainjob_jobs_status(active=1, ready=1)}
+
+
+def trainjob_finished_status(
+    name: str, running: Mapping[str, Any], outcome: Outcome, now: str
+) -> dict[str, Any]:
+    """Status of a TrainJob whose JobSet ended with `outcome`, from its running status."""
+    if outcome == "Succeeded":
+        condition = ("Complete", "AllJobsCompleted", "jobset completed successfully")
+        jobs = _trainjob_jobs_status(succeeded=1)
+    else:
+        condition = ("Failed", "FailedJobs", "jobset failed due to one or more job failures")
+        jobs = _trainjob_jobs_status(failed=1)
+    kind, reason, message = condition
+    final = {
+        "type": kind,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now,
+    }
+    return {**running, "conditions": [*running.get("conditions", []), final], "jobsStatus": jobs}
+
+
 def job_finished_status(started: Mapping[str, Any], outcome: Outcome, now: str) -> dict[str, Any]:
     """Status of a one-pod Job that ended with `outcome`, from the controller's started status."""
     conditions = list(started.get("conditions", []))
@@ -110,7 +146,7 @@ def _job_condition(kind: str, reason: str, message: str, now: str) -> dict[str, 
 
 
 def is_finished(status: Mapping[str, Any]) -> bool:
-    """True once a PyTorchJob or Job carries a terminal condition with status True."""
+    """True once a PyTorchJob, TrainJob or Job carries a terminal condition with status True."""
     terminal = {"Succeeded", "Failed", "Complete"}
     return any(
         c.get("type") in terminal and c.get("status") == "True"

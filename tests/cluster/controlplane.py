@@ -168,6 +168,9 @@ def _start_apiserver(
         f"--tls-cert-file={pki.serving.cert}", f"--tls-private-key-file={pki.serving.key}",
         f"--client-ca-file={pki.ca.cert}",
         "--authorization-mode=Node,RBAC",
+        # As on real clusters: setting blockOwnerDeletion on a child's ownerReference needs
+        # `update` on the owner's finalizers.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki.service_account_public_key}",

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from .controlplane import running_control_plane
+from .controlplane import ControlPlane, running_control_plane
 from .layout import REPO_ROOT, cluster_layout, ensure_binaries
 from .procs import STOP_GRACE_S
 
@@ -27,9 +27,18 @@ def state_dir() -> Path:
     return cluster_layout().cache_dir / "devcluster"
 
 
-def project_crds() -> list[Path]:
-    """The CRDs every control plane gets: Kubeflow's PyTorchJob, then ours from crds/."""
-    return [cluster_layout().pytorchjob_crd, *sorted((REPO_ROOT / "crds").glob("*.yaml"))]
+def project_crds(pytorchjob: bool = True) -> list[Path]:
+    """The CRDs every control plane gets: Kubeflow's PyTorchJob (unless `pytorchjob` is
+    False, as on a cluster with only Kubeflow Trainer v2), Trainer v2's TrainJob and
+    runtimes, then ours from crds/."""
+    layout = cluster_layout()
+    kubeflow = [layout.pytorchjob_crd] if pytorchjob else []
+    return [*kubeflow, *layout.trainer_crds, *sorted((REPO_ROOT / "crds").glob("*.yaml"))]
+
+
+def install_project_objects(plane: ControlPlane) -> None:
+    """What a Kubeflow Trainer install brings besides CRDs: the torch runtime."""
+    plane.kubectl("apply", "--server-side", "-f", str(plane.layout.torch_runtime))
 
 
 def _running_pid(pid_file: Path) -> int | None:
@@ -48,6 +57,7 @@ def serve(state: Path) -> None:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with running_control_plane(ensure_binaries(), state / "cluster", project_crds()) as plane:
+        install_project_objects(plane)
         (state / "kubeconfig-path").write_text(str(plane.kubeconfig))
         stopped.wait()
 

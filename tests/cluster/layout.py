@@ -19,6 +19,7 @@ class ClusterLayout:
     k8s_bin: Path
     cache_dir: Path
     pytorchjob_crd: Path
+    trainer_module: Path
 
     @property
     def kube_apiserver(self) -> Path:
@@ -27,6 +28,18 @@ class ClusterLayout:
     @property
     def kube_controller_manager(self) -> Path:
         return self.k8s_bin / "kube-controller-manager"
+
+    @property
+    def trainer_crds(self) -> list[Path]:
+        """TrainJob, ClusterTrainingRuntime and TrainingRuntime (Kubeflow Trainer v2)."""
+        crds = self.trainer_module / "manifests" / "base" / "crds"
+        kinds = ("trainjobs", "clustertrainingruntimes", "trainingruntimes")
+        return [crds / f"trainer.kubeflow.org_{kind}.yaml" for kind in kinds]
+
+    @property
+    def torch_runtime(self) -> Path:
+        """ClusterTrainingRuntime torch-distributed, as Kubeflow Trainer ships it."""
+        return self.trainer_module / "manifests" / "base" / "runtimes" / "torch_distributed.yaml"
 
     @property
     def etcd(self) -> Path:
@@ -38,22 +51,30 @@ class ClusterLayout:
 
     def missing(self) -> list[Path]:
         wanted = [self.kube_apiserver, self.kube_controller_manager, self.etcd, self.kubectl]
-        return [path for path in [*wanted, self.pytorchjob_crd] if not path.exists()]
+        files = [self.pytorchjob_crd, *self.trainer_crds, self.torch_runtime]
+        return [path for path in [*wanted, *files] if not path.exists()]
 
 
 def cluster_layout() -> ClusterLayout:
     """Read the pinned versions and cache paths from hack/cluster/versions.sh."""
-    names = ["K8S_VERSION", "RLOOP_K8S_BIN", "RLOOP_CACHE", "RLOOP_PYTORCHJOB_CRD"]
+    names = [
+        "K8S_VERSION",
+        "RLOOP_K8S_BIN",
+        "RLOOP_CACHE",
+        "RLOOP_PYTORCHJOB_CRD",
+        "RLOOP_TRAINER_MODULE",
+    ]
     script = f"source {HACK_DIR / 'versions.sh'}; " + "; ".join(f'echo "${n}"' for n in names)
     values = subprocess.run(
         ["bash", "-c", script], capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    version, k8s_bin, cache_dir, crd = values
+    version, k8s_bin, cache_dir, crd, trainer = values
     return ClusterLayout(
         k8s_version=version,
         k8s_bin=Path(k8s_bin),
         cache_dir=Path(cache_dir),
         pytorchjob_crd=Path(crd),
+        trainer_module=Path(trainer),
     )
 
 

@@ -1,9 +1,11 @@
 """The workload layer of the e2e tests: it finishes the children the operator creates.
 
 There are no nodes, so nothing runs the pods. A background thread plays the training
-operator for PyTorchJobs (kubeflow.org/v1) and the end of the Job controller's work for
-batch/v1 Jobs, both labelled `rloop.io/run`: each child goes Running, stays so for
-`WorkloadPolicy.running_s`, then Succeeded or Failed through the status subresource.
+operator for PyTorchJobs (kubeflow.org/v1), Kubeflow Trainer for TrainJobs
+(trainer.kubeflow.org/v1alpha1) and the end of the Job controller's work for batch/v1 Jobs,
+all labelled `rloop.io/run`: each child goes Running, stays so for
+`WorkloadPolicy.running_s`, then Succeeded or Failed through the status subresource. A kind
+whose CRD is not installed is skipped.
 
 Observed against kube-controller-manager v1.37: the Job controller creates the Job's pod
 (it stays Pending), sets startTime and active=1, and leaves a Job alone once it carries a
@@ -16,7 +18,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +32,40 @@ from .child_status import (
     job_finished_status,
     pytorchjob_finished_status,
     pytorchjob_running_status,
+    trainjob_finished_status,
+    trainjob_running_status,
 )
 from .controlplane import ControlPlane
 
 RUN_LABEL = "rloop.io/run"
 POLL_S = 0.2
 MERGE_PATCH = "application/merge-patch+json"
-PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs")
+
+
+@dataclass(frozen=True)
+class TrainingKind:
+    """A training child kind whose controller the layer plays."""
+
+    kind: str
+    resource: tuple[str, str, str]  # group, version, plural
+    running: Callable[[str, str], dict[str, Any]]
+    finished: Callable[[str, Mapping[str, Any], Outcome, str], dict[str, Any]]
+
+
+TRAINING_KINDS = (
+    TrainingKind(
+        "PyTorchJob",
+        ("kubeflow.org", "v1", "pytorchjobs"),
+        pytorchjob_running_status,
+        pytorchjob_finished_status,
+    ),
+    TrainingKind(
+        "TrainJob",
+        ("trainer.kubeflow.org", "v1alpha1", "trainjobs"),
+        trainjob_running_status,
+        trainjob_finished_status,
+    ),
+)
 
 
 @dataclass
@@ -90,36 +119,43 @@ class WorkloadLayer:
         try:
             while not self._stopped.wait(POLL_S):
                 if not self._paused.is_set():
-                    self._advance_pytorchjobs(kubernetes.client.CustomObjectsApi(api))
+                    for kind in TRAINING_KINDS:
+                        self._advance_training(kubernetes.client.CustomObjectsApi(api), kind)
                     self._advance_jobs(
                         kubernetes.client.BatchV1Api(api), kubernetes.client.CoreV1Api(api)
                     )
         except BaseException as error:  # surfaced by running_workload() in the test thread
             self.error = error
 
-    def _advance_pytorchjobs(self, custom: Any) -> None:
-        listed = custom.list_namespaced_custom_object(
-            *PYTORCHJOB[:2], self.namespace, PYTORCHJOB[2],
-            label_selector=RUN_LABEL, _preload_content=False,
-        )  # fmt: skip
+    def _advance_training(self, custom: Any, kind: TrainingKind) -> None:
+        group, version, plural = kind.resource
+        try:
+            listed = custom.list_namespaced_custom_object(
+                group, version, self.namespace, plural,
+                label_selector=RUN_LABEL, _preload_content=False,
+            )  # fmt: skip
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:  # the kind's CRD is not installed in this cluster
+                return
+            raise
         for child in json.loads(listed.data)["items"]:
             name, status = child["metadata"]["name"], child.get("status") or {}
             if is_finished(status):
                 continue
             outcome = None
-            if not status.get("conditions"):
-                new_status = pytorchjob_running_status(name, _now())
+            if not status:
+                new_status = kind.running(name, _now())
             elif (outcome := self._due_outcome(child)) is not None:
-                new_status = pytorchjob_finished_status(name, status, outcome, _now())
+                new_status = kind.finished(name, status, outcome, _now())
             else:
                 continue
             with _unless_gone():
                 custom.patch_namespaced_custom_object_status(
-                    *PYTORCHJOB[:2], self.namespace, PYTORCHJOB[2], name,
+                    group, version, self.namespace, plural, name,
                     {"status": new_status}, _content_type=MERGE_PATCH,
                 )  # fmt: skip
                 if outcome is not None:
-                    self._record("PyTorchJob", name, outcome)
+                    self._record(kind.kind, name, outcome)
 
     def _advance_jobs(self, batch: Any, core: Any) -> None:
         listed = batch.list_namespaced_job(

@@ -47,12 +47,24 @@ def wait_for_phase(
     )
 
 
+CHILD_RESOURCES = ("pytorchjobs.kubeflow.org", "trainjobs.trainer.kubeflow.org", "jobs.batch")
+
+
+def children_by_kind(
+    plane: ControlPlane, namespace: str, resources: tuple[str, ...] = CHILD_RESOURCES
+) -> dict[str, list[str]]:
+    """{resource: sorted names} of the children labelled rloop.io/run in `namespace`."""
+    found = {}
+    for resource in resources:
+        out = plane.kubectl(
+            "get", resource, "-n", namespace, "-l", "rloop.io/run", "-o", "json"
+        ).stdout
+        found[resource] = sorted(item["metadata"]["name"] for item in json.loads(out)["items"])
+    return found
+
+
 def child_names(plane: ControlPlane, namespace: str) -> list[str]:
-    names = []
-    for kind in ("pytorchjobs.kubeflow.org", "jobs.batch"):
-        out = plane.kubectl("get", kind, "-n", namespace, "-l", "rloop.io/run", "-o", "json").stdout
-        names += [item["metadata"]["name"] for item in json.loads(out)["items"]]
-    return sorted(names)
+    return sorted(name for names in children_by_kind(plane, namespace).values() for name in names)
 
 
 def printed_columns(plane: ControlPlane, namespace: str) -> dict[str, dict[str, str]]:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+from tests.cluster.controlplane import ControlPlane
 from tests.cluster.procs import free_port
 from tests.e2e.helpers import eventually
 
 START_TIMEOUT_S = 90.0
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = "rloop-operator"
+RELEASE_NAMESPACE = "rloop-system"
 
 
 class OperatorProcess:
@@ -79,3 +85,34 @@ class OperatorProcess:
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_file.read_text(errors="replace")[-chars:] if self.log_file.exists() else ""
+
+
+def helm_binary() -> str:
+    return subprocess.run(
+        [str(ROOT / "hack" / "helm.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def install_chart(plane: ControlPlane, work_dir: Path) -> Path:
+    """`helm install` the chart; a kubeconfig with its ServiceAccount's token."""
+    installed = subprocess.run(
+        [
+            helm_binary(), "install", RELEASE, str(ROOT / "helm" / "rloop-operator"),
+            "--namespace", RELEASE_NAMESPACE, "--create-namespace",
+            "--kubeconfig", str(plane.kubeconfig),
+        ],
+        check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    assert installed.returncode == 0, f"helm install failed: {installed.stderr}"
+    return plane.service_account_kubeconfig(RELEASE_NAMESPACE, RELEASE, work_dir / "kubeconfig")
+
+
+@contextlib.contextmanager
+def running_operator(kubeconfig: Path, work_dir: Path) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(kubeconfig, work_dir / "operator.log")
+    process.start()
+    yield process
+    process.stop()
+    # A permission the chart lacks shows up as Forbidden in the operator's log.
+    log = process.log_tail(10**8)
+    assert "Forbidden" not in log, f"the operator hit RBAC denials:\n{process.log_tail()}"

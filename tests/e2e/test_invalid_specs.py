@@ -40,19 +40,19 @@ def apply(plane: ControlPlane, namespace: str, name: str, spec: dict[str, object
 def test_the_api_server_or_the_operator_answers_as_documented(
     row: InvalidSpec, control_plane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
-    name = f"invalid-{row.number}"
+    name = row.run_name or f"invalid-{row.number}"
     valid = spec_dict()
     if row.on_update:
         valid["iterations"] = 2
         assert apply(control_plane, namespace, name, valid) == ""
-        refusal = apply(control_plane, namespace, name, merge_patch(valid, row.patch))
+        refusal = apply(control_plane, namespace, name, merge_patch(valid, row.spec_patch))
         assert row.server_says in refusal, refusal
         return
     if row.caught_by in ("schema", "CEL"):
-        refusal = apply(control_plane, namespace, name, merge_patch(valid, row.patch))
+        refusal = apply(control_plane, namespace, name, merge_patch(valid, row.spec_patch))
         assert row.server_says in refusal, refusal
         return
-    assert apply(control_plane, namespace, name, merge_patch(valid, row.patch)) == ""
+    assert apply(control_plane, namespace, name, merge_patch(valid, row.spec_patch)) == ""
     status = eventually(
         lambda: (s := run_status(control_plane, namespace, name)).get("message") and s,
         30,

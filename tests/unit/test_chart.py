@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from rloop_operator.launchers import LAUNCHERS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "rloop-operator"
@@ -21,20 +22,29 @@ APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
 Render = Callable[..., list[dict[str, Any]]]
 
-# The operator's whole API surface: kopf's watches and rloop_operator/kube.py's calls.
+# The operator's whole API surface: kopf's watches and rloop_operator/kube.py's calls,
+# with the children's kinds and the objects they need taken from the launcher registry.
+CHILD_GRANTS: set[Grant] = {
+    (launcher.resource.group, launcher.resource.plural, verb)
+    for launcher in LAUNCHERS
+    for verb in ("list", "watch", "create", "delete")
+}
+PREREQUISITES = [r for launcher in LAUNCHERS for r in launcher.prerequisite_resources]
 NAMESPACED_GRANTS: set[Grant] = {
     *{("rloop.io", "rloopruns", verb) for verb in ("get", "list", "watch")},
     ("rloop.io", "rloopruns/status", "patch"),
-    *{("kubeflow.org", "pytorchjobs", verb) for verb in ("list", "watch", "create", "delete")},
-    *{("batch", "jobs", verb) for verb in ("list", "watch", "create", "delete")},
+    ("rloop.io", "rloopruns/finalizers", "update"),
+    *CHILD_GRANTS,
+    *{(r.group, r.plural, "get") for r in PREREQUISITES if r.namespaced},
     ("", "secrets", "get"),
     ("", "persistentvolumeclaims", "get"),
     ("", "pods", "list"),
     ("", "events", "create"),
 }
-CRD_GRANTS: set[Grant] = {
+CLUSTER_GRANTS: set[Grant] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    *{(r.group, r.plural, "get") for r in PREREQUISITES if not r.namespaced},
 }
 NAMESPACE_GRANTS: set[Grant] = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
@@ -223,7 +233,7 @@ def test_metrics_port_reaches_the_operator_and_the_service(render: Render) -> No
 
 def test_cluster_wide_rbac_grants_exactly_what_the_operator_uses(render: Render) -> None:
     docs = render()
-    assert grants(only(docs, "ClusterRole")) == NAMESPACED_GRANTS | CRD_GRANTS
+    assert grants(only(docs, "ClusterRole")) == NAMESPACED_GRANTS | CLUSTER_GRANTS
     binding = only(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == only(docs, "ClusterRole")["metadata"]["name"]
 
@@ -232,7 +242,7 @@ def test_watch_namespaces_confines_the_operator_to_them(render: Render) -> None:
     docs = render(**OPTION_VALUES["watchNamespaces"])
     args = operator_container(docs)["args"]
     assert args == ["--log-format=json", "--namespace=team-a", "--namespace=team-b"]
-    assert grants(only(docs, "ClusterRole")) == CRD_GRANTS | NAMESPACE_GRANTS
+    assert grants(only(docs, "ClusterRole")) == CLUSTER_GRANTS | NAMESPACE_GRANTS
     roles = {doc["metadata"]["namespace"]: doc for doc in docs if doc["kind"] == "Role"}
     assert sorted(roles) == ["team-a", "team-b"]
     assert all(grants(role) == NAMESPACED_GRANTS for role in roles.values())

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from rloop_operator.api import Stage
-from rloop_operator.manifests import PHASE_OF_STAGE, phase_config
+from rloop_operator.manifests import phase_config
+from rloop_operator.stages import stage_info
 from rloop_trainer.config import PHASE_CONFIGS
 from rloop_trainer.termination import PATH_ENV
 
@@ -22,7 +23,7 @@ VALIDATION = {
 def test_trainer_parses_every_rendered_phase_config(stage: Stage, mode: str) -> None:
     run = run_of(mode=mode, data=VALIDATION, dapo={"dualClip": 3.0})
     rendered = phase_config(run, 1, stage)
-    parsed = PHASE_CONFIGS[PHASE_OF_STAGE[stage]].model_validate(rendered)
+    parsed = PHASE_CONFIGS[stage_info(stage).phase].model_validate(rendered)
     assert parsed.model_dump(exclude_unset=True).keys() == rendered.keys()
 
 

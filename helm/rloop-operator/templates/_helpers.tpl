@@ -50,6 +50,16 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
+The kinds of children, one per launcher of rloop_operator/launchers/__init__.py (a unit
+test checks they agree): a new launcher is one line here.
+*/}}
+{{- define "rloop-operator.childResources" -}}
+- {apiGroup: kubeflow.org, resource: pytorchjobs}
+- {apiGroup: trainer.kubeflow.org, resource: trainjobs}
+- {apiGroup: batch, resource: jobs}
+{{- end }}
+
+{{/*
 Rules on namespaced resources: granted cluster-wide by the ClusterRole, or per watched
 namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 */}}
@@ -62,14 +72,22 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 - apiGroups: ["rloop.io"]
   resources: ["rloopruns/status"]
   verbs: ["patch"]
-# The DAPO and RFT phases. Never update/patch: runPolicy.suspend of a child belongs to Kueue.
-- apiGroups: ["kubeflow.org"]
-  resources: ["pytorchjobs"]
+# Children's ownerReferences set blockOwnerDeletion, which the API server's
+# OwnerReferencesPermissionEnforcement admission allows only to who may update the
+# owner's finalizers (nothing ever writes a finalizer).
+- apiGroups: ["rloop.io"]
+  resources: ["rloopruns/finalizers"]
+  verbs: ["update"]
+# The children. Never update/patch: the suspend field of a child belongs to Kueue.
+{{- range (include "rloop-operator.childResources" . | fromYamlArray) }}
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: [{{ .resource | quote }}]
   verbs: ["list", "watch", "create", "delete"]
-# The filter and eval phases.
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["list", "watch", "create", "delete"]
+{{- end }}
+# A TrainJob run's spec.resources.runtimeRef of kind TrainingRuntime, checked to exist.
+- apiGroups: ["trainer.kubeflow.org"]
+  resources: ["trainingruntimes"]
+  verbs: ["get"]
 # A run's storage.credentialsSecret, read by name; never list (that would read every
 # Secret in the namespace).
 - apiGroups: [""]
@@ -90,11 +108,15 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 {{- end }}
 
 {{/*
-Cluster-scoped reads kopf needs in every mode: it lists and watches CRDs to find the
-RLoopRun resource and to notice it being (re)installed.
+Cluster-scoped reads, in every mode: kopf lists and watches CRDs to find the RLoopRun and
+child resources and to notice them being (re)installed; a TrainJob run's
+spec.resources.runtimeRef of kind ClusterTrainingRuntime is checked to exist.
 */}}
 {{- define "rloop-operator.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+- apiGroups: ["trainer.kubeflow.org"]
+  resources: ["clustertrainingruntimes"]
+  verbs: ["get"]
 {{- end }}

@@ -24,6 +24,16 @@ class InvalidSpec:
     def on_update(self) -> bool:
         return self.caught_by == "CEL on update"
 
+    @property
+    def run_name(self) -> str | None:
+        """The run's name a `{"metadata": {"name": ...}}` row gives; None for spec rows."""
+        name = self.patch.get("metadata", {}).get("name")
+        return None if name is None else str(name)
+
+    @property
+    def spec_patch(self) -> dict[str, Any]:
+        return {key: value for key, value in self.patch.items() if key != "metadata"}
+
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """RFC 7386 JSON merge patch."""

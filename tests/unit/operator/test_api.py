@@ -16,6 +16,13 @@ from rloop_operator.api import (
     SpecError,
     parse_spec,
 )
+from rloop_operator.children import (
+    DNS_1035_LABEL,
+    MAX_RUN_NAME,
+    RUN_NAME_NOT_DNS_1035,
+    RUN_NAME_TOO_LONG,
+    run_name_problem,
+)
 
 from tests.unit.operator.world import spec_dict
 
@@ -92,17 +99,18 @@ def _model_value(spec: dict[str, Any], dotted: str) -> Any:
 
 
 def test_crd_defaults_match_the_model_defaults() -> None:
-    parsed = parse_spec(
-        spec_dict(
-            data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]},
-            iterations=3,
-            dapo={},
-        )
+    data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
+    parsed = parse_spec(spec_dict(data=data, iterations=3, dapo={})).model_dump(by_alias=True)
+    # runtimeRef has no default of its own (it is only for launcher trainjob): its fields'
+    # defaults are read from a spec that sets it empty.
+    with_runtime = parse_spec(
+        spec_dict(resources={"launcher": "trainjob", "runtimeRef": {}})
     ).model_dump(by_alias=True)
     defaults = _defaults(SCHEMA["properties"]["spec"], "")
     assert len(defaults) > 40
     for dotted, default in defaults.items():
-        assert _model_value(parsed, dotted) == default, dotted
+        source = with_runtime if dotted.startswith("resources.runtimeRef.") else parsed
+        assert _model_value(source, dotted) == default, dotted
 
 
 def test_every_crd_field_has_a_description_for_kubectl_explain() -> None:
@@ -148,3 +156,32 @@ def test_crd_property_schemas_use_only_schema_keywords() -> None:
 
     visit(SCHEMA, "")
     assert strays == []
+
+
+def test_the_crd_refuses_the_run_names_rloop_run_refuses_with_the_same_messages() -> None:
+    rules = {rule["rule"]: rule["message"] for rule in SCHEMA["x-kubernetes-validations"]}
+    assert rules == {
+        f"oldSelf.hasValue() || self.metadata.name.matches('{DNS_1035_LABEL}')": (
+            RUN_NAME_NOT_DNS_1035
+        ),
+        f"oldSelf.hasValue() || size(self.metadata.name) <= {MAX_RUN_NAME}": RUN_NAME_TOO_LONG,
+    }
+    assert all(rule["optionalOldSelf"] for rule in SCHEMA["x-kubernetes-validations"])
+
+
+def test_a_trainjob_run_defaults_to_kubeflows_torch_runtime() -> None:
+    resources = parse_spec(spec_dict(resources={"launcher": "trainjob"})).resources
+    assert resources.runtime_ref is None
+    assert resources.trainjob_runtime.model_dump(by_alias=True) == {
+        "name": "torch-distributed",
+        "kind": "ClusterTrainingRuntime",
+    }
+
+
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_example_is_a_valid_run(example: Path) -> None:
+    document = yaml.safe_load(example.read_text())
+    assert run_name_problem(document["metadata"]["name"]) is None
+    parse_spec(document["spec"])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 from rloop_operator.api import Phase, SpecError, parse_spec
+from rloop_operator.children import run_name_problem
+from rloop_operator.launchers import prerequisites
+from rloop_operator.stages import stages_of
 
 from tests.unit.operator.invalid_specs import InvalidSpec, invalid_specs, merge_patch
 from tests.unit.operator.world import World, spec_dict
@@ -19,7 +22,10 @@ def test_the_table_has_at_least_fifteen_rows() -> None:
 
 @pytest.mark.parametrize("row", CREATE_TIME, ids=lambda r: f"row{r.number}")
 def test_invalid_spec_gets_the_documented_message(row: InvalidSpec) -> None:
-    spec = merge_patch(spec_dict(), row.patch)
+    if row.run_name is not None:
+        assert row.local_says in (run_name_problem(row.run_name) or "")
+        return
+    spec = merge_patch(spec_dict(), row.spec_patch)
     if row.caught_by in ("schema", "CEL"):
         with pytest.raises(SpecError) as error:
             parse_spec(spec)
@@ -31,6 +37,12 @@ def test_invalid_spec_gets_the_documented_message(row: InvalidSpec) -> None:
     if "missing" in str(row.patch):  # the row names an object that does not exist
         world.missing_secret = spec["storage"].get("credentialsSecret")
         world.missing_claim = spec["storage"].get("volume", {}).get("claimName")
+        parsed = parse_spec(spec)
+        world.missing_prerequisites = tuple(
+            needed
+            for needed in prerequisites(parsed, stages_of(parsed))
+            if needed.name.startswith("missing")
+        )
     world.step()
     assert world.status.phase in (Phase.FAILED, Phase.PENDING)
     assert row.local_says in (world.status.message or "")

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 from rloop_operator.api import SpecError, parse_spec
-from rloop_operator.children import ChildPhase
 from rloop_operator.demo import demo_run_document
+from rloop_operator.launchers import ChildPhase
 from rloop_operator.local import ChildRecord, LocalState, load_run
+
+from tests.unit.operator.world import spec_dict
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -50,6 +52,21 @@ def test_a_child_left_running_by_an_interrupted_executor_is_run_again(tmp_path: 
     created = "2026-01-01T00:00:00+00:00"
     state.save_child(ChildRecord("tiny-i00-rl", 0, "Exploring", "Succeeded", created, created))
     state.save_child(ChildRecord("tiny-i00-filter", 0, "Filtering", "Running", created))
-    children = state.children()
+    children = state.children(parse_spec(spec_dict()))
     assert [(c.name, c.phase) for c in children] == [("tiny-i00-rl", ChildPhase.SUCCEEDED)]
     assert not (tmp_path / "children" / "tiny-i00-filter.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("qwen2.5-math", "must be a DNS-1035 label"), ("a" * 34, "must be at most 33 characters")],
+)
+def test_rloop_run_refuses_a_run_name_the_cluster_would_refuse(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    document = demo_run_document(tmp_path, "rloop", iterations=1)
+    document["metadata"]["name"] = name
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump(document))
+    with pytest.raises(SpecError, match=problem):
+        load_run(run_file)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from rloop_operator.api import Stage, parse_spec, parse_status
-from rloop_operator.children import MAX_CHILD_NAME, child_name, run_label
+from rloop_operator.children import child_name
 from rloop_operator.manifests import ManifestSettings, child_manifest, phase_config
 from rloop_operator.plan import CreateChild, RunView
 
@@ -27,6 +28,15 @@ def manifest(stage: Stage, run: RunView | None = None, iteration: int = 0) -> di
 
 def master_pod(job: dict[str, Any]) -> dict[str, Any]:
     return job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+
+
+def trainjob_pod_patch(job: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of our runtimePatches entry (replicated Job `node`)."""
+    [patch] = job["spec"]["runtimePatches"]
+    [node] = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert node["name"] == "node"
+    pod: dict[str, Any] = node["template"]["spec"]["template"]
+    return pod
 
 
 def test_dapo_runs_as_a_pytorchjob_with_one_gpu_process_per_gpu() -> None:
@@ -56,6 +66,12 @@ def test_the_operator_never_sets_run_policy_suspend() -> None:
     job = manifest(Stage.EXPLORING, run_of(resources={"queueName": "gpu-queue"}))
     assert "suspend" not in job["spec"]["runPolicy"]
     assert job["spec"]["runPolicy"]["backoffLimit"] == 0
+
+
+def test_a_finished_pytorchjob_deletes_its_running_pods_and_keeps_the_failed_ones() -> None:
+    # None would leave the workers of a failed attempt holding their GPUs during the retry.
+    job = manifest(Stage.CONSOLIDATING, run_of(resources={"nodes": 2}))
+    assert job["spec"]["runPolicy"]["cleanPodPolicy"] == "Running"
 
 
 def test_training_pods_get_an_in_memory_dev_shm() -> None:
@@ -88,22 +104,26 @@ def test_s3_credentials_come_from_the_named_secret() -> None:
 def _pod_specs(job: dict[str, Any]) -> list[dict[str, Any]]:
     if job["kind"] == "Job":
         return [job["spec"]["template"]["spec"]]
+    if job["kind"] == "TrainJob":
+        return [trainjob_pod_patch(job)["spec"]]
     return [r["template"]["spec"] for r in job["spec"]["pytorchReplicaSpecs"].values()]
 
 
-def test_a_storage_volume_is_mounted_in_every_pod_of_every_stage() -> None:
+@pytest.mark.parametrize(("launcher", "pods"), [("pytorchjob", 6), ("trainjob", 4)])
+def test_a_storage_volume_is_mounted_in_every_pod_of_every_stage(launcher: str, pods: int) -> None:
     run = run_of(
-        resources={"nodes": 2},
+        resources={"nodes": 2, "launcher": launcher},
         data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]},
         storage={
             "uri": "file:///shared/rloop/run-1",
             "volume": {"claimName": "lustre-rw", "mountPath": "/shared"},
         },
     )
-    pods = [pod for stage in list(Stage)[1:] for pod in _pod_specs(manifest(stage, run))]
+    specs = [pod for stage in list(Stage)[1:] for pod in _pod_specs(manifest(stage, run))]
 
-    assert len(pods) == 6  # exploring and consolidating: master + worker; filter; eval
-    for pod in pods:
+    # PyTorchJob: master and worker templates; TrainJob: one patched template of `node`.
+    assert len(specs) == pods
+    for pod in specs:
         claim = {"name": "storage", "persistentVolumeClaim": {"claimName": "lustre-rw"}}
         assert claim in pod["volumes"]
         assert {"name": "storage", "mountPath": "/shared"} in pod["containers"][0]["volumeMounts"]
@@ -175,17 +195,6 @@ def test_the_filter_job_requests_two_cpus_and_8gi_by_default() -> None:
     assert container["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
 
 
-def test_long_run_names_give_names_and_labels_within_kubernetes_limits() -> None:
-    long_name = "a-very-long-run-name-that-someone-typed-for-a-big-sweep-" * 4
-    name = child_name(long_name[:253], 12, Stage.CONSOLIDATING, 10)
-    assert len(name) <= MAX_CHILD_NAME and name.endswith("-i12-rft-r10")
-    assert len(run_label(long_name[:253])) <= 63
-    # Distinct long names stay distinct after shortening.
-    assert child_name(long_name + "x", 0, Stage.EXPLORING, 0) != child_name(
-        long_name + "y", 0, Stage.EXPLORING, 0
-    )
-
-
 def test_phase_configs_wire_each_stage_to_the_previous_stage_outputs() -> None:
     run = run_of()
     root = "s3://bucket/rloop/team-a/demo/uid-9"
@@ -207,3 +216,132 @@ def test_vanilla_mode_explores_for_all_iterations_in_one_phase() -> None:
 def test_the_command_carries_the_phase_config() -> None:
     command = master_pod(manifest(Stage.EXPLORING))["spec"]["containers"][0]["command"]
     assert json.loads(command[-1]) == phase_config(run_of(), 0, Stage.EXPLORING)
+
+
+def trainjob_run(**resources: Any) -> RunView:
+    return run_of(resources={"launcher": "trainjob", **resources})
+
+
+def test_dapo_on_trainjob_runs_the_phase_command_on_the_torch_runtime() -> None:
+    job = manifest(Stage.EXPLORING, trainjob_run(nodes=2, gpusPerNode=8))
+    assert job["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and job["kind"] == "TrainJob"
+    assert job["spec"]["runtimeRef"] == {
+        "apiGroup": "trainer.kubeflow.org",
+        "kind": "ClusterTrainingRuntime",
+        "name": "torch-distributed",
+    }
+    trainer = job["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 8)
+    assert trainer["resourcesPerNode"] == {
+        "requests": {"cpu": "16", "memory": "128Gi"},
+        "limits": {"nvidia.com/gpu": 8},
+    }
+    assert trainer["image"] == SETTINGS.trainer_image
+    assert trainer["command"][:4] == ["torchrun", "--no-python", "rloop-trainer", "dapo"]
+    assert json.loads(trainer["command"][-1]) == phase_config(trainjob_run(), 0, Stage.EXPLORING)
+
+
+def test_trainjob_env_carries_the_store_settings_and_no_torchrun_reserved_names() -> None:
+    env = manifest(Stage.CONSOLIDATING, trainjob_run())["spec"]["trainer"]["env"]
+    by_name = {var["name"]: var for var in env}
+    assert by_name["AWS_ACCESS_KEY_ID"]["valueFrom"] == {
+        "secretKeyRef": {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}
+    }
+    assert by_name["TMPDIR"]["value"] == "/scratch"
+    # The Trainer's webhook refuses these in trainer.env; its torch plugin sets them.
+    assert not [name for name in by_name if name.startswith("PET_")]
+
+
+def test_a_cpu_trainjob_runs_one_process_per_node() -> None:
+    # numProcPerNode left out would be "auto": one process per requested CPU.
+    trainer = manifest(Stage.EXPLORING, trainjob_run(gpusPerNode=0, cpu="8"))["spec"]["trainer"]
+    assert trainer["numProcPerNode"] == 1
+    assert trainer["resourcesPerNode"]["limits"] == {}
+
+
+def test_trainjob_pod_settings_go_through_our_own_runtime_patch() -> None:
+    run = trainjob_run(
+        shmSize="32Gi",
+        nodeSelector={"gpu": "h100"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}],
+    )
+    job = manifest(Stage.EXPLORING, run)
+    [patch] = job["spec"]["runtimePatches"]
+    assert patch["manager"] == "rloop.io/operator"
+    pod = trainjob_pod_patch(job)
+    assert pod["metadata"]["labels"]["rloop.io/run"] == "demo"
+    assert pod["metadata"]["labels"]["rloop.io/stage"] == "rl"
+    spec = pod["spec"]
+    assert spec["nodeSelector"] == {"gpu": "h100"}
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    shm = next(v for v in spec["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
+    [container] = spec["containers"]
+    assert container["name"] == "node"
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert {"name": "scratch", "mountPath": "/scratch"} in container["volumeMounts"]
+    # Env goes through trainer.env: the Trainer refuses env in a patch of container `node`.
+    assert "env" not in container
+
+
+def test_trainjob_leaves_suspend_to_kueue_and_carries_its_queue_label() -> None:
+    job = manifest(Stage.EXPLORING, trainjob_run(queueName="gpu-queue"))
+    assert "suspend" not in job["spec"]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert "kueue.x-k8s.io/queue-name" not in trainjob_pod_patch(job)["metadata"]["labels"]
+
+
+def test_a_trainjob_can_name_a_namespaced_runtime() -> None:
+    run = trainjob_run(runtimeRef={"name": "rloop-torch", "kind": "TrainingRuntime"})
+    ref = manifest(Stage.CONSOLIDATING, run)["spec"]["runtimeRef"]
+    assert (ref["kind"], ref["name"]) == ("TrainingRuntime", "rloop-torch")
+
+
+def test_with_the_trainjob_launcher_filter_and_eval_stay_batch_jobs() -> None:
+    run = run_of(
+        resources={"launcher": "trainjob"},
+        data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]},
+    )
+    kinds = {stage: manifest(stage, run)["kind"] for stage in list(Stage)[1:]}
+    assert kinds == {
+        Stage.EXPLORING: "TrainJob",
+        Stage.FILTERING: "Job",
+        Stage.CONSOLIDATING: "TrainJob",
+        Stage.EVALUATING: "Job",
+    }
+
+
+def test_child_pods_carry_the_run_labels_but_not_the_queue_label() -> None:
+    # Kueue admits the child object; a queue label on its pods would make Kueue's pod
+    # integration (when enabled) queue each pod a second time.
+    job = manifest(Stage.FILTERING, run_of(resources={"queueName": "q"}))
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["rloop.io/run"] == "demo" and "kueue.x-k8s.io/queue-name" not in labels
+
+
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_torchrun_takes_its_rendezvous_from_the_env_both_kubeflow_launchers_set(
+    launcher: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch.distributed.run import get_args_parser
+
+    # What the training operator and Trainer's torch plugin set on every node's pod.
+    rendezvous = {
+        "PET_NNODES": "2",
+        "PET_NPROC_PER_NODE": "8",
+        "PET_NODE_RANK": "1",
+        "PET_MASTER_ADDR": "demo-i00-rl-node-0-0.demo-i00-rl",
+        "PET_MASTER_PORT": "29500",
+    }
+    for name, value in rendezvous.items():
+        monkeypatch.setenv(name, value)
+    job = manifest(Stage.EXPLORING, run_of(resources={"launcher": launcher, "nodes": 2}))
+    if launcher == "trainjob":
+        command = job["spec"]["trainer"]["command"]
+    else:
+        command = master_pod(job)["spec"]["containers"][0]["command"]
+    assert command[0] == "torchrun"
+    args = get_args_parser().parse_args(command[1:])
+    assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "8", 1)
+    assert (args.master_addr, args.master_port) == ("demo-i00-rl-node-0-0.demo-i00-rl", 29500)
+    assert (args.no_python, args.training_script) == (True, "rloop-trainer")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from rloop_operator.api import Phase, SpecError, Stage
-from rloop_operator.children import ChildPhase
+from rloop_operator.api import Phase, SpecError, Stage, parse_spec
+from rloop_operator.launchers import ChildPhase, prerequisites
 from rloop_operator.plan import (
     CreateChild,
     DeleteChild,
@@ -320,3 +320,62 @@ def test_the_expert_column_shows_the_last_filter_count_after_evaluation() -> Non
     assert world.status.expert_samples == 5
     assert world.status.iterations[1].metrics  # the eval report did not wipe the counts
     assert world.status.iterations[1].expert_samples == 5
+
+
+def test_a_trainjob_run_waits_for_its_missing_runtime_then_starts() -> None:
+    world = World(resources={"launcher": "trainjob", "runtimeRef": {"name": "rloop-torch"}})
+    world.missing_prerequisites = prerequisites(parse_spec(world.spec), (Stage.EXPLORING,))
+    result = world.step()
+    assert not [a for a in result.actions if isinstance(a, CreateChild)]
+    assert (world.status.phase, world.status.reason) == (Phase.PENDING, "Blocked")
+    blocked = next(c for c in world.status.conditions if c.type == "Blocked")
+    assert blocked.status == "True"
+    assert "ClusterTrainingRuntime 'rloop-torch' named by spec.resources.runtimeRef" in (
+        blocked.message
+    )
+    assert [e.reason for e in world.events] == ["ClusterTrainingRuntimeNotFound"]
+    world.missing_prerequisites = ()
+    created = [a for a in world.step().actions if isinstance(a, CreateChild)]
+    assert created == [CreateChild("demo-i00-rl", 0, Stage.EXPLORING)]
+    assert any(e.message.startswith("created TrainJob demo-i00-rl") for e in world.events)
+
+
+def test_a_namespaced_runtime_is_looked_for_in_the_runs_namespace() -> None:
+    world = World(
+        resources={
+            "launcher": "trainjob",
+            "runtimeRef": {"name": "mine", "kind": "TrainingRuntime"},
+        }
+    )
+    world.missing_prerequisites = prerequisites(parse_spec(world.spec), (Stage.EXPLORING,))
+    world.step()
+    named = "TrainingRuntime 'mine' named by spec.resources.runtimeRef"
+    assert f"{named} does not exist in namespace ns" in (world.status.message or "")
+
+
+def test_a_run_whose_launcher_the_cluster_lacks_is_blocked_saying_what_to_install() -> None:
+    world = World()
+    world.unserved_kinds = frozenset({"PyTorchJob"})
+    world.step()
+    assert (world.status.phase, world.status.reason) == (Phase.PENDING, "Blocked")
+    assert "does not serve PyTorchJob (kubeflow.org/v1)" in (world.status.message or "")
+    assert "spec.resources.launcher: trainjob" in (world.status.message or "")
+
+
+def test_a_kind_the_run_does_not_use_may_be_missing() -> None:
+    # A cluster with only Kubeflow Trainer v2: no PyTorchJob CRD.
+    world = World(resources={"launcher": "trainjob"})
+    world.unserved_kinds = frozenset({"PyTorchJob"})
+    assert [a.name for a in world.step().actions if isinstance(a, CreateChild)] == ["demo-i00-rl"]
+
+
+def test_a_failed_trainjob_points_at_its_pods_by_their_jobset_label() -> None:
+    world = World(maxRetries=0, resources={"launcher": "trainjob"})
+    world.step()
+    world.finish("demo-i00-rl", ok=False, message="jobset failed due to one or more job failures")
+    world.step()
+    assert world.status.phase is Phase.FAILED
+    assert "TrainJob demo-i00-rl failed" in (world.status.message or "")
+    assert "kubectl logs -n ns -l jobset.sigs.k8s.io/jobset-name=demo-i00-rl" in (
+        world.status.message or ""
+    )

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rloop_operator.api import RLoopRunStatus, parse_spec
-from rloop_operator.children import Child, ChildPhase, kind_of
+from rloop_operator.children import Child
+from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.plan import (
     CreateChild,
     DeleteChild,
@@ -49,6 +50,8 @@ class World:
         self.now = T0
         self.missing_secret: str | None = None
         self.missing_claim: str | None = None
+        self.missing_prerequisites: tuple[Prerequisite, ...] = ()
+        self.unserved_kinds: frozenset[str] = frozenset()
         self.reports: dict[str, StageReport] = {}
         self.events: list[EmitEvent] = []
         self.settings = PlanSettings(backoff_base_seconds=10, backoff_cap_seconds=60)
@@ -62,6 +65,8 @@ class World:
             self.missing_secret,
             dict(reports or {}),
             self.missing_claim,
+            self.missing_prerequisites,
+            self.unserved_kinds,
         )
         return plan(self.view(), observed, self.now, self.settings)
 
@@ -79,7 +84,7 @@ class World:
             if isinstance(action, CreateChild) and action.name not in self.children:
                 self.children[action.name] = Child(
                     action.name,
-                    kind_of(action.stage),
+                    launcher_for(parse_spec(self.spec), action.stage).kind,
                     action.iteration,
                     action.stage,
                     ChildPhase.PENDING,

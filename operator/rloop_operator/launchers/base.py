@@ -1,0 +1,204 @@
+"""What every launcher is: the API resource of its children, how it wraps a phase's pod into
+a child manifest, how the child's status maps to a ChildPhase, and how to find its pods. Pure.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from rloop_operator.api import RLoopRunSpec, RuntimeRefSpec
+
+
+class ChildPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (ChildPhase.SUCCEEDED, ChildPhase.FAILED)
+
+
+@dataclass(frozen=True)
+class ChildStatus:
+    """A child's status as a phase, with the reason and message of the condition behind it."""
+
+    phase: ChildPhase
+    reason: str = ""
+    message: str = ""
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """An object the spec names that a launcher's children need before they are created."""
+
+    resource: ApiResource
+    name: str
+    named_by: str  # the spec field that names it
+    hint: str  # how to make it exist
+
+
+@dataclass(frozen=True)
+class PhasePod:
+    """One phase's pod, built once from the run's spec whatever launcher wraps it."""
+
+    phase: str  # the trainer phase; names the container unless the launcher needs its own name
+    labels: Mapping[str, str]
+    image: str
+    command: tuple[str, ...]
+    env: tuple[Mapping[str, Any], ...]
+    resources: Mapping[str, Any]
+    volumes: tuple[Mapping[str, Any], ...]
+    mounts: tuple[Mapping[str, Any], ...]
+    node_selector: Mapping[str, str]
+    tolerations: tuple[Mapping[str, Any], ...]
+    priority_class_name: str | None = None
+    termination_message_path: str | None = None
+
+    def template(self, container_name: str | None = None) -> dict[str, Any]:
+        """The pod as a core/v1 PodTemplateSpec with one container (named after the phase)."""
+        container: dict[str, Any] = {
+            "name": container_name or self.phase,
+            "image": self.image,
+            "command": list(self.command),
+            "env": _plain(self.env),
+            "resources": _plain(self.resources),
+            "volumeMounts": _plain(self.mounts),
+        }
+        if self.termination_message_path is not None:
+            container["terminationMessagePath"] = self.termination_message_path
+        pod: dict[str, Any] = {
+            "restartPolicy": "Never",
+            "containers": [container],
+            "volumes": _plain(self.volumes),
+        }
+        if self.node_selector:
+            pod["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            pod["tolerations"] = _plain(self.tolerations)
+        if self.priority_class_name:
+            pod["priorityClassName"] = self.priority_class_name
+        return {"metadata": {"labels": dict(self.labels)}, "spec": pod}
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain dicts and lists, so manifests never share nested objects."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return copy.copy(value)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """A child to create: its metadata, its pod, and how many nodes and processes it spans."""
+
+    metadata: Mapping[str, Any]  # name, namespace, labels, annotations, ownerReferences
+    pod: PhasePod
+    nodes: int
+    procs_per_node: int
+    runtime: RuntimeRefSpec  # the Kubeflow Trainer runtime; other launchers ignore it
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata["name"])
+
+
+def true_condition(status: Mapping[str, Any], *types: str) -> Mapping[str, Any] | None:
+    # A finished child has its terminal condition True somewhere in its conditions, not
+    # necessarily last (the training operator appends, and may add Restarting/Running after
+    # a transient failure).
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in types and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def status_from_conditions(status: Mapping[str, Any], succeeded: str, running: bool) -> ChildStatus:
+    """Phase from the `succeeded`/Failed/Suspended conditions; `running` decides the rest.
+
+    A Suspended child is queued (Kueue holds it): Pending, with the condition's reason
+    Suspended and its message.
+    """
+    for phase, kind in ((ChildPhase.SUCCEEDED, succeeded), (ChildPhase.FAILED, "Failed")):
+        condition = true_condition(status, kind)
+        if condition is not None:
+            return ChildStatus(
+                phase,
+                condition.get("reason", ""),
+                condition.get("message", ""),
+                _parse_time(condition.get("lastTransitionTime")),
+            )
+    suspended = true_condition(status, "Suspended")
+    if suspended is not None:
+        return ChildStatus(ChildPhase.PENDING, "Suspended", suspended.get("message", ""))
+    return ChildStatus(ChildPhase.RUNNING if running else ChildPhase.PENDING)
+
+
+class Launcher(ABC):
+    """One kind of child object."""
+
+    resource: ClassVar[ApiResource]
+    # The most that names derived from a child's name add to it (pods, Services, Jobs);
+    # the run name limit keeps every such name within 63 characters.
+    longest_derived_suffix: ClassVar[str]
+    # What to install when the cluster does not serve `resource`.
+    install_hint: ClassVar[str]
+    # Kinds of the objects prerequisites() may name; the operator may `get` them.
+    prerequisite_resources: ClassVar[tuple[ApiResource, ...]] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.resource.kind
+
+    @abstractmethod
+    def manifest(self, request: LaunchRequest) -> dict[str, Any]:
+        """The child object, ready to create."""
+
+    @abstractmethod
+    def status(self, status: Mapping[str, Any]) -> ChildStatus:
+        """What the child's status says, read the way its controller writes it."""
+
+    @abstractmethod
+    def pod_selector(self, name: str) -> str:
+        """Label selector of the pods of child `name`, as its controllers label them."""
+
+    def prerequisites(self, spec: RLoopRunSpec) -> tuple[Prerequisite, ...]:
+        return ()
+
+    def logs_hint(self, namespace: str, name: str) -> str:
+        return f"kubectl logs -n {namespace} -l {self.pod_selector(name)} --tail=200"
+
+    def _object(self, request: LaunchRequest, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": self.resource.api_version,
+            "kind": self.kind,
+            "metadata": _plain(request.metadata),
+            "spec": spec,
+        }

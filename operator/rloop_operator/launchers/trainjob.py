@@ -1,0 +1,113 @@
+"""Kubeflow Trainer v2 TrainJob (trainer.kubeflow.org/v1alpha1, Trainer v2.2+, on JobSet).
+
+Read from github.com/kubeflow/trainer/v2@v2.2.1 (pkg/apis/trainer/v1alpha1/trainjob_types.go,
+pkg/runtime/framework/plugins/{torch,jobset}, manifests/base/runtimes/torch_distributed.yaml):
+
+- The TrainJob becomes a JobSet of the same name whose replicated Job `node` runs one pod per
+  node, container `node`. The torch plugin sets PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK
+  (the Job completion index) and PET_MASTER_ADDR/PORT (<trainjob>-node-0-0.<trainjob>:29500),
+  which torchrun reads; PET_* in trainer.env are refused by its webhook.
+- trainer.{image,command,env,numNodes,numProcPerNode,resourcesPerNode} set the `node`
+  container; everything else about the pod goes through spec.runtimePatches, one entry per
+  manager (listType map). Ours is `rloop.io/operator`; Kueue writes `kueue.x-k8s.io/manager`.
+  Patches allow pod labels, volumes, container volumeMounts, nodeSelector and tolerations,
+  not priorityClassName (the spec refuses it with this launcher).
+- spec.suspend belongs to Kueue; the operator never writes it (and never updates a TrainJob).
+- Conditions: Complete and Failed are copied from the JobSet's Completed/Failed (reasons
+  AllJobsCompleted, FailedJobs); Suspended True while suspended. When the JobSet fails, the
+  JobSet controller deletes its still active Jobs (foreground), so the other nodes' pods go
+  and free their GPUs; the failed Job keeps its failed pod, readable with `kubectl logs`.
+- JobSet labels every pod jobset.sigs.k8s.io/jobset-name=<trainjob>.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rloop_operator.api import RLoopRunSpec
+from rloop_operator.launchers.base import (
+    ApiResource,
+    ChildStatus,
+    Launcher,
+    LaunchRequest,
+    Prerequisite,
+    status_from_conditions,
+)
+
+GROUP, VERSION = "trainer.kubeflow.org", "v1alpha1"
+RUNTIMES = {
+    "ClusterTrainingRuntime": ApiResource(
+        GROUP, VERSION, "clustertrainingruntimes", "ClusterTrainingRuntime", namespaced=False
+    ),
+    "TrainingRuntime": ApiResource(GROUP, VERSION, "trainingruntimes", "TrainingRuntime"),
+}
+PATCH_MANAGER = "rloop.io/operator"
+# The replicated Job and container of the trainer in Kubeflow's torch runtimes.
+TRAINER_NODE = "node"
+
+
+class TrainJobLauncher(Launcher):
+    resource = ApiResource(GROUP, VERSION, "trainjobs", "TrainJob")
+    # JobSet pods are <jobset>-<replicatedJob>-<job index>-<pod index>-<5 random>, with the
+    # JobSet named after the TrainJob; JobSet's webhook checks the same bound.
+    longest_derived_suffix = f"-{TRAINER_NODE}-0-1023-abcde"
+    install_hint = "install Kubeflow Trainer v2.2 or later, with JobSet"
+    prerequisite_resources = tuple(RUNTIMES.values())
+
+    def manifest(self, request: LaunchRequest) -> dict[str, Any]:
+        template = request.pod.template(TRAINER_NODE)
+        [container] = template["spec"]["containers"]
+        trainer = {
+            "image": container["image"],
+            "command": container["command"],
+            "env": container["env"],
+            "numNodes": request.nodes,
+            "numProcPerNode": request.procs_per_node,
+            "resourcesPerNode": container["resources"],
+        }
+        runtime = request.runtime
+        spec = {
+            "runtimeRef": {"apiGroup": GROUP, "kind": runtime.kind, "name": runtime.name},
+            "trainer": trainer,
+            "runtimePatches": [
+                {"manager": PATCH_MANAGER, "trainingRuntimeSpec": _runtime_patch(template)}
+            ],
+        }
+        return self._object(request, spec)
+
+    def status(self, status: Mapping[str, Any]) -> ChildStatus:
+        running = any(job.get("active") for job in status.get("jobsStatus") or [])
+        return status_from_conditions(status, "Complete", running)
+
+    def pod_selector(self, name: str) -> str:
+        return f"jobset.sigs.k8s.io/jobset-name={name}"
+
+    def prerequisites(self, spec: RLoopRunSpec) -> tuple[Prerequisite, ...]:
+        runtime = spec.resources.trainjob_runtime
+        hint = (
+            "install Kubeflow Trainer v2.2 or later (it ships ClusterTrainingRuntime "
+            "torch-distributed) or create it"
+            if runtime.kind == "ClusterTrainingRuntime"
+            else "create it in the run's namespace"
+        )
+        return (
+            Prerequisite(RUNTIMES[runtime.kind], runtime.name, "spec.resources.runtimeRef", hint),
+        )
+
+
+def _runtime_patch(template: dict[str, Any]) -> dict[str, Any]:
+    """Our runtimePatches entry: everything about the trainer pod that `trainer` cannot say."""
+    pod = template["spec"]
+    [container] = pod["containers"]
+    pod_patch: dict[str, Any] = {
+        "volumes": pod["volumes"],
+        "containers": [{"name": TRAINER_NODE, "volumeMounts": container["volumeMounts"]}],
+    }
+    for field in ("nodeSelector", "tolerations"):
+        if field in pod:
+            pod_patch[field] = pod[field]
+    job_template = {"spec": {"template": {"metadata": template["metadata"], "spec": pod_patch}}}
+    return {
+        "template": {"spec": {"replicatedJobs": [{"name": TRAINER_NODE, "template": job_template}]}}
+    }
