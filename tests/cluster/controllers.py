@@ -15,7 +15,6 @@ import json
 import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,11 +58,14 @@ KUEUE_FRAMEWORKS = [
 
 @dataclass(frozen=True)
 class Controller:
-    """A started controller and how to tell that it is ready."""
+    """A started controller-runtime manager and the loopback port of its health probes."""
 
     server: Server
-    ready: Callable[[], bool]
-    webhook_port: int
+    health_port: int
+
+    def ready(self) -> bool:
+        """Its readyz check passes: certificates in place and the webhook server started."""
+        return _http_ok(f"http://127.0.0.1:{self.health_port}/readyz")
 
 
 def rotator_secret(rotated: RotatedWebhook, pki: WebhookPki) -> dict[str, Any]:
@@ -130,9 +132,7 @@ def start_training_operator(
     ]
     env = _env(home, kubeconfig) | {"MY_POD_NAMESPACE": TRAINING_OPERATOR.namespace}
     server = start_server("training-operator", argv, work_dir, env=env)
-    return Controller(
-        server, lambda: _http_ok(f"http://127.0.0.1:{health_port}/readyz"), webhook_port
-    )
+    return Controller(server, health_port)
 
 
 def _manager_settings(webhook_port: int, health_port: int) -> dict[str, Any]:
@@ -147,8 +147,8 @@ def _manager_settings(webhook_port: int, health_port: int) -> dict[str, Any]:
 def start_trainer(
     layout: FullLayout, work_dir: Path, kubeconfig: Path, pki: WebhookPki, ports: list[int]
 ) -> Controller:
-    """Kubeflow Trainer's controller manager; `ports`: webhook, health, status server."""
-    webhook_port, health_port, status_port = ports
+    """Kubeflow Trainer's controller manager; `ports`: webhook, health probe."""
+    webhook_port, health_port = ports
     home = _process_dir(work_dir, "trainer")
     _cert_dir(home / "tmp" / "k8s-webhook-server" / "serving-certs", pki)
     config = {
@@ -156,13 +156,10 @@ def start_trainer(
         "kind": "Configuration",
         **_manager_settings(webhook_port, health_port),
         "certManagement": {"enable": False},
-        "statusServer": {"port": status_port},
     }
     argv = [str(layout.trainer), f"--config={_write_config(home, config)}"]
     server = start_server("trainer", argv, work_dir, env=_env(home, kubeconfig))
-    return Controller(
-        server, lambda: _http_ok(f"http://127.0.0.1:{health_port}/readyz"), webhook_port
-    )
+    return Controller(server, health_port)
 
 
 def start_jobset(
@@ -181,9 +178,7 @@ def start_jobset(
     }
     argv = [str(layout.jobset), f"--config={_write_config(home, config)}"]
     server = start_server("jobset", argv, work_dir, env=_env(home, kubeconfig))
-    return Controller(
-        server, lambda: _http_ok(f"http://127.0.0.1:{health_port}/readyz"), webhook_port
-    )
+    return Controller(server, health_port)
 
 
 def start_kueue(
@@ -215,6 +210,4 @@ def start_kueue(
     }
     argv = [str(layout.kueue), f"--config={_write_config(home, config)}"]
     server = start_server("kueue", argv, work_dir, env=_env(home, kubeconfig))
-    return Controller(
-        server, lambda: _http_ok(f"http://127.0.0.1:{health_port}/readyz"), webhook_port
-    )
+    return Controller(server, health_port)

@@ -12,13 +12,12 @@ import functools
 import itertools
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kubernetes
-import yaml
 
 from . import kueue
 from .controllers import Controller
@@ -161,15 +160,12 @@ class FullCluster:
         conditions = node.get("status", {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    def _wait(self, check: Any, what: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    def _wait(
+        self, check: Callable[[], bool], what: str, timeout_s: float = READY_TIMEOUT_S
+    ) -> None:
         deadline = time.monotonic() + timeout_s
         while not check():
             self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not reached within {timeout_s:.0f}s")
             time.sleep(POLL_S)
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
-    return loaded

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .controllers import (
     KUEUE,
     TRAINING_OPERATOR,
@@ -22,7 +24,7 @@ from .controllers import (
     start_training_operator,
 )
 from .controlplane import ControlPlane, start_control_plane
-from .fullcluster import READY_TIMEOUT_S, FullCluster, load_yaml
+from .fullcluster import READY_TIMEOUT_S, FullCluster
 from .kwok import default_stages, start_kwok
 from .layout import FullLayout
 from .pki import WebhookPki, make_webhook_pki
@@ -34,14 +36,19 @@ from .webhooks import loopback_conversions, loopback_webhooks, render_kustomizat
 # watches end at once with an error. kwok watches from "0" (pkg/utils/informer/event.go) and
 # would see pod changes only when its reflector re-lists, seconds late.
 APISERVER_FLAGS = ["--feature-gates=WatchList=false"]
-# Ports per controller: webhook first, then health probe (and the Trainer's status server).
-PORT_COUNTS = {"training-operator": 2, "trainer": 3, "jobset": 2, "kueue": 2}
+# Ports per controller: webhook, then health probe.
+PORT_COUNTS = {"training-operator": 2, "trainer": 2, "jobset": 2, "kueue": 2}
 STARTERS: dict[str, Callable[..., Controller]] = {
     "training-operator": start_training_operator,
     "trainer": start_trainer,
     "jobset": start_jobset,
     "kueue": start_kueue,
 }
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
+    return loaded
 
 
 def _allocate_ports() -> dict[str, list[int]]:
