@@ -33,11 +33,13 @@ unit: venv
 demo: venv
 	$(BIN)/rloop demo --compare --workdir $(DEMO_DIR)
 
+# --full: the full-mode tests (tests/integration/test_full_cluster.py) run in `make test` too.
 cluster-bins: venv
-	hack/cluster/build-bins.sh
+	hack/cluster/build-bins.sh --full
 
+# FULL=1: kube-scheduler, fake GPU nodes and the real controllers besides the control plane.
 cluster-up: cluster-bins
-	$(BIN)/python -m tests.cluster.devcluster up
+	$(BIN)/python -m tests.cluster.devcluster up $(if $(FULL),--full)
 
 cluster-down: venv
 	$(BIN)/python -m tests.cluster.devcluster down

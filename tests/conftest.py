@@ -11,6 +11,7 @@ import pytest
 # The harness is imported inside the fixtures so that `pytest tests/unit` imports none of it.
 if TYPE_CHECKING:
     from tests.cluster.controlplane import ControlPlane
+    from tests.cluster.fullcluster import FullCluster
     from tests.cluster.s3 import S3Endpoint
 
 
@@ -35,6 +36,40 @@ def control_plane(
     with running_control_plane(layout, work_dir, project_crds()) as plane:
         install_project_objects(plane)
         yield plane
+
+
+@pytest.fixture(scope="session")
+def full_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FullCluster]:
+    """The full mode: a control plane of its own with kube-scheduler, kwok's fake GPU nodes
+    (4 x 8 GPUs), the training operator, Kubeflow Trainer, JobSet and Kueue.
+
+    Separate from `control_plane`, whose simulated workload layer must not meet the real
+    controllers. Builds what is missing first (hack/cluster/build-bins.sh --full).
+    """
+    from tests.cluster.devcluster import project_crds
+    from tests.cluster.fullstart import running_full_cluster
+    from tests.cluster.layout import ensure_full_binaries
+
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        layout = ensure_full_binaries()
+    work_dir: Path = tmp_path_factory.mktemp("full-cluster")
+    with running_full_cluster(layout, work_dir, project_crds()) as cluster:
+        with capture.global_and_fixture_disabled():
+            print(f"\nfull cluster started in {cluster.started_in_s:.0f}s; logs in {work_dir}")
+        yield cluster
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that used the full cluster reports the tails of its processes' logs."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    cluster = getattr(item, "funcargs", {}).get("full_cluster")
+    if report.failed and cluster is not None:
+        report.sections.append(("full cluster logs", cluster.log_tails()))
 
 
 @pytest.fixture(scope="session")

@@ -85,24 +85,33 @@ class ControlPlane:
         return client
 
     def install_crds(self, crd_files: Sequence[Path], timeout_s: float = 60.0) -> None:
-        """Server-side apply each CRD (the PyTorchJob one is too big for client-side apply)."""
-        names = []
+        """Server-side apply the CRDs in one kubectl call (the PyTorchJob one is too big for
+        client-side apply) and wait until every one is Established."""
         for crd_file in crd_files:
             if not crd_file.is_file():
                 raise FileNotFoundError(f"CRD file {crd_file} does not exist")
-            names.append(yaml.safe_load(crd_file.read_text())["metadata"]["name"])
-            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_file))
+        if not crd_files:
+            return
+        names = {yaml.safe_load(crd_file.read_text())["metadata"]["name"] for crd_file in crd_files}
+        files = [f"--filename={crd_file}" for crd_file in crd_files]
+        self.kubectl("apply", "--server-side", "--force-conflicts", *files)
         # Not `kubectl wait`: it errors instead of waiting while status.conditions is unset.
         deadline = time.monotonic() + timeout_s
-        while pending := [name for name in names if not self._crd_established(name)]:
+        while pending := sorted(names - self._established_crds()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CRDs not Established within {timeout_s:.0f}s: {pending}")
             time.sleep(0.2)
 
-    def _crd_established(self, name: str) -> bool:
-        crd = json.loads(self.kubectl("get", "crd", name, "-o", "json").stdout)
-        conditions = crd.get("status", {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+    def _established_crds(self) -> set[str]:
+        listed = json.loads(self.kubectl("get", "crds", "-o", "json").stdout)["items"]
+        return {
+            crd["metadata"]["name"]
+            for crd in listed
+            if any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in crd.get("status", {}).get("conditions") or []
+            )
+        }
 
     def service_account_kubeconfig(
         self, namespace: str, name: str, path: Path, duration: str = "12h"
@@ -158,7 +167,12 @@ def _start_etcd(layout: ClusterLayout, work_dir: Path, client_port: int, peer_po
 
 
 def _start_apiserver(
-    layout: ClusterLayout, work_dir: Path, pki: ClusterPki, etcd_port: int, port: int
+    layout: ClusterLayout,
+    work_dir: Path,
+    pki: ClusterPki,
+    etcd_port: int,
+    port: int,
+    extra_flags: Sequence[str] = (),
 ) -> Server:
     argv = [
         str(layout.kube_apiserver),
@@ -178,6 +192,7 @@ def _start_apiserver(
         "--allow-privileged=true",
         # The default reconciler refuses a loopback advertise address; there are no Services.
         "--endpoint-reconciler-type=none",
+        *extra_flags,
     ]  # fmt: skip
     ready = lambda: _https_ok(f"https://127.0.0.1:{port}/readyz", pki)  # noqa: E731
     return start_ready_server("kube-apiserver", argv, work_dir, ready, START_TIMEOUT_S)
@@ -203,6 +218,19 @@ def _start_controller_manager(
     return start_ready_server("kube-controller-manager", argv, work_dir, ready, START_TIMEOUT_S)
 
 
+def _start_scheduler(layout: ClusterLayout, work_dir: Path, kubeconfig: Path, port: int) -> Server:
+    argv = [
+        str(layout.kube_scheduler),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1", f"--secure-port={port}",
+        f"--cert-dir={work_dir / 'scheduler-certs'}",
+        "--leader-elect=false",
+    ]  # fmt: skip
+    ready = lambda: _https_ok(f"https://127.0.0.1:{port}/healthz", None)  # noqa: E731
+    return start_ready_server("kube-scheduler", argv, work_dir, ready, START_TIMEOUT_S)
+
+
 def _wait_for_default_service_account(plane: ControlPlane) -> None:
     # Pods (and so Jobs) are refused in a namespace until its "default" ServiceAccount exists.
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -214,11 +242,18 @@ def _wait_for_default_service_account(plane: ControlPlane) -> None:
     raise TimeoutError("ServiceAccount default/default was not created by the controller manager")
 
 
-def start_control_plane(layout: ClusterLayout, work_dir: Path) -> ControlPlane:
-    """Start etcd, kube-apiserver and kube-controller-manager; stop all of them on failure."""
+def start_control_plane(
+    layout: ClusterLayout,
+    work_dir: Path,
+    scheduler: bool = False,
+    apiserver_flags: Sequence[str] = (),
+) -> ControlPlane:
+    """Start etcd, kube-apiserver (with `apiserver_flags` added), kube-controller-manager and,
+    if asked, kube-scheduler (the fast mode has no nodes to bind pods to); stop all of them
+    on failure."""
     work_dir.mkdir(parents=True, exist_ok=True)
     pki = make_cluster_pki(work_dir / "pki", SERVICE_IP)
-    etcd_port, peer_port, api_port, manager_port = free_ports(4)
+    etcd_port, peer_port, api_port, manager_port, scheduler_port = free_ports(5)
     server_url = f"https://127.0.0.1:{api_port}"
     admin_user = {"client-certificate": str(pki.admin.cert), "client-key": str(pki.admin.key)}
     kubeconfig = write_kubeconfig(
@@ -227,10 +262,14 @@ def start_control_plane(layout: ClusterLayout, work_dir: Path) -> ControlPlane:
     plane = ControlPlane(layout, work_dir, server_url, pki, kubeconfig)
     try:
         plane.servers.append(_start_etcd(layout, work_dir, etcd_port, peer_port))
-        plane.servers.append(_start_apiserver(layout, work_dir, pki, etcd_port, api_port))
+        plane.servers.append(
+            _start_apiserver(layout, work_dir, pki, etcd_port, api_port, apiserver_flags)
+        )
         plane.servers.append(
             _start_controller_manager(layout, work_dir, pki, kubeconfig, manager_port)
         )
+        if scheduler:
+            plane.servers.append(_start_scheduler(layout, work_dir, kubeconfig, scheduler_port))
         _wait_for_default_service_account(plane)
     except BaseException:
         plane.stop()

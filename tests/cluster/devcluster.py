@@ -1,7 +1,9 @@
 """`make cluster-up` / `make cluster-down`: the test control plane by hand, in the background.
 
-python -m tests.cluster.devcluster up     start it, print the kubeconfig path
-python -m tests.cluster.devcluster down   stop it
+python -m tests.cluster.devcluster up          start it, print the kubeconfig path
+python -m tests.cluster.devcluster up --full   the full mode: scheduler, fake GPU nodes and
+                                               the real controllers (`make cluster-up FULL=1`)
+python -m tests.cluster.devcluster down        stop it
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import time
 from pathlib import Path
 
 from .controlplane import ControlPlane, running_control_plane
-from .layout import REPO_ROOT, cluster_layout, ensure_binaries
+from .fullstart import running_full_cluster
+from .layout import REPO_ROOT, cluster_layout, ensure_binaries, ensure_full_binaries
 from .procs import STOP_GRACE_S
 
 UP_TIMEOUT_S = 300.0
@@ -52,28 +55,35 @@ def _running_pid(pid_file: Path) -> int | None:
     return pid
 
 
-def serve(state: Path) -> None:
-    """Run the control plane in this process until SIGTERM; then stop it."""
+def serve(state: Path, full: bool) -> None:
+    """Run the control plane (or the full mode) in this process until SIGTERM; then stop it."""
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with running_control_plane(ensure_binaries(), state / "cluster", project_crds()) as plane:
+    work_dir = state / "cluster"
+    if full:
+        with running_full_cluster(ensure_full_binaries(), work_dir, project_crds()) as cluster:
+            (state / "kubeconfig-path").write_text(str(cluster.kubeconfig))
+            stopped.wait()
+        return
+    with running_control_plane(ensure_binaries(), work_dir, project_crds()) as plane:
         install_project_objects(plane)
         (state / "kubeconfig-path").write_text(str(plane.kubeconfig))
         stopped.wait()
 
 
-def up() -> int:
+def up(full: bool) -> int:
     state = state_dir()
     pid_file = state / "pid"
     if (pid := _running_pid(pid_file)) is not None:
         print(f"already running (pid {pid}); kubeconfig: {(state / 'kubeconfig-path').read_text()}")
         return 0
-    ensure_binaries()
+    ensure_full_binaries() if full else ensure_binaries()
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     with (state / "serve.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.cluster.devcluster", "serve", str(state)],
+            [sys.executable, "-m", "tests.cluster.devcluster", "serve", str(state)]
+            + (["--full"] if full else []),
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -88,7 +98,8 @@ def up() -> int:
             return 1
         time.sleep(0.5)
     kubeconfig = (state / "kubeconfig-path").read_text()
-    print(f"control plane up (pid {process.pid}); kubeconfig: {kubeconfig}")
+    mode = "full cluster" if full else "control plane"
+    print(f"{mode} up (pid {process.pid}); kubeconfig: {kubeconfig}")
     print(f"  export KUBECONFIG={kubeconfig}")
     return 0
 
@@ -115,11 +126,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.cluster.devcluster")
     parser.add_argument("command", choices=["up", "down", "serve"])
     parser.add_argument("state", nargs="?", type=Path, help="serve only: its state directory")
+    parser.add_argument("--full", action="store_true", help="the full mode (up and serve)")
     args = parser.parse_args()
     if args.command == "serve":
-        serve(args.state)
+        serve(args.state, args.full)
         return 0
-    return up() if args.command == "up" else down()
+    return up(args.full) if args.command == "up" else down()
 
 
 if __name__ == "__main__":

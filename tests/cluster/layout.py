@@ -1,4 +1,4 @@
-"""Where the pinned control-plane binaries live; hack/cluster/versions.sh is the one source."""
+"""Where the pinned binaries and modules live; hack/cluster/versions.sh is the one source."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ class ClusterLayout:
         return self.k8s_bin / "kube-controller-manager"
 
     @property
+    def kube_scheduler(self) -> Path:
+        return self.k8s_bin / "kube-scheduler"
+
+    @property
     def trainer_crds(self) -> list[Path]:
         """TrainJob, ClusterTrainingRuntime and TrainingRuntime (Kubeflow Trainer v2)."""
         crds = self.trainer_module / "manifests" / "base" / "crds"
@@ -55,19 +59,46 @@ class ClusterLayout:
         return [path for path in [*wanted, *files] if not path.exists()]
 
 
+@dataclass(frozen=True)
+class FullLayout:
+    """What the full mode runs besides the control plane: binaries and their Go modules,
+    whose manifests (CRDs, webhooks, runtimes) are installed from the module sources."""
+
+    cluster: ClusterLayout
+    kwok: Path
+    training_operator: Path
+    trainer: Path
+    jobset: Path
+    kueue: Path
+    kwok_module: Path
+    training_operator_module: Path
+    trainer_module: Path
+    jobset_module: Path
+    kueue_module: Path
+
+    def missing(self) -> list[Path]:
+        binaries = [self.cluster.kube_scheduler, self.kwok, self.training_operator, self.trainer]
+        modules = [self.kwok_module, self.trainer_module, self.jobset_module, self.kueue_module]
+        wanted = [*binaries, self.jobset, self.kueue, *modules]
+        return [*self.cluster.missing(), *(path for path in wanted if not path.exists())]
+
+
+def _versions(*names: str) -> list[str]:
+    script = f"source {HACK_DIR / 'versions.sh'}; " + "; ".join(f'echo "${n}"' for n in names)
+    return subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+
+
 def cluster_layout() -> ClusterLayout:
     """Read the pinned versions and cache paths from hack/cluster/versions.sh."""
-    names = [
+    values = _versions(
         "K8S_VERSION",
         "RLOOP_K8S_BIN",
         "RLOOP_CACHE",
         "RLOOP_PYTORCHJOB_CRD",
         "RLOOP_TRAINER_MODULE",
-    ]
-    script = f"source {HACK_DIR / 'versions.sh'}; " + "; ".join(f'echo "${n}"' for n in names)
-    values = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+    )
     version, k8s_bin, cache_dir, crd, trainer = values
     return ClusterLayout(
         k8s_version=version,
@@ -86,4 +117,30 @@ def ensure_binaries() -> ClusterLayout:
         print(f"building control-plane binaries: missing {[str(p) for p in layout.missing()]}")
         subprocess.run([str(HACK_DIR / "build-bins.sh")], check=True)
         print(f"control-plane binaries ready in {time.monotonic() - started:.0f}s")
+    return layout
+
+
+def full_layout() -> FullLayout:
+    """The full mode's binaries and modules, as hack/cluster/versions.sh places them."""
+    names = ["KWOK", "TRAINING_OPERATOR", "TRAINER", "JOBSET", "KUEUE"]
+    values = [Path(v) for v in _versions(*(f"RLOOP_{n}_BIN" for n in names))]
+    modules = [Path(v) for v in _versions(*(f"RLOOP_{n}_MODULE" for n in names))]
+    kwok, training_operator, trainer, jobset, kueue = values
+    kwok_module, training_operator_module, trainer_module, jobset_module, kueue_module = modules
+    return FullLayout(
+        cluster=cluster_layout(),
+        kwok=kwok, training_operator=training_operator, trainer=trainer, jobset=jobset,
+        kueue=kueue, kwok_module=kwok_module, training_operator_module=training_operator_module,
+        trainer_module=trainer_module, jobset_module=jobset_module, kueue_module=kueue_module,
+    )  # fmt: skip
+
+
+def ensure_full_binaries() -> FullLayout:
+    """`build-bins.sh --full` when anything of the full mode is missing, printing its timings."""
+    layout = full_layout()
+    if layout.missing():
+        started = time.monotonic()
+        print(f"building the full mode: missing {[str(p) for p in layout.missing()]}")
+        subprocess.run([str(HACK_DIR / "build-bins.sh"), "--full"], check=True)
+        print(f"full-mode binaries ready in {time.monotonic() - started:.0f}s")
     return layout

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VALID_DAYS = 2
+# The webhook cert rotators (open-policy-agent cert-controller) replace a CA or serving
+# cert that expires within 90 days with a DNS-only one that a `url:` webhook cannot verify.
+WEBHOOK_VALID_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,14 @@ def _openssl(*args: str) -> None:
 def _new_key(path: Path) -> None:
     curve = "ec_paramgen_curve:P-256"
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", curve, "-out", str(path))
+
+
+@dataclass(frozen=True)
+class WebhookPki:
+    """A CA and one serving cert for every controller's admission webhook on 127.0.0.1."""
+
+    ca: KeyPair
+    serving: KeyPair
 
 
 def _make_ca(pki_dir: Path) -> KeyPair:
@@ -91,3 +102,40 @@ def make_cluster_pki(pki_dir: Path, service_ip: str) -> ClusterPki:
         service_account_key=sa_key,
         service_account_public_key=sa_pub,
     )
+
+
+def make_webhook_pki(pki_dir: Path, ca_names: list[str], service_names: list[str]) -> WebhookPki:
+    """RSA keys in PKCS#1 (what cert-controller parses), valid for `WEBHOOK_VALID_DAYS`.
+
+    cert-controller checks a CA by verifying it for its CA name and the serving cert for the
+    webhook Service's DNS name, so the CA carries every rotator's `ca_names` and the serving
+    cert every `service_names` besides the IP the API server dials.
+    """
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    ca = KeyPair(cert=pki_dir / "webhook-ca.crt", key=pki_dir / "webhook-ca.key")
+    _openssl("genrsa", "-traditional", "-out", str(ca.key), "2048")
+    _openssl(
+        "req", "-x509", "-new", "-key", str(ca.key), "-out", str(ca.cert),
+        "-days", str(WEBHOOK_VALID_DAYS), "-subj", "/O=rloop-test/CN=rloop-webhook-ca",
+        "-addext", "basicConstraints = critical, CA:TRUE",
+        "-addext", "keyUsage = critical, digitalSignature, keyEncipherment, keyCertSign",
+        "-addext", "subjectAltName = " + ", ".join(f"DNS:{name}" for name in ca_names),
+    )  # fmt: skip
+    serving = KeyPair(cert=pki_dir / "webhook.crt", key=pki_dir / "webhook.key")
+    csr = pki_dir / "webhook.csr"
+    extfile = pki_dir / "webhook.ext"
+    _openssl("genrsa", "-traditional", "-out", str(serving.key), "2048")
+    _openssl("req", "-new", "-key", str(serving.key), "-out", str(csr), "-subj", "/CN=webhook")
+    sans = ", ".join(["IP:127.0.0.1", *(f"DNS:{name}" for name in service_names)])
+    extfile.write_text(
+        "basicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature, keyEncipherment\n"
+        "extendedKeyUsage = serverAuth\n"
+        f"subjectAltName = {sans}\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key),
+        "-CAcreateserial", "-out", str(serving.cert), "-days", str(WEBHOOK_VALID_DAYS),
+        "-extfile", str(extfile),
+    )  # fmt: skip
+    return WebhookPki(ca=ca, serving=serving)
