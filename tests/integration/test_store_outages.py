@@ -8,14 +8,18 @@ production defaults are checked in tests/unit/trainer/test_store.py.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from rloop_trainer import s3, store
+from rloop_trainer import checkpoint, s3, store, toy
+from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
+from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError, StoreUnavailable
 
 from tests.cluster.s3 import S3Endpoint, S3Server, controlled_s3
@@ -165,3 +169,47 @@ def test_a_missing_bucket_is_named(server: S3Server) -> None:
         "bucket 'no-such-bucket' of s3://no-such-bucket/run/_SUCCESS does not exist at "
         f"endpoint {server.endpoint.endpoint_url}; create it or fix the URI"
     )
+
+
+@pytest.mark.slow
+def test_a_dapo_phase_cut_off_after_a_checkpoint_resumes_with_every_metrics_row(
+    server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = f"s3://{server.endpoint.bucket}"
+    toy.build_policy(tmp_path / "policy", warm_start_steps=150, seed=0)
+    store.upload_dir(tmp_path / "policy", f"{bucket}/models/toy")
+    toy.write_prompts(toy.make_problems("train", 32, 0), f"{bucket}/data/train.parquet")
+    output = f"{bucket}/run/iter-000/rl"
+    config = DapoPhaseConfig(
+        policy_uri=f"{bucket}/models/toy",
+        train_data_uri=f"{bucket}/data/train.parquet",
+        output_uri=output,
+        steps=4,
+        group_size=4,
+        prompts_per_step=8,
+        max_prompt_tokens=16,
+        max_response_tokens=8,
+        overlong_buffer=2,
+        checkpoint_every=2,
+        engine="hf",
+        training=TrainingConfig(lr=1e-4, micro_batch=32),
+    )
+    save = checkpoint.Checkpoints.save
+
+    def save_then_lose_the_store(self: checkpoint.Checkpoints, *args: Any, **kwargs: Any) -> None:
+        save(self, *args, **kwargs)
+        server.kill()  # the checkpoint of step 2 is complete; nothing after it gets through
+
+    monkeypatch.setattr(checkpoint.Checkpoints, "save", save_then_lose_the_store)
+    s3.configure(s3.StoreSettings(retry_seconds=2, connect_timeout=1, read_timeout=2))
+    with pytest.raises(StoreUnavailable):
+        run_dapo_phase(config)
+    monkeypatch.setattr(checkpoint.Checkpoints, "save", save)
+    server.start()
+
+    run_dapo_phase(config)
+
+    marker = store.read_marker(output)
+    assert marker is not None and marker["resumed_from_step"] == 2
+    lines = store.read_bytes(f"{output}/metrics.jsonl").decode().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]

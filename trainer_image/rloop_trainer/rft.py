@@ -144,7 +144,7 @@ def train_step(
 
 
 def rft_checkpoints(checkpoint_uri: str) -> Checkpoints:
-    return Checkpoints(checkpoint_uri, state_file="metrics.jsonl", marker_key="steps")
+    return Checkpoints(checkpoint_uri, marker_key="steps")
 
 
 def save_checkpoint(
@@ -163,8 +163,7 @@ def resume(trainer: TrainEngine, checkpoint_uri: str) -> list[dict[str, float]]:
     log.info(
         "resuming RFT after step %d from %s", restored.step, checkpoints.step_uri(restored.step)
     )
-    metrics: list[dict[str, float]] = restored.state
-    return metrics
+    return restored.metrics
 
 
 def _jsonl(rows: list[dict[str, float]]) -> str:
