@@ -5,6 +5,10 @@ exact command the operator puts in the child's manifest. The run's status and
 one record per child live in a state directory, so running the same command
 again continues where it stopped (a child that was running is run again, and
 the trainer resumes it from its checkpoints in the store).
+
+A phase that fails leaves its reason in a termination-message file, as in a pod:
+its own one-line error is the status message, and a failure it calls permanent
+(bad input) fails the run without retries.
 """
 
 from __future__ import annotations
@@ -45,9 +49,10 @@ from rloop_operator.plan import (
     StageReport,
     plan,
 )
-from rloop_operator.reports import read_report
+from rloop_operator.reports import TrainerFailure, failure_from_messages, read_report
 
 LOG_TAIL_CHARS = 2000
+TERMINATION_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
 # Locally a failed phase is usually a bug to fix, not a node to wait for.
 LOCAL_PLAN_SETTINGS = PlanSettings(backoff_base_seconds=2, backoff_cap_seconds=30)
 
@@ -82,6 +87,8 @@ class ChildRecord:
     created_at: str
     finished_at: str | None = None
     message: str = ""
+    reason: str = ""
+    permanent: bool = False
 
 
 class LocalState:
@@ -126,6 +133,21 @@ class LocalState:
     def log_file(self, child: str) -> Path:
         return self.directory / "logs" / f"{child}.log"
 
+    def termination_file(self, child: str) -> Path:
+        return self.directory / "logs" / f"{child}.termination"
+
+
+def phase_failure(code: int, log_file: Path, termination_file: Path) -> TrainerFailure:
+    """Why a phase process failed: the trainer's own line when it left one (not torchrun's
+    traceback around it), else the exit code and the end of the log."""
+    messages = [termination_file.read_text()] if termination_file.exists() else []
+    failure = failure_from_messages(messages)
+    if failure is not None:
+        return failure
+    tail = log_file.read_text()[-LOG_TAIL_CHARS:]
+    message = f"exit code {code}; log {log_file}; last output:\n{tail}"
+    return TrainerFailure(message, "ProcessFailed", permanent=False)
+
 
 def _child_of(record: ChildRecord) -> Child:
     stage = Stage(record.stage)
@@ -135,10 +157,12 @@ def _child_of(record: ChildRecord) -> Child:
         iteration=record.iteration,
         stage=stage,
         phase=ChildPhase(record.phase),
-        reason="" if record.phase == ChildPhase.SUCCEEDED.value else "ProcessFailed",
+        reason=record.reason
+        or ("" if record.phase == ChildPhase.SUCCEEDED.value else "ProcessFailed"),
         message=record.message,
         finished_at=datetime.fromisoformat(record.finished_at) if record.finished_at else None,
         created_at=datetime.fromisoformat(record.created_at),
+        permanent=record.permanent,
     )
 
 
@@ -210,22 +234,25 @@ class LocalExecutor:
         self.state.save_child(record)
         self.report(run, f"running {action.name}")
         log_file = self.state.log_file(action.name)
+        termination_file = self.state.termination_file(action.name)
+        termination_file.unlink(missing_ok=True)
         with log_file.open("w") as log:
             process = subprocess.Popen(
                 trainer_command(run, action.iteration, action.stage),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._env(),
+                env=self._env() | {TERMINATION_ENV: str(termination_file)},
             )
             while (code := process.poll()) is None:
                 self.report(run, None)
                 time.sleep(POLL_SECONDS)
-        ok = code == 0
-        record.phase = (ChildPhase.SUCCEEDED if ok else ChildPhase.FAILED).value
+        record.phase = (ChildPhase.SUCCEEDED if code == 0 else ChildPhase.FAILED).value
         record.finished_at = utcnow().isoformat()
-        if not ok:
-            tail = log_file.read_text()[-LOG_TAIL_CHARS:]
-            record.message = f"exit code {code}; log {log_file}; last output:\n{tail}"
+        if code != 0:
+            self.report(run, f"{action.name} exited with code {code}; log {log_file}")
+            failure = phase_failure(code, log_file, termination_file)
+            record.message, record.reason = failure.message, failure.reason
+            record.permanent = failure.permanent
         self.state.save_child(record)
 
     def _env(self) -> dict[str, str]:

@@ -36,7 +36,8 @@ PHASE_OF_STAGE = {
 }
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
-# Filter and eval write their report here too; the operator reads it from the pod status.
+# Every phase writes why it failed here, and filter and eval their report; the operator
+# reads it from the pod status.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
@@ -235,11 +236,13 @@ def _pod_template(
 def _container(run: RunView, request: CreateChild, name: str, gpus: int) -> dict[str, Any]:
     spec = run.spec
     assert isinstance(spec, RLoopRunSpec)
+    termination = {"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH}
     return {
         "name": name,
         "image": spec.resources.image or "",
         "command": trainer_command(run, request.iteration, request.stage),
-        "env": _env(spec),
+        "env": [*_env(spec), termination],
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "resources": {
             "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
             "limits": {"nvidia.com/gpu": gpus} if gpus else {},
@@ -284,10 +287,6 @@ def batch_job(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     container["image"] = container["image"] or settings.trainer_image
     if not evaluating:
         container["resources"]["requests"] = {"cpu": spec.filter.cpu, "memory": spec.filter.memory}
-    container["terminationMessagePath"] = TERMINATION_MESSAGE_PATH
-    container["env"].append(
-        {"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH}
-    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from rloop_trainer import s3, store, toy
+from rloop_trainer.cli import EXIT_PERMANENT
 from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError
@@ -230,7 +231,7 @@ def test_an_unreachable_store_is_a_clear_error(
         s3.configure()
 
 
-def test_the_cli_prints_the_error_and_exits_1(tmp_path: Path) -> None:
+def test_the_cli_reports_a_missing_input_as_a_permanent_failure(tmp_path: Path) -> None:
     config = {
         "policy_uri": str(tmp_path / "policy"),
         "train_data_uri": str(tmp_path / "missing.parquet"),
@@ -239,16 +240,22 @@ def test_the_cli_prints_the_error_and_exits_1(tmp_path: Path) -> None:
         "overlong_buffer": 2,
     }
 
+    termination = tmp_path / "termination-log"
+
     done = subprocess.run(
         [sys.executable, "-m", "rloop_trainer.cli", "dapo", "--config-json", json.dumps(config)],
         capture_output=True,
         text=True,
-        env=_fresh_process_env(),
+        env=_fresh_process_env() | {"RLOOP_TERMINATION_MESSAGE_PATH": str(termination)},
         timeout=120,
     )
 
-    assert done.returncode == 1
-    assert "missing.parquet does not exist" in done.stderr
+    assert done.returncode == EXIT_PERMANENT
+    line = f"rloop-trainer dapo: {tmp_path}/missing.parquet does not exist"
+    assert line in done.stderr
+    failure = json.loads(termination.read_text())
+    assert failure["error"].startswith(line)
+    assert (failure["reason"], failure["permanent"]) == ("InvalidInput", True)
 
 
 @pytest.mark.slow

@@ -3,6 +3,11 @@
 The operator renders the phase config into the child's command as `--config-json`;
 people and `rloop run` may pass a file. Each phase module is imported only when
 its phase runs, so `rloop-trainer filter` never imports torch.
+
+Exit codes: 0 done; 2 a bad config and 3 any other error that fails the same way
+again (bad input, a missing file, a policy that does not load); 1 an error a retry
+may get past (the store stayed unavailable) or a crash. Under torchrun the worker's code is lost in
+torchrun's own, so the error also goes to the termination message (termination.py).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rloop_trainer import termination
 from rloop_trainer.config import (
     PHASE_CONFIGS,
     PhaseConfig,
@@ -32,8 +38,9 @@ PHASE_ENTRYPOINTS = {
     "eval": "rloop_trainer.evaluate:run_eval_phase",
 }
 
+EXIT_RETRYABLE = 1
 EXIT_BAD_CONFIG = 2
-EXIT_PHASE_ERROR = 1
+EXIT_PERMANENT = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +58,17 @@ def _entrypoint(phase: str) -> Callable[[Any], object]:
     return function
 
 
+def _fail(phase: str, error: PhaseError | PhaseConfigError) -> int:
+    """Say why on stderr and in the termination message; the exit code says if a retry helps."""
+    line = " ".join(f"rloop-trainer {phase}: {error}".split())
+    print(line, file=sys.stderr)
+    if isinstance(error, PhaseConfigError):
+        termination.write_failure(line, "InvalidConfig", permanent=True)
+        return EXIT_BAD_CONFIG
+    termination.write_failure(line, error.reason, error.permanent)
+    return EXIT_PERMANENT if error.permanent else EXIT_RETRYABLE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -62,14 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.config is not None
             else parse_phase_config(args.phase, args.config_json)
         )
-    except PhaseConfigError as exc:
-        print(f"rloop-trainer: {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    try:
         _entrypoint(args.phase)(config)
-    except PhaseError as exc:
-        print(f"rloop-trainer {args.phase}: {exc}", file=sys.stderr)
-        return EXIT_PHASE_ERROR
+    except (PhaseConfigError, PhaseError) as exc:
+        return _fail(args.phase, exc)
     return 0
 
 

@@ -1,8 +1,19 @@
-"""Errors a person must act on: bad input files, unreachable stores, missing models."""
+"""Errors a person must act on: bad input files, unreachable stores, missing models.
+
+Whether a retry can help is part of the error: the CLI turns it into the exit code and
+the termination message, and the operator retries only what is not `permanent`.
+"""
 
 
 class PhaseError(RuntimeError):
-    """A phase cannot go on; the message names the path or field and the fix."""
+    """A phase cannot go on; the message names the path or field and the fix.
+
+    Permanent: the same input fails the same way again (bad data, a missing file,
+    a policy that does not load, credentials the store refuses).
+    """
+
+    reason = "InvalidInput"
+    permanent = True
 
 
 class MissingObject(PhaseError):
@@ -11,3 +22,6 @@ class MissingObject(PhaseError):
 
 class StoreUnavailable(PhaseError):
     """The object store did not answer for the whole retry window; later it may."""
+
+    reason = "StoreUnavailable"
+    permanent = False

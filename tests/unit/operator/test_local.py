@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,12 @@ import yaml
 from rloop_operator.api import SpecError, parse_spec
 from rloop_operator.children import ChildPhase
 from rloop_operator.demo import demo_run_document
-from rloop_operator.local import ChildRecord, LocalState, load_run
+from rloop_operator.local import (
+    ChildRecord,
+    LocalState,
+    load_run,
+    phase_failure,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -53,3 +59,38 @@ def test_a_child_left_running_by_an_interrupted_executor_is_run_again(tmp_path: 
     children = state.children()
     assert [(c.name, c.phase) for c in children] == [("tiny-i00-rl", ChildPhase.SUCCEEDED)]
     assert not (tmp_path / "children" / "tiny-i00-filter.json").exists()
+
+
+def test_a_failed_child_that_was_permanent_stays_so_for_the_plan(tmp_path: Path) -> None:
+    state = LocalState(tmp_path)
+    created = "2026-01-01T00:00:00+00:00"
+    line = "rloop-trainer dapo: /data/train.parquet does not exist; check the URI"
+    failed = ChildRecord("tiny-i00-rl", 0, "Exploring", "Failed", created, created, line)
+    failed.reason, failed.permanent = "InvalidInput", True
+    state.save_child(failed)
+
+    (child,) = state.children()
+
+    assert (child.reason, child.message, child.permanent) == ("InvalidInput", line, True)
+
+
+def test_a_phase_failure_is_the_trainers_own_line_not_torchruns_traceback(tmp_path: Path) -> None:
+    line = "rloop-trainer dapo: /data/train.parquet does not exist; check the URI"
+    log = tmp_path / "tiny-i00-rl.log"
+    log.write_text(f"{line}\nTraceback (most recent call last):\n  torch.distributed...\n")
+    termination = tmp_path / "tiny-i00-rl.termination"
+    termination.write_text(json.dumps({"error": line, "reason": "InvalidInput", "permanent": True}))
+
+    failure = phase_failure(1, log, termination)
+
+    assert (failure.message, failure.reason, failure.permanent) == (line, "InvalidInput", True)
+
+
+def test_a_crash_without_a_message_is_retryable_and_shows_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "tiny-i00-rl.log"
+    log.write_text("Killed\n")
+
+    failure = phase_failure(137, log, tmp_path / "none.termination")
+
+    assert not failure.permanent and failure.reason == "ProcessFailed"
+    assert failure.message.startswith(f"exit code 137; log {log}") and "Killed" in failure.message
