@@ -5,8 +5,9 @@ people and `rloop run` may pass a file. Each phase module is imported only when
 its phase runs, so `rloop-trainer filter` never imports torch.
 
 Exit codes: 0 done; 2 a bad config and 3 any other error that fails the same way
-again (bad input, a missing file, a policy that does not load); 1 an error a retry
-may get past (the store stayed unavailable) or a crash. Under torchrun the worker's code is lost in
+again (bad input, a missing file, a policy that does not load); 4 a newer attempt
+took over the output (rloop_trainer.fencing); 1 an error a retry may get past (the
+store stayed unavailable) or a crash. Under torchrun the worker's code is lost in
 torchrun's own, so the error also goes to the termination message (termination.py).
 """
 
@@ -28,7 +29,7 @@ from rloop_trainer.config import (
     load_phase_config,
     parse_phase_config,
 )
-from rloop_trainer.errors import PhaseError
+from rloop_trainer.errors import PhaseError, Superseded
 
 # phase -> "module:function"; each function takes its phase's config model.
 PHASE_ENTRYPOINTS = {
@@ -41,6 +42,7 @@ PHASE_ENTRYPOINTS = {
 EXIT_RETRYABLE = 1
 EXIT_BAD_CONFIG = 2
 EXIT_PERMANENT = 3
+EXIT_SUPERSEDED = 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +68,8 @@ def _fail(phase: str, error: PhaseError | PhaseConfigError) -> int:
         termination.write_failure(line, "InvalidConfig", permanent=True)
         return EXIT_BAD_CONFIG
     termination.write_failure(line, error.reason, error.permanent)
+    if isinstance(error, Superseded):
+        return EXIT_SUPERSEDED
     return EXIT_PERMANENT if error.permanent else EXIT_RETRYABLE
 
 

@@ -25,3 +25,14 @@ class StoreUnavailable(PhaseError):
 
     reason = "StoreUnavailable"
     permanent = False
+
+
+class Superseded(PhaseError):
+    """A newer attempt claimed this phase's output: this one stops writing and exits.
+
+    Not permanent: the attempt that holds the claim goes on, and a retry would claim
+    the output back and resume from its checkpoints.
+    """
+
+    reason = "Superseded"
+    permanent = False

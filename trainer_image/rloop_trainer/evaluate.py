@@ -18,7 +18,7 @@ from typing import TypedDict
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from rloop_trainer import data, dist, policy, reward, store, termination
+from rloop_trainer import data, dist, fencing, policy, reward, store, termination
 from rloop_trainer.config import EvalPhaseConfig, ValidationSet
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
@@ -121,6 +121,11 @@ def evaluate_set(
 
 def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
     """`rloop-trainer eval`: policy_uri -> output_uri/report.json, then _SUCCESS."""
+    with fencing.claimed(config.output_uri):
+        return evaluate_policy(config)
+
+
+def evaluate_policy(config: EvalPhaseConfig) -> dict[str, object]:
     # Bad validation data fails before the model loads; verifier workers start meanwhile.
     records = {v.name: data.load_prompts(v.uri) for v in config.validation}
     reward.shared_verifier()

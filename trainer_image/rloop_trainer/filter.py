@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rloop_trainer import store, termination
+from rloop_trainer import fencing, store, termination
 from rloop_trainer.config import FilterPhaseConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.schema import EXPERT_SCHEMA, TRAJECTORY_SCHEMA, check_schema
@@ -297,6 +297,11 @@ def build_expert_set(
 
 def run_filter_phase(config: FilterPhaseConfig) -> FilterReport:
     """`rloop-trainer filter`: trajectories -> output_uri/{data.parquet, report.json, _SUCCESS}."""
+    with fencing.claimed(config.output_uri):
+        return filter_trajectories(config)
+
+
+def filter_trajectories(config: FilterPhaseConfig) -> FilterReport:
     uris = store.list_uris(config.trajectories_uri, suffix=".parquet")
     if not uris:
         raise PhaseError(

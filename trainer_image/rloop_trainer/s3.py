@@ -167,7 +167,7 @@ def is_transient(exc: BaseException) -> bool:
     )
 
     if isinstance(exc, PhaseError):
-        return False  # ours, already decided
+        return False  # ours, already decided (e.g. the writer fence said stop)
     answer = error_code(exc)
     if answer is not None:
         code, status = answer
@@ -183,16 +183,20 @@ def call(
     what: str,
     uri: str,
     operation: Callable[[], T],
+    before_attempt: Callable[[], None] | None = None,
 ) -> T:
     """`operation()`, retried while it fails transiently, for `retry_seconds`.
 
-    `what` names the call in the log ("upload").
+    `what` names the call in the log ("upload"); `before_attempt` runs before every
+    attempt (the writer fence), so a write retried after a long outage is checked again.
     Any S3 or connection error becomes a PhaseError naming `uri` and the likely fix.
     """
     config = settings()
 
     def attempt() -> T:
         with _watch(what, uri, config.slow_call_seconds):
+            if before_attempt is not None:
+                before_attempt()
             return operation()
 
     retrying = tenacity.Retrying(

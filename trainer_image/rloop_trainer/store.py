@@ -6,6 +6,9 @@ an S3 PUT (multipart or not) becomes visible only when complete. The S3 endpoint
 and credentials come from the standard environment (`AWS_ENDPOINT_URL_S3` or
 `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`); every S3 call
 rides out an unavailable store for a while (rloop_trainer.s3).
+
+Every write and delete first passes the write guard, if one is set: the phase's
+writer fence (rloop_trainer.fencing) stops an attempt that is no longer current.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,23 @@ from rloop_trainer import s3
 from rloop_trainer.errors import PhaseError
 
 MARKER_NAME = "_SUCCESS"
+# Called with the URI before each write or delete (and before each retry of one).
+WriteGuard = Callable[[str], None]
+_write_guard: WriteGuard | None = None
+
+
+def set_write_guard(guard: WriteGuard | None) -> None:
+    """Check every later write and delete with `guard`; None: no check."""
+    global _write_guard
+    _write_guard = guard
+
+
+def _guard(uri: str) -> Callable[[], None]:
+    def check() -> None:
+        if _write_guard is not None:
+            _write_guard(uri)
+
+    return check
 
 
 def _is_s3(uri: str) -> bool:
@@ -103,8 +124,10 @@ def write_bytes(uri: str, data: bytes) -> None:
             "write",
             uri,
             lambda: upload.upload_fileobj(io.BytesIO(data), bucket, key, Config=_transfer_config()),
+            before_attempt=_guard(uri),
         )
         return
+    _guard(uri)()
     try:
         _write_local_atomic(_local_path(uri), data)
     except OSError as exc:
@@ -199,7 +222,7 @@ def upload_dir(local_dir: Path, uri: str) -> None:
         bucket, key = _bucket_key(target)
         client = s3.client(large_upload=path.stat().st_size >= s3.MULTIPART_THRESHOLD)
         upload = partial(client.upload_file, str(path), bucket, key, Config=_transfer_config())
-        s3.call("upload", target, upload)
+        s3.call("upload", target, upload, before_attempt=_guard(target))
 
 
 def write_marker(prefix_uri: str, payload: dict[str, object]) -> None:
@@ -212,6 +235,7 @@ def retract_marker(prefix_uri: str) -> None:
     no reader takes a half-rewritten output for a finished one; a missing marker is fine."""
     marker_uri = join(prefix_uri, MARKER_NAME)
     if not _is_s3(marker_uri):
+        _guard(marker_uri)()
         _local_path(marker_uri).unlink(missing_ok=True)
         return
     bucket, key = _bucket_key(marker_uri)
@@ -219,6 +243,7 @@ def retract_marker(prefix_uri: str) -> None:
         "delete",
         marker_uri,
         lambda: s3.client().delete_object(Bucket=bucket, Key=key),
+        before_attempt=_guard(marker_uri),
     )
 
 
@@ -233,6 +258,7 @@ def read_marker(prefix_uri: str) -> dict[str, object] | None:
 def remove_prefix(prefix_uri: str) -> None:
     """Delete every object under `prefix_uri` (an old checkpoint); missing is fine."""
     if not _is_s3(prefix_uri):
+        _guard(prefix_uri)()
         shutil.rmtree(_local_path(prefix_uri), ignore_errors=True)
         return
     bucket, _ = _bucket_key(prefix_uri)
@@ -242,4 +268,4 @@ def remove_prefix(prefix_uri: str) -> None:
         delete = partial(
             s3.client().delete_objects, Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
         )
-        s3.call("delete", prefix_uri, delete)
+        s3.call("delete", prefix_uri, delete, before_attempt=_guard(prefix_uri))

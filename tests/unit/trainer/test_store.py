@@ -167,3 +167,40 @@ def test_the_retry_window_comes_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(s3.RETRY_SECONDS_ENV, "a minute")
     with pytest.raises(PhaseError, match=r"RLOOP_STORE_RETRY_SECONDS='a minute' is not a number"):
         s3.StoreSettings.from_env()
+
+
+def test_every_kind_of_write_passes_the_write_guard_first(tmp_path: Path) -> None:
+    checked: list[str] = []
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "w.bin").write_bytes(b"w")
+    store.set_write_guard(checked.append)
+    try:
+        store.write_bytes(f"{tmp_path}/out/a.bin", b"a")
+        store.upload_dir(source, f"{tmp_path}/out/dir")
+        store.write_marker(f"{tmp_path}/out", {"ok": True})
+        store.retract_marker(f"{tmp_path}/out")
+        store.remove_prefix(f"{tmp_path}/out/dir")
+    finally:
+        store.set_write_guard(None)
+
+    assert checked == [
+        f"{tmp_path}/out/a.bin",
+        f"{tmp_path}/out/dir/w.bin",
+        f"{tmp_path}/out/_SUCCESS",
+        f"{tmp_path}/out/_SUCCESS",
+        f"{tmp_path}/out/dir",
+    ]
+
+
+def test_a_write_the_guard_refuses_leaves_nothing(tmp_path: Path) -> None:
+    def refuse(uri: str) -> None:
+        raise PhaseError(f"not allowed: {uri}")
+
+    store.set_write_guard(refuse)
+    try:
+        with pytest.raises(PhaseError, match="not allowed"):
+            store.write_bytes(f"{tmp_path}/a.bin", b"a")
+    finally:
+        store.set_write_guard(None)
+    assert list(tmp_path.iterdir()) == []
