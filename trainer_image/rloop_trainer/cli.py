@@ -14,8 +14,11 @@ torchrun's own, so the error also goes to the termination message (termination.p
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +46,7 @@ EXIT_RETRYABLE = 1
 EXIT_BAD_CONFIG = 2
 EXIT_PERMANENT = 3
 EXIT_SUPERSEDED = 4
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +64,23 @@ def _entrypoint(phase: str) -> Callable[[Any], object]:
     return function
 
 
+def die_with_torchrun() -> None:
+    """Under torchrun, ask the kernel to kill this worker when torchrun dies.
+
+    torchrun starts each worker in a session of its own, so killing the launcher (or
+    the process group of the `rloop run` that started it) would leave the worker
+    writing the phase's output next to the retry's. Only under torchrun: a trainer run
+    by hand under nohup must outlive its shell. A launcher that died before this call
+    is caught by comparing the parent before and after; the writer fence covers the
+    rest."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(EXIT_RETRYABLE)  # the launcher is already gone: stop before any write
+
+
 def _fail(phase: str, error: PhaseError | PhaseConfigError) -> int:
     """Say why on stderr and in the termination message; the exit code says if a retry helps."""
     line = " ".join(f"rloop-trainer {phase}: {error}".split())
@@ -75,6 +96,7 @@ def _fail(phase: str, error: PhaseError | PhaseConfigError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    die_with_torchrun()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
