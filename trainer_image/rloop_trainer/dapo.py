@@ -281,5 +281,6 @@ def run_dapo_phase(config: DapoPhaseConfig) -> None:
     if store.read_marker(config.output_uri) is not None:
         log.info("%s already has _SUCCESS; nothing to do", config.output_uri)
         return
+    phase = DapoPhase(config)  # bad input fails here, before this attempt claims the output
     with dist.claimed_output(config.output_uri):
-        DapoPhase(config).run()
+        phase.run()

@@ -297,17 +297,17 @@ def build_expert_set(
 
 def run_filter_phase(config: FilterPhaseConfig) -> FilterReport:
     """`rloop-trainer filter`: trajectories -> output_uri/{data.parquet, report.json, _SUCCESS}."""
-    with fencing.claimed(config.output_uri):
-        return filter_trajectories(config)
-
-
-def filter_trajectories(config: FilterPhaseConfig) -> FilterReport:
     uris = store.list_uris(config.trajectories_uri, suffix=".parquet")
     if not uris:
         raise PhaseError(
             f"no *.parquet trajectory files under trajectories_uri={config.trajectories_uri}; "
             "check the URI and that the iteration's DAPO phase finished"
         )
+    with fencing.claimed(config.output_uri):
+        return filter_trajectories(config, uris)
+
+
+def filter_trajectories(config: FilterPhaseConfig, uris: list[str]) -> FilterReport:
     log.info("filtering %d trajectory files under %s", len(uris), config.trajectories_uri)
     store.retract_marker(config.output_uri)
     staging = Path(tempfile.mkdtemp(prefix="rloop-filter-"))

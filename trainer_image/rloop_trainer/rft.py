@@ -234,9 +234,9 @@ def run_rft_phase(config: RftPhaseConfig) -> None:
         if store.read_marker(config.output_uri) is not None:
             log.info("RFT output %s is already complete; nothing to do", config.output_uri)
             return
+        expert = read_expert_set(config.expert_uri)  # bad input fails before the model loads
+        model, tokenizer = load_policy(config.policy_uri, _policy_dtype(config), dist.device())
         with dist.claimed_output(config.output_uri, config.checkpoint_uri):
-            expert = read_expert_set(config.expert_uri)  # bad input fails before the model loads
-            model, tokenizer = load_policy(config.policy_uri, _policy_dtype(config), dist.device())
             if len(expert) == 0:
                 carry_over(config, model, tokenizer)
             else:
