@@ -4,6 +4,8 @@ Whether a retry can help is part of the error: the CLI turns it into the exit co
 the termination message, and the operator retries only what is not `permanent`.
 """
 
+from __future__ import annotations
+
 
 class PhaseError(RuntimeError):
     """A phase cannot go on; the message names the path or field and the fix.
@@ -18,6 +20,10 @@ class PhaseError(RuntimeError):
 
 class MissingObject(PhaseError):
     """A file or object that a phase reads does not exist."""
+
+    @classmethod
+    def at(cls, uri: str) -> MissingObject:
+        return cls(f"{uri} does not exist; check the URI or run the phase that writes it")
 
 
 class StoreUnavailable(PhaseError):

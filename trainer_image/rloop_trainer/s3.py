@@ -62,6 +62,9 @@ _RETRYABLE_CODES = frozenset(
 
 @dataclass(frozen=True)
 class StoreSettings:
+    """How long store calls wait and retry; the module docstring says why these values.
+    Only the retry window comes from the environment; tests set the rest."""
+
     retry_seconds: float = 120.0
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
@@ -98,10 +101,6 @@ def configure(new: StoreSettings | None = None) -> None:
     global _configured
     _configured = new
     client.cache_clear()
-
-
-def missing(uri: str) -> MissingObject:
-    return MissingObject(f"{uri} does not exist; check the URI or run the phase that writes it")
 
 
 def endpoint() -> str | None:
@@ -264,7 +263,7 @@ def store_error(uri: str, exc: Exception, config: StoreSettings) -> PhaseError:
     if answer is not None and not is_transient(exc):
         code, status = answer
         if code in MISSING_CODES:
-            return missing(uri)
+            return MissingObject.at(uri)
         if code == "NoSuchBucket":
             bucket = urlparse(uri).netloc
             return MissingObject(

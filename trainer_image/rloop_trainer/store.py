@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rloop_trainer import s3
-from rloop_trainer.errors import PhaseError
+from rloop_trainer.errors import MissingObject, PhaseError
 
 MARKER_NAME = "_SUCCESS"
 # Called with the URI before each write or delete (and before each retry of one).
@@ -95,7 +95,7 @@ def read_bytes(uri: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
-        raise s3.missing(uri) from exc
+        raise MissingObject.at(uri) from exc
     except OSError as exc:
         raise PhaseError(f"cannot read {uri}: {exc.strerror}") from exc
 
