@@ -88,6 +88,9 @@ class Child:
     finished_at: datetime | None = None
     created_at: datetime | None = None
     deleting: bool = False
+    # The trainer said its failure will recur (reports.TrainerFailure.permanent); then
+    # `reason` and `message` are the trainer's own, and the run fails without retries.
+    permanent: bool = False
 
 
 def observe_child(obj: Mapping[str, Any]) -> Child | None:

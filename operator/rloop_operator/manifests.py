@@ -28,7 +28,8 @@ from rloop_operator.stages import STAGE_SLUG, stage_info
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
-# Filter and eval write their report here too; the operator reads it from the pod status.
+# Every phase writes why it failed here, and filter and eval their report; the operator
+# reads it from the pod status.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
@@ -232,9 +233,10 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     requests, gpus = _requests_and_gpus(spec, request.stage)
     gpu_pod = info.distributed or request.stage is Stage.EVALUATING
     volumes, mounts = _volumes(spec, gpu_pod)
-    env = _env(spec)
-    if info.report is not None:
-        env.append({"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH})
+    env = [
+        *_env(spec),
+        {"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+    ]
     return PhasePod(
         phase=info.phase,
         labels=_pod_labels(run, request.iteration, request.stage),
@@ -247,7 +249,7 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
         node_selector=spec.resources.node_selector if gpu_pod else {},
         tolerations=tuple(spec.resources.tolerations) if gpu_pod else (),
         priority_class_name=spec.resources.priority_class_name,
-        termination_message_path=TERMINATION_MESSAGE_PATH if info.report else None,
+        termination_message_path=TERMINATION_MESSAGE_PATH,
     )
 
 

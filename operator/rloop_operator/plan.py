@@ -400,6 +400,13 @@ def _record_failure(
     record = draft.record(child.iteration)
     if child.name not in record.failed_jobs:
         draft.update_record(child.iteration, failed_jobs=(*record.failed_jobs, child.name))
+    if child.permanent:
+        # Bad input fails every retry the same way; each retry would cost a pod start and
+        # a model load on every GPU. The trainer's line is the message a person acts on.
+        _fail(
+            draft, child.reason or "StageFailed", child.message, spec.total_iterations, child.name
+        )
+        return False
     failures = _failures(
         draft.record(child.iteration), draft.run.name, child.iteration, child.stage
     )

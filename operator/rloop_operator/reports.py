@@ -1,16 +1,20 @@
-"""Reading what finished filter and eval phases reported.
+"""Reading what finished phases reported: filter and eval reports, and failures.
 
 A phase leaves its report in its pod's termination message (rloop_trainer.termination)
 and in the store. `report_from_messages` and `parse_*` are pure; `read_report` does
 the store I/O (boto3 for s3://, the file system for file://), for reports the
 messages do not hold. A report that cannot be read is not fatal: the run goes on and
 the status lacks those numbers, with a Warning event saying why.
+
+A phase that fails on an error it recognises leaves that instead, with whether a
+retry can succeed; `failure_from_messages` reads it (for Child.permanent).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -49,6 +53,37 @@ def report_from_messages(messages: Sequence[str], filtering: bool) -> StageRepor
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # e.g. a crash's traceback tail, or a report cut by the kubelet
     return None
+
+
+@dataclass(frozen=True)
+class TrainerFailure:
+    """Why a phase's trainer stopped, in its own words."""
+
+    message: str  # one line, e.g. "rloop-trainer dapo: s3://b/train.parquet does not exist; ..."
+    reason: str  # e.g. InvalidInput, InvalidConfig, StoreUnavailable, Superseded
+    permanent: bool  # the same child would fail the same way again: do not retry
+
+
+def _parse_failure(message: str) -> TrainerFailure | None:
+    try:
+        failure = json.loads(message)
+    except ValueError:
+        return None  # e.g. the tail of a crash's traceback
+    if not isinstance(failure, dict) or not isinstance(failure.get("error"), str):
+        return None  # e.g. a report, or a message cut by the kubelet
+    return TrainerFailure(
+        message=failure["error"],
+        reason=str(failure.get("reason") or "TrainerError"),
+        permanent=failure.get("permanent") is True,
+    )
+
+
+def failure_from_messages(messages: Sequence[str]) -> TrainerFailure | None:
+    """The trainer's failure among a failed child's termination messages (one per pod or
+    container): a permanent one if any pod says so, since every retry would hit it; else
+    the first; None when no message is a failure (a crash, an OOM kill, a lost node)."""
+    failures = [f for f in map(_parse_failure, messages) if f is not None]
+    return next((f for f in failures if f.permanent), failures[0] if failures else None)
 
 
 def _read_bytes(uri: str, storage: StorageSpec, credentials: Mapping[str, str]) -> bytes:

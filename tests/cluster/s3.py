@@ -1,13 +1,20 @@
-"""A real S3 server for tests: SeaweedFS (`weed mini`) on loopback, free ports only."""
+"""A real S3 server for tests: SeaweedFS (`weed mini`) on loopback, free ports only.
+
+`controlled_s3` also lets a test make the store misbehave the way a real one does:
+freeze it (SIGSTOP: connections are accepted, nothing answers), kill it, and start
+it again on the same ports and data directory.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import signal
 import socket
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +123,47 @@ def _bucket_ready(endpoint: S3Endpoint) -> bool:
     return True
 
 
+@dataclass
+class S3Server:
+    """A running SeaweedFS that a test can freeze, kill and start again."""
+
+    endpoint: S3Endpoint
+    argv: list[str]
+    work_dir: Path
+    env: dict[str, str]
+    server: Server = field(init=False)
+
+    def start(self) -> None:
+        """Start it (again: same ports, same data) and wait until the bucket answers."""
+        self.server = start_server("seaweedfs", self.argv, self.work_dir, env=self.env)
+        bucket = self.endpoint.bucket
+        try:
+            wait_until(lambda: _bucket_ready(self.endpoint), self.server, READY_TIMEOUT_S, bucket)
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections and requests; nothing answers."""
+        os.killpg(self.server.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.server.process.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a lost node would: no goodbye to open connections."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.server.process.pid, signal.SIGKILL)
+        self.server.process.wait()
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.thaw()  # a stopped process would sit on SIGTERM for the whole grace period
+        self.server.stop()
+
+
 @contextlib.contextmanager
-def running_s3(work_dir: Path, bucket: str = "rloop") -> Iterator[S3Endpoint]:
+def controlled_s3(work_dir: Path, bucket: str = "rloop") -> Iterator[S3Server]:
     """Start SeaweedFS with fresh credentials and `bucket`; stop it (and its group) on exit."""
     data_dir = work_dir / "seaweedfs"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -133,9 +179,16 @@ def running_s3(work_dir: Path, bucket: str = "rloop") -> Iterator[S3Endpoint]:
         "AWS_ACCESS_KEY_ID": endpoint.access_key_id,
         "AWS_SECRET_ACCESS_KEY": endpoint.secret_access_key,
     }
-    server: Server = start_server("seaweedfs", argv, work_dir, env=env)
+    server = S3Server(endpoint, argv, work_dir, env)
+    server.start()
     try:
-        wait_until(lambda: _bucket_ready(endpoint), server, READY_TIMEOUT_S, f"bucket {bucket}")
-        yield endpoint
+        yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def running_s3(work_dir: Path, bucket: str = "rloop") -> Iterator[S3Endpoint]:
+    """Start SeaweedFS with fresh credentials and `bucket`; stop it (and its group) on exit."""
+    with controlled_s3(work_dir, bucket) as server:
+        yield server.endpoint

@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import torch
-from rloop_trainer import store, toy
+from rloop_trainer import s3, store, toy
+from rloop_trainer.cli import EXIT_PERMANENT
 from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError
@@ -221,17 +222,16 @@ def test_an_unreachable_store_is_a_clear_error(
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    store._s3_client.cache_clear()
+    s3.configure(s3.StoreSettings(retry_seconds=0))
     config = dapo_config(str(toy_inputs.policy_dir), str(toy_inputs.train_data), "s3://b/out")
     try:
         with pytest.raises(PhaseError, match=r"cannot reach the object store for s3://b/out"):
             run_dapo_phase(config)
     finally:
-        store._s3_client.cache_clear()
+        s3.configure()
 
 
-def test_the_cli_prints_the_error_and_exits_1(tmp_path: Path) -> None:
+def test_the_cli_reports_a_missing_input_as_a_permanent_failure(tmp_path: Path) -> None:
     config = {
         "policy_uri": str(tmp_path / "policy"),
         "train_data_uri": str(tmp_path / "missing.parquet"),
@@ -240,16 +240,22 @@ def test_the_cli_prints_the_error_and_exits_1(tmp_path: Path) -> None:
         "overlong_buffer": 2,
     }
 
+    termination = tmp_path / "termination-log"
+
     done = subprocess.run(
         [sys.executable, "-m", "rloop_trainer.cli", "dapo", "--config-json", json.dumps(config)],
         capture_output=True,
         text=True,
-        env=_fresh_process_env(),
+        env=_fresh_process_env() | {"RLOOP_TERMINATION_MESSAGE_PATH": str(termination)},
         timeout=120,
     )
 
-    assert done.returncode == 1
-    assert "missing.parquet does not exist" in done.stderr
+    assert done.returncode == EXIT_PERMANENT
+    line = f"rloop-trainer dapo: {tmp_path}/missing.parquet does not exist"
+    assert line in done.stderr
+    failure = json.loads(termination.read_text())
+    assert failure["error"].startswith(line)
+    assert (failure["reason"], failure["permanent"]) == ("InvalidInput", True)
 
 
 @pytest.mark.slow

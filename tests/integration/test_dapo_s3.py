@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from rloop_trainer import store, toy
+from rloop_trainer import s3, store, toy
 from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.policy import load_policy
@@ -22,9 +22,9 @@ def s3_env(s3_server: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     """The trainer's environment pointed at the test bucket; yields the bucket's URI."""
     for name, value in s3_server.client_env().items():
         monkeypatch.setenv(name, value)
-    store._s3_client.cache_clear()
+    s3.configure()
     yield f"s3://{s3_server.bucket}"
-    store._s3_client.cache_clear()
+    s3.configure()
 
 
 def test_store_round_trips_objects_and_listings_on_s3(s3_env: str, tmp_path: Path) -> None:

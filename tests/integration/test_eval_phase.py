@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from rloop_trainer import toy
+from rloop_trainer.cli import EXIT_PERMANENT
 from rloop_trainer.reward import is_correct
 from rloop_trainer.rollout.base import SamplingSpec
 from rloop_trainer.rollout.hf import HFEngine
@@ -123,6 +124,6 @@ def test_a_validation_set_without_answers_fails_naming_the_file(tmp_path: Path) 
 
     result = run_eval(config, tmp_path)
 
-    assert result.returncode == 1
+    assert result.returncode == EXIT_PERMANENT
     assert f"{tmp_path / 'bad.jsonl'} row 0: missing ground truth in 'answer'" in result.stderr
     assert not (tmp_path / "eval").exists()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from rloop_trainer.cli import EXIT_PERMANENT
 from rloop_trainer.schema import EXPERT_SCHEMA, TRAJECTORY_SCHEMA
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ def test_rerun_with_another_threshold_overwrites_cleanly(tmp_path: Path) -> None
     # 1 hard + 5 easy: both steps of `easy` say the same 5 things, kept once each.
     assert pq.read_table(output / "data.parquet").num_rows == 6
     assert json.loads((output / "_SUCCESS").read_text())["kept_samples"] == 6
-    assert sorted(p.name for p in output.iterdir()) == ["_SUCCESS", "data.parquet", "report.json"]
+    written = sorted(p.name for p in output.iterdir())
+    assert written == ["_SUCCESS", "_WRITER", "data.parquet", "report.json"]
 
 
 def test_no_trajectories_fails_naming_the_uri_and_writes_no_marker(tmp_path: Path) -> None:
@@ -128,7 +130,7 @@ def test_no_trajectories_fails_naming_the_uri_and_writes_no_marker(tmp_path: Pat
 
     result = run_filter(config, tmp_path)
 
-    assert result.returncode == 1
+    assert result.returncode == EXIT_PERMANENT
     assert f"trajectories_uri={tmp_path / 'empty'}" in result.stderr
     assert not (tmp_path / "out/_SUCCESS").exists()
 
@@ -167,6 +169,6 @@ def test_a_rerun_that_fails_leaves_no_marker_claiming_the_old_output(tmp_path: P
 
     rerun = run_filter(config, tmp_path)
 
-    assert rerun.returncode == 1
+    assert rerun.returncode == EXIT_PERMANENT
     assert "step-000003.parquet" in rerun.stderr
     assert not (output / "_SUCCESS").exists()

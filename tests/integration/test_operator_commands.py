@@ -29,7 +29,7 @@ from rloop_operator.manifests import (
 from rloop_operator.plan import CreateChild, RunView
 from rloop_operator.reports import read_report, report_from_messages
 from rloop_operator.stages import stages_of
-from rloop_trainer import store, toy
+from rloop_trainer import s3, store, toy
 
 from tests.cluster.procs import free_port
 from tests.cluster.s3 import S3Endpoint
@@ -71,7 +71,7 @@ def run(s3_server: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """A run whose base model and data were put in the bucket as a user would."""
     for name, value in s3_server.client_env().items():
         monkeypatch.setenv(name, value)
-    store._s3_client.cache_clear()
+    s3.configure()
     bucket = f"s3://{s3_server.bucket}"
     policy = toy.build_policy(tmp_path / "policy", warm_start_steps=60)
     store.upload_dir(policy, f"{bucket}/models/toy")

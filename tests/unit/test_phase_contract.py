@@ -27,11 +27,12 @@ def test_trainer_parses_every_rendered_phase_config(stage: Stage, mode: str) -> 
     assert parsed.model_dump(exclude_unset=True).keys() == rendered.keys()
 
 
-def test_filter_and_eval_pods_tell_the_trainer_where_to_leave_the_report() -> None:
-    run = run_of(data=VALIDATION)
-    for stage in (Stage.FILTERING, Stage.EVALUATING):
-        container = manifest(stage, run)["spec"]["template"]["spec"]["containers"][0]
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env[PATH_ENV] == container["terminationMessagePath"]
-    training = master_pod(manifest(Stage.EXPLORING, run))["spec"]["containers"][0]
-    assert PATH_ENV not in {e["name"] for e in training["env"]}
+@pytest.mark.parametrize("stage", [s for s in Stage if s is not Stage.NONE])
+def test_every_phase_pod_tells_the_trainer_where_to_leave_its_report_or_failure(
+    stage: Stage,
+) -> None:
+    child = manifest(stage, run_of(data=VALIDATION))
+    pod = master_pod(child) if child["kind"] == "PyTorchJob" else child["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[PATH_ENV] == container["terminationMessagePath"]

@@ -3,18 +3,28 @@
 The operator renders the phase config into the child's command as `--config-json`;
 people and `rloop run` may pass a file. Each phase module is imported only when
 its phase runs, so `rloop-trainer filter` never imports torch.
+
+Exit codes: 0 done; 2 a bad config and 3 any other error that fails the same way
+again (bad input, a missing file, a policy that does not load); 4 a newer attempt
+took over the output (rloop_trainer.fencing); 1 an error a retry may get past (the
+store stayed unavailable) or a crash. Under torchrun the worker's code is lost in
+torchrun's own, so the error also goes to the termination message (termination.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rloop_trainer import termination
 from rloop_trainer.config import (
     PHASE_CONFIGS,
     PhaseConfig,
@@ -22,7 +32,7 @@ from rloop_trainer.config import (
     load_phase_config,
     parse_phase_config,
 )
-from rloop_trainer.errors import PhaseError
+from rloop_trainer.errors import PhaseError, Superseded
 
 # phase -> "module:function"; each function takes its phase's config model.
 PHASE_ENTRYPOINTS = {
@@ -32,8 +42,11 @@ PHASE_ENTRYPOINTS = {
     "eval": "rloop_trainer.evaluate:run_eval_phase",
 }
 
+EXIT_RETRYABLE = 1
 EXIT_BAD_CONFIG = 2
-EXIT_PHASE_ERROR = 1
+EXIT_PERMANENT = 3
+EXIT_SUPERSEDED = 4
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,8 +64,39 @@ def _entrypoint(phase: str) -> Callable[[Any], object]:
     return function
 
 
+def die_with_torchrun() -> None:
+    """Under torchrun, ask the kernel to kill this worker when torchrun dies.
+
+    torchrun starts each worker in a session of its own, so killing the launcher (or
+    the process group of the `rloop run` that started it) would leave the worker
+    writing the phase's output next to the retry's. Only under torchrun: a trainer run
+    by hand under nohup must outlive its shell. A launcher that died before this call
+    is caught by comparing the parent before and after; the writer fence covers the
+    rest."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(EXIT_RETRYABLE)  # the launcher is already gone: stop before any write
+
+
+def _fail(phase: str, error: PhaseError | PhaseConfigError) -> int:
+    """Say why on stderr and in the termination message; the exit code says if a retry helps."""
+    line = " ".join(f"rloop-trainer {phase}: {error}".split())
+    print(line, file=sys.stderr)
+    if isinstance(error, PhaseConfigError):
+        termination.write_failure(line, "InvalidConfig", permanent=True)
+        return EXIT_BAD_CONFIG
+    termination.write_failure(line, error.reason, error.permanent)
+    if isinstance(error, Superseded):
+        return EXIT_SUPERSEDED
+    return EXIT_PERMANENT if error.permanent else EXIT_RETRYABLE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    die_with_torchrun()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -62,14 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.config is not None
             else parse_phase_config(args.phase, args.config_json)
         )
-    except PhaseConfigError as exc:
-        print(f"rloop-trainer: {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    try:
         _entrypoint(args.phase)(config)
-    except PhaseError as exc:
-        print(f"rloop-trainer {args.phase}: {exc}", file=sys.stderr)
-        return EXIT_PHASE_ERROR
+    except (PhaseConfigError, PhaseError) as exc:
+        return _fail(args.phase, exc)
     return 0
 
 

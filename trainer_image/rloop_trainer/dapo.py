@@ -57,7 +57,7 @@ class ResumeState:
 
 def dapo_checkpoints(output_uri: str) -> checkpoint.Checkpoints:
     return checkpoint.Checkpoints(
-        store.join(output_uri, "checkpoints"), state_file="resume.json", marker_key="step"
+        store.join(output_uri, "checkpoints"), marker_key="step", state_file="resume.json"
     )
 
 
@@ -204,9 +204,8 @@ class DapoPhase:
             start = ResumeState(int(restored.state["step"]), int(restored.state["data_position"]))
             log.info("resuming from the checkpoint of step %d", start.step)
             self.push_weights()
-        metrics = (
-            MetricsLog(config.output_uri, config.steps, start.step) if dist.is_main() else None
-        )
+        history = restored.metrics if restored is not None else []
+        metrics = MetricsLog(config.output_uri, config.steps, history) if dist.is_main() else None
         data_position = start.data_position
         for step in range(start.step + 1, config.steps + 1):
             rollouts = self.collect(step, data_position)
@@ -220,12 +219,14 @@ class DapoPhase:
             sync_started = time.perf_counter()
             self.push_weights()
             sync_seconds = time.perf_counter() - sync_started
-            if step % config.checkpoint_every == 0 and step < config.steps:
-                checkpoints.save(self.trainer, step, asdict(ResumeState(step, data_position)))
             if metrics is not None:
                 metrics.record(
                     step_metrics(step, rollouts, train_stats, write_seconds, sync_seconds)
                 )
+            if step % config.checkpoint_every == 0 and step < config.steps:
+                history = metrics.records if metrics is not None else []
+                resume = asdict(ResumeState(step, data_position))
+                checkpoints.save(self.trainer, step, history, resume)
         if metrics is not None:
             metrics.close()
         self.finish(start.step)
@@ -280,4 +281,6 @@ def run_dapo_phase(config: DapoPhaseConfig) -> None:
     if store.read_marker(config.output_uri) is not None:
         log.info("%s already has _SUCCESS; nothing to do", config.output_uri)
         return
-    DapoPhase(config).run()
+    phase = DapoPhase(config)  # bad input fails here, before this attempt claims the output
+    with dist.claimed_output(config.output_uri):
+        phase.run()

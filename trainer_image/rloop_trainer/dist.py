@@ -10,11 +10,15 @@ outgoing connection before the group binds it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
+
+from rloop_trainer import fencing
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,17 @@ def broadcast_object(value: object) -> object:
     holder = [value]
     torch_dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+@contextlib.contextmanager
+def claimed_output(owner_uri: str, *also: str) -> Iterator[None]:
+    """Collective: this attempt, under rank 0's identity, becomes the one writer of
+    `owner_uri` and `also` for the block (rloop_trainer.fencing); rank 0 publishes it."""
+    init_distributed()
+    attempt = str(broadcast_object(fencing.new_attempt()))
+    with fencing.claimed(owner_uri, *also, attempt=attempt, publish=is_main()):
+        barrier()  # no rank checks the claim before rank 0 has published it
+        yield
 
 
 def shutdown() -> None:

@@ -18,7 +18,7 @@ from typing import TypedDict
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from rloop_trainer import data, dist, policy, reward, store, termination
+from rloop_trainer import data, dist, fencing, policy, reward, store, termination
 from rloop_trainer.config import EvalPhaseConfig, ValidationSet
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
@@ -121,9 +121,16 @@ def evaluate_set(
 
 def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
     """`rloop-trainer eval`: policy_uri -> output_uri/report.json, then _SUCCESS."""
-    # Bad validation data fails before the model loads; verifier workers start meanwhile.
+    # Bad validation data fails before this attempt claims the output and loads the model.
     records = {v.name: data.load_prompts(v.uri) for v in config.validation}
-    reward.shared_verifier()
+    with fencing.claimed(config.output_uri):
+        return evaluate_policy(config, records)
+
+
+def evaluate_policy(
+    config: EvalPhaseConfig, records: dict[str, list[data.PromptRecord]]
+) -> dict[str, object]:
+    reward.shared_verifier()  # its workers start while the model loads
     device = dist.device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model, tokenizer = policy.load_policy(config.policy_uri, dtype, device)

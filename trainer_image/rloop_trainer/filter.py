@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rloop_trainer import store, termination
+from rloop_trainer import fencing, store, termination
 from rloop_trainer.config import FilterPhaseConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.schema import EXPERT_SCHEMA, TRAJECTORY_SCHEMA, check_schema
@@ -303,6 +303,11 @@ def run_filter_phase(config: FilterPhaseConfig) -> FilterReport:
             f"no *.parquet trajectory files under trajectories_uri={config.trajectories_uri}; "
             "check the URI and that the iteration's DAPO phase finished"
         )
+    with fencing.claimed(config.output_uri):
+        return filter_trajectories(config, uris)
+
+
+def filter_trajectories(config: FilterPhaseConfig, uris: list[str]) -> FilterReport:
     log.info("filtering %d trajectory files under %s", len(uris), config.trajectories_uri)
     store.retract_marker(config.output_uri)
     staging = Path(tempfile.mkdtemp(prefix="rloop-filter-"))

@@ -1,8 +1,9 @@
 """Per-step metrics: a progress bar and a line on stdout, and `<output_uri>/metrics.jsonl`.
 
 Object stores have no append, so the whole file is rewritten each step (it is
-small); after a resume the lines of steps beyond the checkpoint are dropped, so
-each step appears once.
+small). A resumed phase starts from the metrics its checkpoint saved (those of the
+steps up to it), so each step appears once even if the store failed between a
+checkpoint and the file's next write.
 """
 
 from __future__ import annotations
@@ -20,14 +21,11 @@ _SHOWN = ("accuracy", "reward", "response_length", "grad_norm", "generation_roun
 
 
 class MetricsLog:
-    def __init__(self, output_uri: str, total_steps: int, resumed_step: int) -> None:
+    def __init__(self, output_uri: str, total_steps: int, history: list[dict[str, float]]) -> None:
+        """`history`: the metrics of the steps already done, from the checkpoint resumed."""
         self.uri = store.join(output_uri, "metrics.jsonl")
-        self.records: list[dict[str, float]] = []
-        if resumed_step > 0 and store.exists(self.uri):
-            lines = store.read_bytes(self.uri).decode().splitlines()
-            records = [json.loads(line) for line in lines if line.strip()]
-            self.records = [r for r in records if r["step"] <= resumed_step]
-        self.progress = tqdm(total=total_steps, initial=resumed_step, desc="dapo", unit="step")
+        self.records = list(history)
+        self.progress = tqdm(total=total_steps, initial=len(history), desc="dapo", unit="step")
 
     def record(self, metrics: dict[str, float]) -> None:
         self.records.append(metrics)

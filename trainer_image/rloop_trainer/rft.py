@@ -144,7 +144,7 @@ def train_step(
 
 
 def rft_checkpoints(checkpoint_uri: str) -> Checkpoints:
-    return Checkpoints(checkpoint_uri, state_file="metrics.jsonl", marker_key="steps")
+    return Checkpoints(checkpoint_uri, marker_key="steps")
 
 
 def save_checkpoint(
@@ -163,8 +163,7 @@ def resume(trainer: TrainEngine, checkpoint_uri: str) -> list[dict[str, float]]:
     log.info(
         "resuming RFT after step %d from %s", restored.step, checkpoints.step_uri(restored.step)
     )
-    metrics: list[dict[str, float]] = restored.state
-    return metrics
+    return restored.metrics
 
 
 def _jsonl(rows: list[dict[str, float]]) -> str:
@@ -237,9 +236,10 @@ def run_rft_phase(config: RftPhaseConfig) -> None:
             return
         expert = read_expert_set(config.expert_uri)  # bad input fails before the model loads
         model, tokenizer = load_policy(config.policy_uri, _policy_dtype(config), dist.device())
-        if len(expert) == 0:
-            carry_over(config, model, tokenizer)
-        else:
-            fine_tune(config, expert, model, tokenizer)
+        with dist.claimed_output(config.output_uri, config.checkpoint_uri):
+            if len(expert) == 0:
+                carry_over(config, model, tokenizer)
+            else:
+                fine_tune(config, expert, model, tokenizer)
     finally:
         dist.shutdown()

@@ -4,7 +4,11 @@ A plain absolute path is treated as `file://`. Writes are atomic from a reader's
 point of view: a local file is written to a temporary name and renamed into place;
 an S3 PUT (multipart or not) becomes visible only when complete. The S3 endpoint
 and credentials come from the standard environment (`AWS_ENDPOINT_URL_S3` or
-`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`); every S3 call
+rides out an unavailable store for a while (rloop_trainer.s3).
+
+Every write and delete first passes the write guard, if one is set: the phase's
+writer fence (rloop_trainer.fencing) stops an attempt that is no longer current.
 """
 
 from __future__ import annotations
@@ -13,19 +17,33 @@ import json
 import os
 import shutil
 import tempfile
-from functools import cache
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from rloop_trainer.errors import PhaseError
+from rloop_trainer import s3
+from rloop_trainer.errors import MissingObject, PhaseError
 
 MARKER_NAME = "_SUCCESS"
-_MULTIPART_THRESHOLD = 64 * 2**20
+# Called with the URI before each write or delete (and before each retry of one).
+WriteGuard = Callable[[str], None]
+_write_guard: WriteGuard | None = None
 
 
-def _missing(uri: str) -> PhaseError:
-    return PhaseError(f"{uri} does not exist; check the URI or run the phase that writes it")
+def set_write_guard(guard: WriteGuard | None) -> None:
+    """Check every later write and delete with `guard`; None: no check."""
+    global _write_guard
+    _write_guard = guard
+
+
+def _guard(uri: str) -> Callable[[], None]:
+    def check() -> None:
+        if _write_guard is not None:
+            _write_guard(uri)
+
+    return check
 
 
 def _is_s3(uri: str) -> bool:
@@ -50,42 +68,10 @@ def _bucket_key(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-@cache
-def _s3_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config = Config(
-        retries={"mode": "standard"},
-        connect_timeout=10,
-        read_timeout=120,
-    )
-    # A fresh session reads the credentials from the environment now, not when boto3 first ran.
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
-
-
 def _transfer_config() -> Any:
     from boto3.s3.transfer import TransferConfig
 
-    return TransferConfig(multipart_threshold=_MULTIPART_THRESHOLD, max_concurrency=4)
-
-
-def _store_error(uri: str, exc: Exception) -> PhaseError:
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return _missing(uri)
-        if code == "NoSuchBucket":
-            return PhaseError(f"bucket of {uri} does not exist; create it or fix the URI")
-        return PhaseError(f"S3 refused {uri} ({code}): check the credentials and the bucket policy")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return PhaseError(
-        f"cannot reach the object store for {uri} (endpoint {endpoint or 'AWS default'}): {exc}; "
-        "check AWS_ENDPOINT_URL and the network"
-    )
+    return TransferConfig(multipart_threshold=s3.MULTIPART_THRESHOLD, max_concurrency=4)
 
 
 def join(uri: str, *parts: str) -> str:
@@ -99,16 +85,17 @@ def join(uri: str, *parts: str) -> str:
 def read_bytes(uri: str) -> bytes:
     if _is_s3(uri):
         bucket, key = _bucket_key(uri)
-        try:
-            body: bytes = _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        except Exception as exc:
-            raise _store_error(uri, exc) from exc
-        return body
+
+        def get() -> bytes:
+            body: bytes = s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body
+
+        return s3.call("read", uri, get)
     path = _local_path(uri)
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
-        raise _missing(uri) from exc
+        raise MissingObject.at(uri) from exc
     except OSError as exc:
         raise PhaseError(f"cannot read {uri}: {exc.strerror}") from exc
 
@@ -132,11 +119,15 @@ def write_bytes(uri: str, data: bytes) -> None:
         import io
 
         bucket, key = _bucket_key(uri)
-        try:
-            _s3_client().upload_fileobj(io.BytesIO(data), bucket, key, Config=_transfer_config())
-        except Exception as exc:
-            raise _store_error(uri, exc) from exc
+        upload = s3.client(large_upload=len(data) >= s3.MULTIPART_THRESHOLD)
+        s3.call(
+            "write",
+            uri,
+            lambda: upload.upload_fileobj(io.BytesIO(data), bucket, key, Config=_transfer_config()),
+            before_attempt=_guard(uri),
+        )
         return
+    _guard(uri)()
     try:
         _write_local_atomic(_local_path(uri), data)
     except OSError as exc:
@@ -147,18 +138,19 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 def exists(uri: str) -> bool:
     if _is_s3(uri):
-        from botocore.exceptions import ClientError
-
         bucket, key = _bucket_key(uri)
-        try:
-            _s3_client().head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise _store_error(uri, exc) from exc
-        except Exception as exc:
-            raise _store_error(uri, exc) from exc
-        return True
+
+        def head() -> bool:
+            try:
+                s3.client().head_object(Bucket=bucket, Key=key)
+            except Exception as exc:
+                answer = s3.error_code(exc)
+                if answer is not None and answer[0] in s3.MISSING_CODES:
+                    return False
+                raise
+            return True
+
+        return s3.call("look up", uri, head)
     return _local_path(uri).exists()
 
 
@@ -167,15 +159,18 @@ def list_uris(prefix_uri: str, suffix: str = "") -> list[str]:
     if _is_s3(prefix_uri):
         bucket, key = _bucket_key(prefix_uri)
         prefix = key.rstrip("/") + "/" if key else ""
-        found: list[str] = []
-        try:
+
+        def listing() -> list[str]:
             pages = (
-                _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             )
-            for page in pages:
-                found += [f"s3://{bucket}/{item['Key']}" for item in page.get("Contents", [])]
-        except Exception as exc:
-            raise _store_error(prefix_uri, exc) from exc
+            return [
+                f"s3://{bucket}/{item['Key']}"
+                for page in pages
+                for item in page.get("Contents", [])
+            ]
+
+        found = s3.call("list", prefix_uri, listing)
         return sorted(uri for uri in found if uri.endswith(suffix))
     root = _local_path(prefix_uri)
     if not root.is_dir():
@@ -206,28 +201,28 @@ def download_dir(uri: str, local_dir: Path) -> Path:
         relative = _bucket_key(object_uri)[1][len(prefix) :]
         target = local_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            _s3_client().download_file(
-                bucket, prefix + relative, str(target), Config=_transfer_config()
-            )
-        except Exception as exc:
-            raise _store_error(object_uri, exc) from exc
+        download = partial(
+            s3.client().download_file,
+            bucket,
+            prefix + relative,
+            str(target),
+            Config=_transfer_config(),
+        )
+        s3.call("download", object_uri, download)
     return local_dir
 
 
 def upload_dir(local_dir: Path, uri: str) -> None:
     """Copy every file under `local_dir` to `uri` (keeping relative paths)."""
     for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-        relative = path.relative_to(local_dir).as_posix()
-        target = join(uri, relative)
-        if _is_s3(target):
-            bucket, key = _bucket_key(target)
-            try:
-                _s3_client().upload_file(str(path), bucket, key, Config=_transfer_config())
-            except Exception as exc:
-                raise _store_error(target, exc) from exc
-        else:
+        target = join(uri, path.relative_to(local_dir).as_posix())
+        if not _is_s3(target):
             write_bytes(target, path.read_bytes())
+            continue
+        bucket, key = _bucket_key(target)
+        client = s3.client(large_upload=path.stat().st_size >= s3.MULTIPART_THRESHOLD)
+        upload = partial(client.upload_file, str(path), bucket, key, Config=_transfer_config())
+        s3.call("upload", target, upload, before_attempt=_guard(target))
 
 
 def write_marker(prefix_uri: str, payload: dict[str, object]) -> None:
@@ -240,13 +235,16 @@ def retract_marker(prefix_uri: str) -> None:
     no reader takes a half-rewritten output for a finished one; a missing marker is fine."""
     marker_uri = join(prefix_uri, MARKER_NAME)
     if not _is_s3(marker_uri):
+        _guard(marker_uri)()
         _local_path(marker_uri).unlink(missing_ok=True)
         return
     bucket, key = _bucket_key(marker_uri)
-    try:
-        _s3_client().delete_object(Bucket=bucket, Key=key)
-    except Exception as exc:
-        raise _store_error(marker_uri, exc) from exc
+    s3.call(
+        "delete",
+        marker_uri,
+        lambda: s3.client().delete_object(Bucket=bucket, Key=key),
+        before_attempt=_guard(marker_uri),
+    )
 
 
 def read_marker(prefix_uri: str) -> dict[str, object] | None:
@@ -260,13 +258,14 @@ def read_marker(prefix_uri: str) -> dict[str, object] | None:
 def remove_prefix(prefix_uri: str) -> None:
     """Delete every object under `prefix_uri` (an old checkpoint); missing is fine."""
     if not _is_s3(prefix_uri):
+        _guard(prefix_uri)()
         shutil.rmtree(_local_path(prefix_uri), ignore_errors=True)
         return
     bucket, _ = _bucket_key(prefix_uri)
     keys = [_bucket_key(uri)[1] for uri in list_uris(prefix_uri)]
     for start in range(0, len(keys), 1000):
         batch = [{"Key": key} for key in keys[start : start + 1000]]
-        try:
-            _s3_client().delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        except Exception as exc:
-            raise _store_error(prefix_uri, exc) from exc
+        delete = partial(
+            s3.client().delete_objects, Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
+        )
+        s3.call("delete", prefix_uri, delete, before_attempt=_guard(prefix_uri))

@@ -193,6 +193,29 @@ def test_a_stage_that_keeps_failing_fails_the_run_naming_the_child_and_cause() -
     assert world.plan_once().actions == ()
 
 
+def test_a_permanent_failure_fails_the_run_at_once_with_the_trainers_own_line() -> None:
+    world = World(maxRetries=3)
+    world.step()
+    line = "rloop-trainer dapo: s3://bucket/data/train.parquet does not exist; check the URI"
+    world.children["demo-i00-rl"] = replace(
+        world.children["demo-i00-rl"],
+        phase=ChildPhase.FAILED,
+        finished_at=world.now,
+        reason="InvalidInput",
+        message=line,
+        permanent=True,
+    )
+
+    result = world.step()
+
+    assert world.status.phase is Phase.FAILED
+    assert (world.status.reason, world.status.message) == ("InvalidInput", line)
+    assert not [a for a in result.actions if isinstance(a, CreateChild)]
+    assert world.status.iterations[0].failed_jobs == ("demo-i00-rl",)
+    world.advance_clock(3600)
+    assert not [a for a in world.step().actions if isinstance(a, CreateChild)]
+
+
 def test_suspend_deletes_the_running_child_and_keeps_the_stage() -> None:
     world = World()
     world.step()

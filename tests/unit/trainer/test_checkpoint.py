@@ -29,7 +29,7 @@ def files_under(root: Path) -> list[str]:
 
 
 def test_only_checkpoints_with_a_marker_count(tmp_path: Path) -> None:
-    checkpoints = Checkpoints(str(tmp_path), state_file="state.json", marker_key="step")
+    checkpoints = Checkpoints(str(tmp_path), marker_key="step")
     for step in (2, 4, 6):
         store.write_bytes(store.join(checkpoints.step_uri(step), "w.bin"), b"")
     for step in (2, 4):
@@ -38,15 +38,20 @@ def test_only_checkpoints_with_a_marker_count(tmp_path: Path) -> None:
     assert checkpoints.completed_steps() == [2, 4]
 
 
-def test_a_dapo_checkpoint_lies_under_output_checkpoints_with_resume_json(tmp_path: Path) -> None:
+def test_a_dapo_checkpoint_holds_resume_json_and_the_metrics_so_far(tmp_path: Path) -> None:
     checkpoints = dapo_checkpoints(str(tmp_path / "rl"))
+    metrics = [{"step": float(step), "reward": step / 10} for step in range(1, 5)]
     for step, position in ((2, 8), (4, 16)):
         checkpoints.save(
-            FakeTrainer(f"step {step}"), step, {"step": step, "data_position": position}
+            FakeTrainer(f"step {step}"),
+            step,
+            metrics[:step],
+            {"step": step, "data_position": position},
         )
 
     assert files_under(tmp_path) == [
         "rl/checkpoints/step-000004/_SUCCESS",
+        "rl/checkpoints/step-000004/metrics.jsonl",
         "rl/checkpoints/step-000004/resume.json",
         "rl/checkpoints/step-000004/shard.bin",
     ]
@@ -56,6 +61,7 @@ def test_a_dapo_checkpoint_lies_under_output_checkpoints_with_resume_json(tmp_pa
     trainer = FakeTrainer()
     restored = checkpoints.load_latest(trainer)
     assert restored is not None and ResumeState(**restored.state) == ResumeState(4, 16)
+    assert restored.metrics == metrics
     assert trainer.label == "step 4"
 
 
@@ -77,7 +83,7 @@ def test_an_rft_checkpoint_lies_under_checkpoint_uri_with_the_metrics_so_far(
     assert [json.loads(line) for line in lines] == metrics
     assert json.loads((step_dir / "_SUCCESS").read_text()) == {"steps": 3}
     trainer = FakeTrainer()
-    assert checkpoints.load_latest(trainer) == (3, metrics)
+    assert checkpoints.load_latest(trainer) == (3, metrics, None)
     assert trainer.label == "after 3"
 
 

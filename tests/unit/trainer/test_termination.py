@@ -1,11 +1,12 @@
-"""The report a filter or eval container leaves in its termination message."""
+"""What a phase container leaves in its termination message: a filter or eval report,
+or why it failed and whether a retry can succeed."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from rloop_trainer.termination import MESSAGE_LIMIT_BYTES, PATH_ENV, write_report
+from rloop_trainer.termination import MESSAGE_LIMIT_BYTES, PATH_ENV, write_failure, write_report
 
 
 def test_the_report_is_written_as_compact_json_where_the_operator_asks(tmp_path: Path) -> None:
@@ -36,3 +37,28 @@ def test_an_unwritable_path_does_not_fail_the_phase(tmp_path: Path) -> None:
     path = tmp_path / "no-such-dir" / "termination-log"
 
     assert not write_report({"rollouts": 1}, {PATH_ENV: str(path)})
+
+
+def test_a_failure_is_the_trainers_line_and_whether_a_retry_can_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "termination-log"
+    line = "rloop-trainer dapo: s3://b/train.parquet does not exist; check the URI"
+
+    assert write_failure(line, "InvalidInput", permanent=True, env={PATH_ENV: str(path)})
+
+    assert json.loads(path.read_text()) == {
+        "error": line,
+        "reason": "InvalidInput",
+        "permanent": True,
+    }
+
+
+def test_a_long_failure_is_cut_to_fit_and_stays_json(tmp_path: Path) -> None:
+    path = tmp_path / "termination-log"
+    line = "rloop-trainer filter: " + 'bad "row" é\\ ' * 1000
+
+    assert write_failure(line, "InvalidInput", permanent=True, env={PATH_ENV: str(path)})
+
+    assert len(path.read_bytes()) <= MESSAGE_LIMIT_BYTES
+    failure = json.loads(path.read_text())
+    assert failure["error"].startswith("rloop-trainer filter: bad")
+    assert failure["error"].endswith("…") and failure["permanent"] is True

@@ -1,0 +1,166 @@
+"""`rloop run` as a user runs it: the local executor, torchrun and the trainer as processes.
+
+A tiny vanilla run (one DAPO phase of 4 steps, a checkpoint every 2) on the demo's toy
+model and data, on a file:// store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from rloop_operator.demo import demo_run_document
+from rloop_trainer.demo_assets import build_demo_assets
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+RLOOP = Path(sys.executable).parent / "rloop"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's assets (a warm-started tiny model, toy prompts) under workdir/assets."""
+    root = tmp_path_factory.mktemp("local-run")
+    build_demo_assets(root / "assets", warm_start_steps=60, seed=0)
+    return root
+
+
+def write_run(workdir: Path, name: str, **spec: Any) -> Path:
+    """A one-phase run (vanilla DAPO, no evaluation) with its own store under workdir."""
+    document = demo_run_document(workdir, "vanilla", iterations=1)
+    document["metadata"]["name"] = name
+    document["spec"]["data"].pop("validation")
+    document["spec"]["storage"]["uri"] = f"file://{workdir}/{name}-store"
+    document["spec"] |= spec
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def start_rloop(run_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`rloop run`, in a process group of its own as a shell would start it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLOOP_")}
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [str(RLOOP), "run", str(run_file), "--state-dir", str(run_file.with_suffix(".state"))],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env | {"OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+            start_new_session=True,
+        )
+
+
+def status_of(run_file: Path) -> dict[str, Any]:
+    status: dict[str, Any] = json.loads(
+        (run_file.with_suffix(".state") / "status.json").read_text()
+    )
+    return status
+
+
+def phase_output(workdir: Path, name: str) -> Path:
+    """The DAPO output of the run's only iteration (namespace local, uid local)."""
+    return workdir / f"{name}-store" / "local" / name / "local" / "iter-000" / "rl"
+
+
+def trainer_pids(store_dir: Path) -> set[int]:
+    """Live trainer processes (torchrun's workers, not torchrun) writing under `store_dir`."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        command = b" ".join(argv)
+        trainer = any(a.endswith(b"/rloop-trainer") for a in argv[:2])
+        ours = b"torchrun" not in command and str(store_dir).encode() in command
+        if trainer and ours and state not in ("Z", "X"):
+            found.add(int(proc.name))
+    return found
+
+
+def wait_for(condition: Any, what: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"rloop run exited with {process.returncode} before {what}"
+        assert time.monotonic() < deadline, f"{what} did not happen in {timeout:.0f}s"
+        time.sleep(0.2)
+
+
+def trajectories(output: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for path in sorted((output / "trajectories").glob("step-*.parquet")):
+        rows += pq.read_table(path).to_pylist()
+    return rows
+
+
+# Three trainer starts (torchrun, the model, DeepSpeed) and eight DAPO steps, on two cores
+# that other work shares: over the suite's 900 s when the machine is busy.
+@pytest.mark.timeout(1800)
+def test_an_executor_killed_mid_phase_and_restarted_at_once_leaves_one_writer(
+    workdir: Path,
+) -> None:
+    clean = write_run(workdir, "clean")
+    assert start_rloop(clean, workdir / "clean.log").wait(timeout=900) == 0
+    run_file = write_run(workdir, "killed")
+    output = phase_output(workdir, "killed")
+    first = start_rloop(run_file, workdir / "killed.log")
+    checkpoint = output / "checkpoints" / "step-000002" / "_SUCCESS"
+    wait_for(checkpoint.exists, "the checkpoint of step 2", first, timeout=600)
+    (old_trainer,) = trainer_pids(output)
+
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    second = start_rloop(run_file, workdir / "killed.log")
+    writers_seen: set[int] = set()
+    while second.poll() is None:
+        writers = trainer_pids(output)
+        assert len(writers) <= 1, f"two trainers write {output}: {writers}"
+        writers_seen |= writers
+        time.sleep(0.2)
+
+    assert second.returncode == 0, (workdir / "killed.log").read_text()[-3000:]
+    assert old_trainer not in writers_seen and writers_seen, writers_seen
+    assert status_of(run_file)["phase"] == "Succeeded"
+    clean_output = phase_output(workdir, "clean")
+    assert trajectories(output) == trajectories(clean_output)
+    resumed = load_file(output / "policy" / "model.safetensors")
+    uninterrupted = load_file(clean_output / "policy" / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+
+
+def test_a_run_whose_training_data_is_missing_fails_at_once_with_the_trainers_line(
+    workdir: Path,
+) -> None:
+    missing = workdir / "no-such-train.parquet"
+    run_file = write_run(workdir, "nodata", maxRetries=2)
+    document = yaml.safe_load(run_file.read_text())
+    document["spec"]["data"]["train"] = f"file://{missing}"
+    run_file.write_text(yaml.safe_dump(document))
+
+    done = start_rloop(run_file, workdir / "nodata.log").wait(timeout=600)
+
+    assert done == 1
+    status = status_of(run_file)
+    line = (
+        f"rloop-trainer dapo: file://{missing} does not exist; "
+        "check the URI or run the phase that writes it"
+    )
+    assert (status["phase"], status["reason"], status["message"]) == (
+        "Failed",
+        "InvalidInput",
+        line,
+    )
+    assert status["iterations"][0]["failedJobs"] == ["nodata-i00-rl"]
+    assert f"Failed: {line}" in (workdir / "nodata.log").read_text()
