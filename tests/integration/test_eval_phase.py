@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from rloop_trainer import toy
+from rloop_trainer.eval_samples import read_samples
 from rloop_trainer.reward import is_correct
 from rloop_trainer.rollout.base import SamplingSpec
 from rloop_trainer.rollout.hf import HFEngine
@@ -47,29 +48,34 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def expected_summary(policy: Path, problems: list[toy.ToyProblem]) -> dict[str, Any]:
-    """Sample and verify by hand, then count pass@k over every k-subset of the samples."""
+def expected_outcome(
+    policy: Path, problems: list[toy.ToyProblem]
+) -> tuple[dict[str, Any], list[list[tuple[list[int], str, bool]]]]:
+    """Sample and verify by hand, then count pass@k over every k-subset of the samples;
+    also each problem's samples as (token ids, text, verdict)."""
     model = AutoModelForCausalLM.from_pretrained(policy)
     tokenizer = AutoTokenizer.from_pretrained(policy)
     spec = SamplingSpec(SAMPLES, 1.0, 1.0, MAX_RESPONSE_TOKENS, SEED)
     completions = HFEngine(model, tokenizer).generate(
         [tokenizer.encode(p.problem) for p in problems], spec
     )
-    verdicts = [
-        [is_correct(c.text, p.answer) for c in samples]
-        for p, samples in zip(problems, completions, strict=True)
+    samples = [
+        [(c.token_ids, c.text, is_correct(c.text, p.answer)) for c in drawn]
+        for p, drawn in zip(problems, completions, strict=True)
     ]
+    verdicts = [[verdict for _, _, verdict in drawn] for drawn in samples]
     pass_at = {}
     for k in PASS_AT:
         subsets = list(itertools.combinations(range(SAMPLES), k))
         per_problem = [sum(any(v[i] for i in s) for s in subsets) / len(subsets) for v in verdicts]
         pass_at[str(k)] = sum(per_problem) / len(problems)
-    return {
+    summary = {
         "avg@n": sum(sum(v) / SAMPLES for v in verdicts) / len(problems),
         "pass@k": pass_at,
         "problems": len(problems),
         "samples": SAMPLES,
     }
+    return summary, samples
 
 
 def test_eval_reports_avg_and_pass_at_k_of_each_validation_set(
@@ -103,10 +109,16 @@ def test_eval_reports_avg_and_pass_at_k_of_each_validation_set(
 
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((tmp_path / "eval/report.json").read_text())
+    recorded = read_samples(str(tmp_path / "eval"))
     for name, problems in (("train", train), ("heldout", heldout)):
-        expected = expected_summary(policy, problems)
+        expected, samples = expected_outcome(policy, problems)
         assert report["sets"][name]["pass@k"] == pytest.approx(expected.pop("pass@k"))
         assert {k: report["sets"][name][k] for k in expected} == pytest.approx(expected)
+        rows = [row for row in recorded if row.set_name == name]
+        assert [(row.prompt_id, row.ground_truth) for row in rows] == [
+            (p.id, p.answer) for p in problems
+        ]
+        assert [list(zip(r.token_ids, r.texts, r.verdicts, strict=True)) for r in rows] == samples
     assert report["sets"]["train"]["avg@n"] > 0  # the warm start makes some answers right
     assert json.loads((tmp_path / "eval/_SUCCESS").read_text()) == report
 
