@@ -123,6 +123,41 @@ def test_eval_reports_avg_and_pass_at_k_of_each_validation_set(
     assert json.loads((tmp_path / "eval/_SUCCESS").read_text()) == report
 
 
+def test_eval_refreshes_the_run_analysis_with_this_evaluation_last(tmp_path: Path) -> None:
+    policy = toy.build_policy(tmp_path / "policy", warm_start_steps=30)
+    toy.write_prompts(toy.make_problems("heldout", 6, seed=6), str(tmp_path / "heldout.parquet"))
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "grad_norm": 0.5}\n')
+    output_uri = f"file://{tmp_path}/iter-000/eval"
+    config = {
+        "policy_uri": str(policy),
+        "output_uri": output_uri,
+        "validation": [
+            {"name": "heldout", "uri": str(tmp_path / "heldout.parquet"), "samples": 2,
+             "pass_at": [1, 2]}
+        ],
+        "max_prompt_tokens": 16,
+        "max_response_tokens": MAX_RESPONSE_TOKENS,
+        "engine": "hf",
+        "analysis": {
+            "output_uri": f"file://{tmp_path}/analysis",
+            "evaluations": [
+                {"label": "iter 1", "iteration": 1, "rl_steps": 4, "eval_uri": output_uri}
+            ],
+            "dapo_metrics": [{"metrics_uri": str(tmp_path / "metrics.jsonl"), "first_step": 0}],
+        },
+    }  # fmt: skip
+
+    result = run_eval(config, tmp_path)
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    analysis = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+    assert [p["eval_uri"] for p in analysis["policies"]] == [output_uri]
+    assert analysis["sets"]["heldout"]["problems"] == 6
+    assert analysis["training"]["grad_norm"] == [[1, 0.5]]
+    for name in analysis["pictures"]:
+        assert (tmp_path / "analysis" / name).read_bytes().startswith(b"\x89PNG")
+
+
 def test_a_validation_set_without_answers_fails_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text(json.dumps({"id": "a", "problem": "1+1="}) + "\n")
     config = {

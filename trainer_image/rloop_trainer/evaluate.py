@@ -6,6 +6,8 @@ decides each one. Written under `output_uri`:
     report.json       {"policy_uri": ..., "sets": {name: {"avg@n": .., "pass@k": {"8": ..},
                                                           "problems": .., "samples": n}}}
     _SUCCESS          the same payload as report.json, last
+Then, with `analysis` in the config, the run-level analysis is refreshed
+(run_analysis.py); its failure is logged and leaves the evaluation standing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from rloop_trainer import data, dist, policy, reward, store, termination
-from rloop_trainer.config import EvalPhaseConfig, ValidationSet
+from rloop_trainer.config import EvalPhaseConfig, RunAnalysisConfig, ValidationSet
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.eval_samples import ProblemSamples, write_samples
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
@@ -165,4 +167,18 @@ def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
     )
     store.write_marker(config.output_uri, report)
     termination.write_report(report)
+    if config.analysis is not None:
+        refresh_analysis(config.analysis)
     return report
+
+
+def refresh_analysis(config: RunAnalysisConfig) -> None:
+    """The run-level analysis, after the evaluation is safely written: any failure of it
+    (a missing earlier sample file, a plotting error) is logged, never the phase's."""
+    try:
+        # Imported here so that even a broken plotting install cannot fail the evaluation.
+        from rloop_trainer.run_analysis import refresh_run_analysis
+
+        refresh_run_analysis(config)
+    except Exception:
+        log.exception("run analysis under %s failed; the evaluation stands", config.output_uri)
