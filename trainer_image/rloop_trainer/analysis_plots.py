@@ -105,15 +105,18 @@ def validation_png(validation: Mapping[str, Mapping[str, Sequence[Sequence[Any]]
     axes = np.atleast_1d(figure.subplots(1, len(validation)))
     for axis, (set_name, metrics) in zip(axes, validation.items(), strict=True):
         for metric, points in metrics.items():
-            steps = [p[0] for p in points]
-            axis.plot(steps, [p[1] for p in points], marker="o", label=metric)
+            if metric == "pass@1":
+                continue  # the same numbers as avg@n
+            label = f"{metric} (= pass@1)" if metric.startswith("avg@") else metric
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
         first = next(iter(metrics.values()))
         for steps, value, label in first:
             axis.annotate(label, (steps, value), textcoords="offset points", xytext=(4, -12))
         axis.set(title=f"{set_name}: accuracy of each evaluated policy", ylim=(-0.02, 1.02))
         axis.set(xlabel="RL steps behind the policy", ylabel="avg@n, pass@k")
+        axis.margins(x=0.12)
         axis.grid(alpha=0.3)
-        axis.legend(loc="upper left")
+        axis.legend(loc="best")
     return _png(figure)
 
 
