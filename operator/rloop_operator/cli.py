@@ -2,6 +2,8 @@
 
 rloop run FILE [--state-dir DIR]        run an RLoopRun YAML on this machine (resumable)
 rloop demo [--compare] [--workdir DIR]  a tiny RLoop on CPU; --compare adds vanilla DAPO
+rloop report RUN [--compare OTHER] [--metric NAME] [--out DIR]
+                                        a run's evaluations and analysis, from its store
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rloop_operator.api import RLoopRunSpec, SpecError
 from rloop_operator.demo import run_demo
 from rloop_operator.local import LocalExecutor, Reporter
 from rloop_operator.plan import RunView
+from rloop_operator.run_report import ReportError, report_command
 
 EXIT_FAILED = 1
 EXIT_BAD_SPEC = 2
@@ -92,10 +95,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="a tiny RLoop on CPU (resumable)")
     demo.add_argument("--compare", action="store_true", help="also run vanilla DAPO")
     demo.add_argument("--workdir", type=Path, default=Path("/tmp/rloop-demo"))
+    report = commands.add_parser(
+        "report", help="a run's per-iteration table, best policy, pictures"
+    )
+    report.add_argument("run", help="store URI of the run's prefix, or its RLoopRun YAML")
+    report.add_argument(
+        "--compare", metavar="OTHER", help="a second run, compared at equal RL steps"
+    )
+    report.add_argument("--metric", help="what 'best' maximises, e.g. heldout/avg@8 (default: "
+                        "the first validation set's avg@n)")  # fmt: skip
+    report.add_argument("--out", type=Path, help="download the run's PNG pictures into DIR/<run>/")
     args = parser.parse_args(argv)
     console = Console()
     if args.command == "run":
         return run_command(args.file, args.state_dir, console)
+    if args.command == "report":
+        runs = [args.run, *([args.compare] if args.compare else [])]
+        try:
+            return report_command(runs, args.metric, args.out, console)
+        except ReportError as exc:
+            console.print(f"[red]cannot report:[/red] {exc}")
+            return EXIT_FAILED
     return demo_command(args.workdir, args.compare, console)
 
 

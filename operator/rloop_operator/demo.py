@@ -1,9 +1,10 @@
 """`rloop demo`: a tiny RLoop on CPU, and with --compare vanilla DAPO at the same RL steps.
 
-Builds a tiny model and toy data (rloop_trainer.demo_assets), writes the RLoopRun
-YAML of each run into the work directory (so `rloop run` can re-run either by
-hand), runs them with the local executor, then prints one table per run and
-plots the curves. Everything is resumable: run it again to continue.
+Builds a tiny model and the scratchpad-sums task, whose problems have many correct
+solutions (rloop_trainer.demo_assets), writes the RLoopRun YAML of each run into the
+work directory (so `rloop run` can re-run either by hand), runs them with the local
+executor, then prints one table per run and plots the curves. Everything is
+resumable: run it again to continue.
 """
 
 from __future__ import annotations
@@ -47,12 +48,17 @@ def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, An
             "mode": mode,
             # 16 rollouts a prompt, as in the paper: with fewer, one success already puts
             # a prompt at or above the 0.1 threshold and no expert sample can exist.
+            # A four-term scratchpad takes at most 22 tokens with its EOS: the soft overlong
+            # penalty of the last 4 of 32 tokens only hits responses that ramble.
             "dapo": {"steps": 4, "groupSize": 16, "promptsPerStep": 4, "maxPromptTokens": 32,
-                     "maxResponseTokens": 24, "overlongBuffer": 4, "lr": 1.0e-4,
+                     "maxResponseTokens": 32, "overlongBuffer": 4, "lr": 1.0e-4,
                      "microBatch": 16, "updatesPerStep": 2, "checkpointEvery": 2,
                      "engine": "hf"},
+            # The toy's train prompts are all of one difficulty (three terms): at the paper's
+            # 0.1 almost none is hard and RFT gets no expert sample; 0.3 keeps the hardest.
+            "filter": {"hardThreshold": 0.3},
             "rft": {"lr": 1.0e-4, "microBatch": 16, "batchSize": 16, "maxSeqTokens": 64},
-            "eval": {"maxResponseTokens": 24},
+            "eval": {"maxResponseTokens": 32},
             "resources": {"gpusPerNode": 0, "cpu": "2", "memory": "4Gi", "shmSize": "1Gi"},
             "storage": {"uri": f"{root}/store"},
             "maxRetries": 1,

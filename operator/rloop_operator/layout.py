@@ -5,8 +5,11 @@
       iter-000/rl/checkpoints/ ; iter-000/rl/policy/  DAPO resume state and end point
       iter-000/expert/data.parquet + report.json      the filter's expert set
       iter-000/rft/checkpoints/                       RFT resume state
-      iter-000/eval/report.json                       evaluation of theta_1
+      iter-000/rl/metrics.jsonl                       one line per DAPO step
+      iter-000/eval/report.json + samples.parquet     evaluation of theta_1
       iter-001/policy/                                theta_1, the RFT output (HF format)
+      analysis/analysis.json + *.png                  the run-level analysis, refreshed by
+                                                      every evaluation
 
 The run's uid is part of the root so that a run deleted and created again under
 the same name never reads the old run's artifacts.
@@ -34,6 +37,9 @@ class RunLayout:
     def trajectories(self, index: int) -> str:
         return f"{self.rl(index)}/trajectories"
 
+    def dapo_metrics(self, index: int) -> str:
+        return f"{self.rl(index)}/metrics.jsonl"
+
     def rl_policy(self, index: int) -> str:
         return f"{self.rl(index)}/policy"
 
@@ -54,6 +60,12 @@ class RunLayout:
 
     def eval_report(self, index: int) -> str:
         return f"{self.eval(index)}/report.json"
+
+    def analysis(self) -> str:
+        return f"{self.root}/analysis"
+
+    def analysis_report(self) -> str:
+        return f"{self.analysis()}/analysis.json"
 
 
 def run_layout(storage_uri: str, namespace: str, name: str, uid: str) -> RunLayout:

@@ -23,6 +23,7 @@ from rloop_operator.children import (
     LABEL_STAGE,
 )
 from rloop_operator.launchers import LaunchRequest, PhasePod, launcher_for
+from rloop_operator.layout import RunLayout
 from rloop_operator.plan import CreateChild, RunView, produced_policy, starting_policy
 from rloop_operator.stages import STAGE_SLUG, stage_info
 
@@ -75,7 +76,26 @@ def phase_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
         "temperature": spec.eval.temperature,
         "top_p": spec.eval.top_p,
         "engine": spec.dapo.engine,
+        "analysis": _analysis_config(spec, layout, iteration),
     }
+
+
+def _analysis_config(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> dict[str, Any]:
+    """Every evaluation of the run so far (this one last) and every DAPO phase's metrics,
+    placed on the run's RL steps, for the analysis the eval phase refreshes."""
+    phase_steps = spec.dapo.steps * spec.iterations if spec.mode == "vanilla" else spec.dapo.steps
+    done = range(iteration + 1)
+    return {
+        "output_uri": layout.analysis(),
+        "evaluations": [
+            {"label": f"iter {k + 1}", "iteration": k + 1, "rl_steps": phase_steps * (k + 1),
+             "eval_uri": layout.eval(k)}
+            for k in done
+        ],
+        "dapo_metrics": [
+            {"metrics_uri": layout.dapo_metrics(k), "first_step": phase_steps * k} for k in done
+        ],
+    }  # fmt: skip
 
 
 def _dapo_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, Any]:

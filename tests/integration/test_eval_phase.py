@@ -15,6 +15,7 @@ import pytest
 import torch
 from rloop_trainer import toy
 from rloop_trainer.cli import EXIT_PERMANENT
+from rloop_trainer.eval_samples import read_samples
 from rloop_trainer.reward import is_correct
 from rloop_trainer.rollout.base import SamplingSpec
 from rloop_trainer.rollout.hf import HFEngine
@@ -48,29 +49,34 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def expected_summary(policy: Path, problems: list[toy.ToyProblem]) -> dict[str, Any]:
-    """Sample and verify by hand, then count pass@k over every k-subset of the samples."""
+def expected_outcome(
+    policy: Path, problems: list[toy.ToyProblem]
+) -> tuple[dict[str, Any], list[list[tuple[list[int], str, bool]]]]:
+    """Sample and verify by hand, then count pass@k over every k-subset of the samples;
+    also each problem's samples as (token ids, text, verdict)."""
     model = AutoModelForCausalLM.from_pretrained(policy)
     tokenizer = AutoTokenizer.from_pretrained(policy)
     spec = SamplingSpec(SAMPLES, 1.0, 1.0, MAX_RESPONSE_TOKENS, SEED)
     completions = HFEngine(model, tokenizer).generate(
         [tokenizer.encode(p.problem) for p in problems], spec
     )
-    verdicts = [
-        [is_correct(c.text, p.answer) for c in samples]
-        for p, samples in zip(problems, completions, strict=True)
+    samples = [
+        [(c.token_ids, c.text, is_correct(c.text, p.answer)) for c in drawn]
+        for p, drawn in zip(problems, completions, strict=True)
     ]
+    verdicts = [[verdict for _, _, verdict in drawn] for drawn in samples]
     pass_at = {}
     for k in PASS_AT:
         subsets = list(itertools.combinations(range(SAMPLES), k))
         per_problem = [sum(any(v[i] for i in s) for s in subsets) / len(subsets) for v in verdicts]
         pass_at[str(k)] = sum(per_problem) / len(problems)
-    return {
+    summary = {
         "avg@n": sum(sum(v) / SAMPLES for v in verdicts) / len(problems),
         "pass@k": pass_at,
         "problems": len(problems),
         "samples": SAMPLES,
     }
+    return summary, samples
 
 
 def test_eval_reports_avg_and_pass_at_k_of_each_validation_set(
@@ -104,12 +110,53 @@ def test_eval_reports_avg_and_pass_at_k_of_each_validation_set(
 
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((tmp_path / "eval/report.json").read_text())
+    recorded = read_samples(str(tmp_path / "eval"))
     for name, problems in (("train", train), ("heldout", heldout)):
-        expected = expected_summary(policy, problems)
+        expected, samples = expected_outcome(policy, problems)
         assert report["sets"][name]["pass@k"] == pytest.approx(expected.pop("pass@k"))
         assert {k: report["sets"][name][k] for k in expected} == pytest.approx(expected)
+        rows = [row for row in recorded if row.set_name == name]
+        assert [(row.prompt_id, row.ground_truth) for row in rows] == [
+            (p.id, p.answer) for p in problems
+        ]
+        assert [list(zip(r.token_ids, r.texts, r.verdicts, strict=True)) for r in rows] == samples
     assert report["sets"]["train"]["avg@n"] > 0  # the warm start makes some answers right
     assert json.loads((tmp_path / "eval/_SUCCESS").read_text()) == report
+
+
+def test_eval_refreshes_the_run_analysis_with_this_evaluation_last(tmp_path: Path) -> None:
+    policy = toy.build_policy(tmp_path / "policy", warm_start_steps=30)
+    toy.write_prompts(toy.make_problems("heldout", 6, seed=6), str(tmp_path / "heldout.parquet"))
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "grad_norm": 0.5}\n')
+    output_uri = f"file://{tmp_path}/iter-000/eval"
+    config = {
+        "policy_uri": str(policy),
+        "output_uri": output_uri,
+        "validation": [
+            {"name": "heldout", "uri": str(tmp_path / "heldout.parquet"), "samples": 2,
+             "pass_at": [1, 2]}
+        ],
+        "max_prompt_tokens": 16,
+        "max_response_tokens": MAX_RESPONSE_TOKENS,
+        "engine": "hf",
+        "analysis": {
+            "output_uri": f"file://{tmp_path}/analysis",
+            "evaluations": [
+                {"label": "iter 1", "iteration": 1, "rl_steps": 4, "eval_uri": output_uri}
+            ],
+            "dapo_metrics": [{"metrics_uri": str(tmp_path / "metrics.jsonl"), "first_step": 0}],
+        },
+    }  # fmt: skip
+
+    result = run_eval(config, tmp_path)
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    analysis = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+    assert [p["eval_uri"] for p in analysis["policies"]] == [output_uri]
+    assert analysis["sets"]["heldout"]["problems"] == 6
+    assert analysis["training"]["grad_norm"] == [[1, 0.5]]
+    for name in analysis["pictures"]:
+        assert (tmp_path / "analysis" / name).read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_validation_set_without_answers_fails_naming_the_file(tmp_path: Path) -> None:

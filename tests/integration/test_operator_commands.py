@@ -107,7 +107,7 @@ def next_inputs(run: RunView, stage: Stage) -> list[str]:
     if stage is Stage.CONSOLIDATING:
         policy = phase_config(run, 1, Stage.EXPLORING)["policy_uri"]
         return [store.join(policy, "config.json"), store.join(policy, "model.safetensors")]
-    return [layout.eval_report(0)]
+    return [layout.eval_report(0), layout.analysis_report()]  # the latter for `rloop report`
 
 
 def test_one_iteration_of_manifest_commands_hands_each_stage_its_inputs(

@@ -153,10 +153,40 @@ class ValidationSet(_Strict):
         return self
 
 
+class EvaluatedPolicy(_Strict):
+    """One evaluation of the run, as the operator lists it for the run-level analysis."""
+
+    label: Annotated[str, Field(min_length=1, description="e.g. 'base', 'iter 2'")]
+    iteration: int = Field(ge=0, description="iterations completed behind the policy; base: 0")
+    rl_steps: int = Field(ge=0, description="RL steps the run had taken behind the policy")
+    eval_uri: str = Field(description="that evaluation's output_uri (samples.parquet, report)")
+
+
+class DapoMetricsSeries(_Strict):
+    """One DAPO phase's metrics.jsonl, placed on the run's axis of RL steps."""
+
+    metrics_uri: str
+    first_step: int = Field(0, ge=0, description="RL steps the run had taken before the phase")
+
+
+class RunAnalysisConfig(_Strict):
+    """Inputs of the run-level analysis that the eval phase refreshes after its report.
+
+    Writes under `output_uri`: analysis.json and PNG pictures (run_analysis.py).
+    """
+
+    output_uri: str
+    evaluations: list[EvaluatedPolicy] = Field(
+        min_length=1, description="every evaluation of the run so far, oldest first, this one last"
+    )
+    dapo_metrics: list[DapoMetricsSeries] = Field(default_factory=list)
+
+
 class EvalPhaseConfig(_Strict):
     """avg@n and unbiased pass@k of `policy_uri` on each validation set.
 
-    Writes `output_uri`/report.json and _SUCCESS last.
+    Writes `output_uri`/samples.parquet, report.json and _SUCCESS last; then, with
+    `analysis`, refreshes the run-level analysis.
     """
 
     run: RunRef = RunRef()
@@ -169,6 +199,17 @@ class EvalPhaseConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     engine: Engine = "auto"
     seed: int = 0
+    analysis: RunAnalysisConfig | None = None
+
+    @model_validator(mode="after")
+    def _analysis_ends_with_this_evaluation(self) -> EvalPhaseConfig:
+        if self.analysis is not None and self.analysis.evaluations[-1].eval_uri != self.output_uri:
+            raise ValueError(
+                f"analysis.evaluations ends with eval_uri "
+                f"{self.analysis.evaluations[-1].eval_uri!r}, not this evaluation's output_uri "
+                f"{self.output_uri!r}; list this evaluation last"
+            )
+        return self
 
 
 PhaseConfig = DapoPhaseConfig | FilterPhaseConfig | RftPhaseConfig | EvalPhaseConfig

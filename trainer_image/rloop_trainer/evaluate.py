@@ -1,10 +1,13 @@
 """Eval phase: avg@n and unbiased pass@k of a policy on each validation set.
 
 For every problem the rollout engine draws `samples` responses; math-verify
-decides each one. The report is `output_uri/report.json`:
-    {"policy_uri": ..., "sets": {name: {"avg@n": .., "pass@k": {"8": ..}, "problems": ..,
-                                        "samples": n per problem}}}
-and `_SUCCESS` (the same payload) is written last.
+decides each one. Written under `output_uri`:
+    samples.parquet   every problem's samples and verdicts (eval_samples.py)
+    report.json       {"policy_uri": ..., "sets": {name: {"avg@n": .., "pass@k": {"8": ..},
+                                                          "problems": .., "samples": n}}}
+    _SUCCESS          the same payload as report.json, last
+Then, with `analysis` in the config, the run-level analysis is refreshed
+(run_analysis.py); its failure is logged and leaves the evaluation standing.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from rloop_trainer import data, dist, fencing, policy, reward, store, termination
-from rloop_trainer.config import EvalPhaseConfig, ValidationSet
+from rloop_trainer.config import EvalPhaseConfig, RunAnalysisConfig, ValidationSet
 from rloop_trainer.errors import PhaseError
+from rloop_trainer.eval_samples import ProblemSamples, write_samples
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
 from rloop_trainer.rollout import RolloutEngine, SamplingSpec, make_engine
 
@@ -54,6 +58,7 @@ def summarize_set(verdicts: Sequence[Sequence[bool]], pass_at: Sequence[int]) ->
 
 @dataclass(frozen=True)
 class Problem:
+    prompt_id: str
     token_ids: list[int]
     ground_truth: str
 
@@ -66,15 +71,15 @@ def encode_problems(
     for record in records:
         token_ids = data.encode_prompt(record, tokenizer).token_ids
         if len(token_ids) <= max_prompt_tokens:
-            problems.append(Problem(token_ids, record.ground_truth))
+            problems.append(Problem(record.prompt_id, token_ids, record.ground_truth))
     return problems
 
 
-def sample_verdicts(
-    engine: RolloutEngine, problems: Sequence[Problem], sampling: SamplingSpec
-) -> list[list[bool]]:
-    """[problem][sample] verified correctness, generated a chunk of problems at a time."""
-    verdicts: list[list[bool]] = []
+def sample_problems(
+    engine: RolloutEngine, set_name: str, problems: Sequence[Problem], sampling: SamplingSpec
+) -> list[ProblemSamples]:
+    """Each problem's `sampling.n` responses, verified; generated a chunk of problems at a time."""
+    sampled: list[ProblemSamples] = []
     for chunk_index, start in enumerate(range(0, len(problems), PROBLEMS_PER_CALL)):
         chunk = problems[start : start + PROBLEMS_PER_CALL]
         chunk_sampling = replace(sampling, seed=sampling.seed + chunk_index)
@@ -82,8 +87,18 @@ def sample_verdicts(
         responses = [c.text for samples in completions for c in samples]
         truths = [p.ground_truth for p in chunk for _ in range(sampling.n)]
         flat = reward.score_correct(responses, truths)
-        verdicts += [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(chunk))]
-    return verdicts
+        for i, (problem, samples) in enumerate(zip(chunk, completions, strict=True)):
+            sampled.append(
+                ProblemSamples(
+                    set_name,
+                    problem.prompt_id,
+                    problem.ground_truth,
+                    [c.token_ids for c in samples],
+                    [c.text for c in samples],
+                    flat[i * sampling.n : (i + 1) * sampling.n],
+                )
+            )
+    return sampled
 
 
 def evaluate_set(
@@ -92,7 +107,7 @@ def evaluate_set(
     validation: ValidationSet,
     records: Sequence[data.PromptRecord],
     config: EvalPhaseConfig,
-) -> SetSummary:
+) -> tuple[SetSummary, list[ProblemSamples]]:
     problems = encode_problems(records, tokenizer, config.max_prompt_tokens)
     if len(problems) < len(records):
         log.warning(
@@ -114,9 +129,10 @@ def evaluate_set(
         max_tokens=config.max_response_tokens,
         seed=config.seed,
     )
-    summary = summarize_set(sample_verdicts(engine, problems, sampling), validation.pass_at)
+    sampled = sample_problems(engine, validation.name, problems, sampling)
+    summary = summarize_set([s.verdicts for s in sampled], validation.pass_at)
     log.info("%s: avg@%d %.4f", validation.name, validation.samples, summary["avg@n"])
-    return summary
+    return summary, sampled
 
 
 def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
@@ -142,15 +158,34 @@ def evaluate_policy(
         max_model_len=config.max_prompt_tokens + config.max_response_tokens,
         seed=config.seed,
     )
-    sets = {
-        v.name: evaluate_set(engine, tokenizer, v, records[v.name], config)
-        for v in config.validation
-    }
+    sets: dict[str, SetSummary] = {}
+    sampled: list[ProblemSamples] = []
+    for validation in config.validation:
+        summary, samples = evaluate_set(
+            engine, tokenizer, validation, records[validation.name], config
+        )
+        sets[validation.name] = summary
+        sampled += samples
     report: dict[str, object] = {"policy_uri": config.policy_uri, "sets": sets}
     store.retract_marker(config.output_uri)
+    write_samples(config.output_uri, sampled)
     store.write_bytes(
         store.join(config.output_uri, "report.json"), json.dumps(report, indent=2).encode()
     )
     store.write_marker(config.output_uri, report)
     termination.write_report(report)
+    if config.analysis is not None:
+        refresh_analysis(config.analysis)
     return report
+
+
+def refresh_analysis(config: RunAnalysisConfig) -> None:
+    """The run-level analysis, after the evaluation is safely written: any failure of it
+    (a missing earlier sample file, a plotting error) is logged, never the phase's."""
+    try:
+        # Imported here so that even a broken plotting install cannot fail the evaluation.
+        from rloop_trainer.run_analysis import refresh_run_analysis
+
+        refresh_run_analysis(config)
+    except Exception:
+        log.exception("run analysis under %s failed; the evaluation stands", config.output_uri)

@@ -1,4 +1,4 @@
-"""A toy task for CPU tests and the demo, with nothing downloaded.
+"""A toy task for CPU tests, with nothing downloaded.
 
 Problems are sums written as `12+7=`; the answer is `\\boxed{19}`. The tokenizer is
 trained here with the `tokenizers` library (one token per character, plus one for
@@ -6,6 +6,10 @@ trained here with the `tokenizers` library (one token per character, plus one fo
 model is a tiny Qwen2-shaped network. A short supervised warm start teaches the
 answer format and a little arithmetic, so the success rate on the train split is
 neither 0 nor 1 and RL has something to sharpen.
+
+Each problem has exactly one correct response, which keeps the phase tests short and
+fast; the demo runs on scratchpad_sums.py, a task with many correct solutions that
+shares this tokenizer and model.
 """
 
 from __future__ import annotations
@@ -86,11 +90,21 @@ def sft_batch(
     tokenizer: PreTrainedTokenizerFast, problems: list[ToyProblem]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded (input_ids, labels) with labels only on the response and its EOS."""
+    return padded_sft_batch(
+        tokenizer, [(item.problem, response_text(item.answer)) for item in problems]
+    )
+
+
+def padded_sft_batch(
+    tokenizer: PreTrainedTokenizerFast, examples: list[tuple[str, str]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt, response) texts -> right-padded (input_ids, labels), both (examples, width),
+    with labels only on the response and its EOS."""
     rows = []
-    for item in problems:
-        prompt = tokenizer.encode(item.problem)
-        response = [*tokenizer.encode(response_text(item.answer)), tokenizer.eos_token_id]
-        rows.append((prompt + response, [-100] * len(prompt) + response))
+    for prompt_text, response in examples:
+        prompt = tokenizer.encode(prompt_text)
+        completion = [*tokenizer.encode(response), tokenizer.eos_token_id]
+        rows.append((prompt + completion, [-100] * len(prompt) + completion))
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -126,6 +140,13 @@ def build_policy(directory: Path, warm_start_steps: int, seed: int = 0) -> Path:
     tokenizer = build_tokenizer()
     model = Qwen2ForCausalLM(tiny_config(tokenizer))
     warm_start(model, tokenizer, make_problems("train", 200, seed), warm_start_steps, seed)
+    return save_policy(model, tokenizer, directory)
+
+
+def save_policy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, directory: Path
+) -> Path:
+    """An HF policy directory whose generation stops at the toy EOS."""
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(directory)

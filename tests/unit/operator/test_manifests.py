@@ -213,6 +213,32 @@ def test_vanilla_mode_explores_for_all_iterations_in_one_phase() -> None:
     assert config["steps"] == 30
 
 
+def test_each_evaluation_lists_every_evaluation_so_far_for_the_run_analysis() -> None:
+    run = run_of(data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]})
+    root = "s3://bucket/rloop/team-a/demo/uid-9"
+
+    config = phase_config(run, 1, Stage.EVALUATING)
+
+    analysis = config["analysis"]
+    assert analysis["output_uri"] == f"{root}/analysis"
+    assert analysis["evaluations"] == [
+        {"label": "iter 1", "iteration": 1, "rl_steps": 10, "eval_uri": f"{root}/iter-000/eval"},
+        {"label": "iter 2", "iteration": 2, "rl_steps": 20, "eval_uri": config["output_uri"]},
+    ]
+    assert analysis["dapo_metrics"] == [
+        {"metrics_uri": f"{root}/iter-000/rl/metrics.jsonl", "first_step": 0},
+        {"metrics_uri": f"{root}/iter-001/rl/metrics.jsonl", "first_step": 10},
+    ]
+
+
+def test_a_vanilla_evaluation_sits_after_all_of_its_rl_steps() -> None:
+    data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
+
+    config = phase_config(run_of(mode="vanilla", iterations=3, data=data), 0, Stage.EVALUATING)
+
+    assert [e["rl_steps"] for e in config["analysis"]["evaluations"]] == [30]
+
+
 def test_the_command_carries_the_phase_config() -> None:
     command = master_pod(manifest(Stage.EXPLORING))["spec"]["containers"][0]["command"]
     assert json.loads(command[-1]) == phase_config(run_of(), 0, Stage.EXPLORING)

@@ -32,3 +32,15 @@ def test_a_saved_policy_round_trips_its_tokenizer_and_answer_format(tmp_path: Pa
     assert first_token == "\\boxed{"  # one token, so answers stay short
     assert last_boxed(toy.response_text("19")) == "19"
     assert sum(p.numel() for p in model.parameters()) < 500_000
+
+
+def test_sft_batches_put_labels_on_the_response_and_its_eos_only() -> None:
+    tokenizer = toy.build_tokenizer()
+
+    input_ids, labels = toy.padded_sft_batch(tokenizer, [("1+2=", "3"), ("10+20=", "30")])
+
+    assert input_ids.shape == labels.shape == (2, 9)
+    assert tokenizer.decode(input_ids[0, :6]) == "1+2=3<eos>"
+    assert labels[0].tolist() == [-100] * 4 + input_ids[0, 4:6].tolist() + [-100] * 3
+    assert labels[1, :6].tolist() == [-100] * 6
+    assert (input_ids[0, 6:] == tokenizer.pad_token_id).all()
