@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from rloop_operator.api import Stage
-from rloop_operator.manifests import PHASE_OF_STAGE, phase_config
+from rloop_operator.manifests import PHASE_OF_STAGE
+from rloop_operator.phase_config import phase_config
 from rloop_trainer.config import PHASE_CONFIGS
 from rloop_trainer.termination import PATH_ENV
 
