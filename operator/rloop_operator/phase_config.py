@@ -30,6 +30,8 @@ def phase_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
     if stage is Stage.FILTERING:
         return common | {
             "trajectories_uri": layout.trajectories(iteration),
+            "expert_uri": layout.expert_data(iteration),
+            "report_uri": layout.expert_report(iteration),
             "output_uri": layout.expert(iteration),
             "hard_threshold": spec.filter.hard_threshold,
             "max_per_prompt": spec.filter.max_per_prompt,
@@ -39,6 +41,7 @@ def phase_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
         return common | _rft_config(spec, run, iteration)
     return common | {
         "policy_uri": produced_policy(spec, layout, iteration),
+        "report_uri": layout.eval_report(iteration),
         "output_uri": layout.eval(iteration),
         "validation": [
             {"name": v.name, "uri": v.uri, "samples": v.samples, "pass_at": list(v.pass_at)}
@@ -48,6 +51,7 @@ def phase_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
         "max_response_tokens": spec.eval.max_response_tokens,
         "temperature": spec.eval.temperature,
         "top_p": spec.eval.top_p,
+        "reward_format": spec.reward.format,
         "engine": spec.dapo.engine,
     }
 
@@ -58,6 +62,8 @@ def _dapo_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, 
     return {
         "policy_uri": starting_policy(spec, run.layout, iteration),
         "train_data_uri": spec.data.train,
+        "trajectories_uri": run.layout.trajectories(iteration),
+        "rl_policy_uri": run.layout.rl_policy(iteration),
         "output_uri": run.layout.rl(iteration),
         "steps": steps,
         "group_size": dapo.group_size,
@@ -70,16 +76,19 @@ def _dapo_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, 
         "clip_high": dapo.clip_high,
         "dual_clip": dapo.dual_clip,
         "dynamic_sampling": dapo.dynamic_sampling,
+        "oversample": dapo.oversample,
         "max_generation_rounds": dapo.max_generation_rounds,
         "updates_per_step": dapo.updates_per_step,
         "overlong_buffer": dapo.overlong_buffer,
         "overlong_penalty": dapo.overlong_penalty,
         "overlong_filtering": dapo.overlong_filtering,
+        "reward_format": spec.reward.format,
         "checkpoint_every": dapo.checkpoint_every,
         "engine": dapo.engine,
         "training": {
             "lr": dapo.lr,
             "warmup_steps": dapo.warmup_steps,
+            "weight_decay": dapo.weight_decay,
             "grad_clip": dapo.grad_clip,
             "micro_batch": dapo.micro_batch,
             "zero_stage": dapo.zero_stage,
@@ -100,6 +109,7 @@ def _rft_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, A
         "training": {
             "lr": spec.rft.lr,
             "warmup_steps": spec.rft.warmup_steps,
+            "weight_decay": spec.rft.weight_decay,
             "micro_batch": spec.rft.micro_batch,
             "zero_stage": spec.rft.zero_stage,
         },

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 from rloop_trainer import toy
-from rloop_trainer.reward import is_correct
+from rloop_trainer.reward import grade
 from rloop_trainer.rollout.base import SamplingSpec
 from rloop_trainer.rollout.hf import HFEngine
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -28,7 +28,8 @@ SEED = 3
 
 def run_eval(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "eval.json"
-    path.write_text(json.dumps(config))
+    # The report goes where the operator names it (rloop_operator.layout.eval_report).
+    path.write_text(json.dumps({"report_uri": f"{config['output_uri']}/report.json"} | config))
     return subprocess.run(
         [TRAINER, "eval", "--config", str(path)],
         capture_output=True,
@@ -56,7 +57,7 @@ def expected_summary(policy: Path, problems: list[toy.ToyProblem]) -> dict[str, 
         [tokenizer.encode(p.problem) for p in problems], spec
     )
     verdicts = [
-        [is_correct(c.text, p.answer) for c in samples]
+        [v.correct for v in grade(samples, [p.answer] * len(samples), "boxed-or-answer")]
         for p, samples in zip(problems, completions, strict=True)
     ]
     pass_at = {}

@@ -1,7 +1,7 @@
 """Eval phase: avg@n and unbiased pass@k of a policy on each validation set.
 
 For every problem the rollout engine draws `samples` responses; math-verify
-decides each one. The report is `output_uri/report.json`:
+decides each one. The report goes to `report_uri`:
     {"policy_uri": ..., "sets": {name: {"avg@n": .., "pass@k": {"8": ..}, "problems": ..,
                                         "samples": n per problem}}}
 and `_SUCCESS` (the same payload) is written last.
@@ -19,7 +19,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from rloop_trainer import data, dist, policy, reward, store, termination
-from rloop_trainer.config import EvalPhaseConfig, ValidationSet
+from rloop_trainer.config import AnswerFormat, EvalPhaseConfig, ValidationSet
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
 from rloop_trainer.rollout import RolloutEngine, SamplingSpec, make_engine
@@ -71,17 +71,20 @@ def encode_problems(
 
 
 def sample_verdicts(
-    engine: RolloutEngine, problems: Sequence[Problem], sampling: SamplingSpec
+    engine: RolloutEngine,
+    problems: Sequence[Problem],
+    sampling: SamplingSpec,
+    answer_format: AnswerFormat,
 ) -> list[list[bool]]:
-    """[problem][sample] verified correctness, generated a chunk of problems at a time."""
+    """[problem][sample] success as DAPO grades it, a chunk of problems at a time."""
     verdicts: list[list[bool]] = []
     for chunk_index, start in enumerate(range(0, len(problems), PROBLEMS_PER_CALL)):
         chunk = problems[start : start + PROBLEMS_PER_CALL]
         chunk_sampling = replace(sampling, seed=sampling.seed + chunk_index)
         completions = engine.generate([p.token_ids for p in chunk], chunk_sampling)
-        responses = [c.text for samples in completions for c in samples]
         truths = [p.ground_truth for p in chunk for _ in range(sampling.n)]
-        flat = reward.score_correct(responses, truths)
+        flat_completions = [c for samples in completions for c in samples]
+        flat = [v.correct for v in reward.grade(flat_completions, truths, answer_format)]
         verdicts += [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(chunk))]
     return verdicts
 
@@ -114,13 +117,14 @@ def evaluate_set(
         max_tokens=config.max_response_tokens,
         seed=config.seed,
     )
-    summary = summarize_set(sample_verdicts(engine, problems, sampling), validation.pass_at)
+    verdicts = sample_verdicts(engine, problems, sampling, config.reward_format)
+    summary = summarize_set(verdicts, validation.pass_at)
     log.info("%s: avg@%d %.4f", validation.name, validation.samples, summary["avg@n"])
     return summary
 
 
 def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
-    """`rloop-trainer eval`: policy_uri -> output_uri/report.json, then _SUCCESS."""
+    """`rloop-trainer eval`: policy_uri -> report_uri, then output_uri/_SUCCESS."""
     # Bad validation data fails before the model loads; verifier workers start meanwhile.
     records = {v.name: data.load_prompts(v.uri) for v in config.validation}
     reward.shared_verifier()
@@ -141,9 +145,7 @@ def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
     }
     report: dict[str, object] = {"policy_uri": config.policy_uri, "sets": sets}
     store.retract_marker(config.output_uri)
-    store.write_bytes(
-        store.join(config.output_uri, "report.json"), json.dumps(report, indent=2).encode()
-    )
+    store.write_bytes(config.report_uri, json.dumps(report, indent=2).encode())
     store.write_marker(config.output_uri, report)
     termination.write_report(report)
     return report
