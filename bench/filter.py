@@ -90,6 +90,8 @@ def run_ours(data: Path, output: Path) -> int:
 
     config = FilterPhaseConfig(
         trajectories_uri=str(data),
+        expert_uri=str(output),
+        report_uri=str(output.parent / "report.json"),
         output_uri=str(output.parent),
         hard_threshold=HARD_THRESHOLD,
         dedupe=False,

@@ -128,7 +128,7 @@ def synthetic_sequences(count: int, vocab: int) -> list[Any]:
 
     ids = random_ids(count, SEQUENCE_TOKENS, vocab, seed=2)
     return [
-        TrainSequence(row[:PROMPT_TOKENS], row[PROMPT_TOKENS:], 1.0 - 2 * (i % 2), True)
+        TrainSequence(row[:PROMPT_TOKENS], row[PROMPT_TOKENS:], 1.0 - 2 * (i % 2))
         for i, row in enumerate(ids)
     ]
 
@@ -143,12 +143,18 @@ def policy_update_seconds(policy_dir: Path, sequences: list[Any], micro_batch: i
 
     training = TrainingConfig(lr=1e-6, micro_batch=micro_batch)
     config = DapoPhaseConfig(
-        policy_uri=str(policy_dir), train_data_uri="-", output_uri="-", training=training
+        policy_uri=str(policy_dir),
+        train_data_uri="-",
+        trajectories_uri="-",
+        rl_policy_uri="-",
+        output_uri="-",
+        training=training,
     )
     model, tokenizer = load_policy(str(policy_dir), torch.float32, device())
     trainer = build_trainer(model, training, total_steps=4)
+    pad_token_id = int(tokenizer.pad_token_id)
     times = [
-        cuda_seconds(lambda: update_policy(trainer, sequences, config, tokenizer))[0]
+        cuda_seconds(lambda: update_policy(trainer, [sequences], config, pad_token_id))[0]
         for _ in range(3)
     ]
     return sorted(times)[1]
@@ -231,6 +237,7 @@ def stage_rft(work: Path, shape: str, steps: int = 4) -> Result:
     import torch
     from rloop_trainer import rft
     from rloop_trainer.config import RftPhaseConfig, TrainingConfig
+    from rloop_trainer.training import UpdateOutcome
 
     policy_dir = wide_policy(work, shape)
     run_dir = work / f"rft-{shape}-{time.time_ns()}"
@@ -251,10 +258,10 @@ def stage_rft(work: Path, shape: str, steps: int = 4) -> Result:
     step_seconds: list[float] = []
     train_step = rft.train_step
 
-    def timed_step(*args: Any, **kwargs: Any) -> float:
-        seconds, loss = cuda_seconds(lambda: train_step(*args, **kwargs))
+    def timed_step(*args: Any, **kwargs: Any) -> tuple[float, UpdateOutcome]:
+        seconds, outcome = cuda_seconds(lambda: train_step(*args, **kwargs))
         step_seconds.append(seconds)
-        return float(loss)
+        return outcome
 
     rft.train_step = timed_step  # instrumentation only: the phase runs unchanged
     phase_s, _ = cuda_seconds(lambda: rft.run_rft_phase(config))
@@ -305,6 +312,8 @@ def dapo_config(work: Path, shape: str, steps: int) -> Any:
     return DapoPhaseConfig(
         policy_uri=str(policy_dir),
         train_data_uri=str(prompts),
+        trajectories_uri=str(work / f"dapo-{shape}" / "trajectories"),
+        rl_policy_uri=str(work / f"dapo-{shape}" / "policy"),
         output_uri=str(work / f"dapo-{shape}"),
         steps=steps,
         group_size=16,
@@ -313,6 +322,8 @@ def dapo_config(work: Path, shape: str, steps: int) -> Any:
         max_response_tokens=48,
         overlong_buffer=16,
         checkpoint_every=2,
+        updates_per_step=1,  # one update and one generation round a step, as first measured
+        oversample=1,
         engine="auto",
         # a large rate, so the weights after a sync differ measurably from the start
         training=TrainingConfig(lr=1e-4, micro_batch=64),
@@ -374,8 +385,8 @@ def stage_dapo_run(work: Path, shape: str, steps: int = 4) -> Result:
     train_used_gib: list[float] = []
     score_correct = reward.score_correct
 
-    def timed_score(responses: Sequence[str], ground_truths: Sequence[str]) -> list[bool]:
-        seconds, verdicts = cuda_seconds(lambda: score_correct(responses, ground_truths))
+    def timed_score(answers: Sequence[str | None], ground_truths: Sequence[str]) -> list[bool]:
+        seconds, verdicts = cuda_seconds(lambda: score_correct(answers, ground_truths))
         score_seconds.append(seconds)
         return verdicts
 

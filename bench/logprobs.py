@@ -67,7 +67,13 @@ def child(args: argparse.Namespace) -> dict[str, float]:
     torch.set_num_threads(os.cpu_count() or 1)
     cuda = torch.cuda.is_available()
     hidden, targets, layer = _inputs(args)
-    compute = next_token_log_probs_and_entropy if args.child == "ours" else _full
+
+    def ours(
+        hidden: torch.Tensor, targets: torch.Tensor, layer: torch.nn.Linear
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return next_token_log_probs_and_entropy(hidden, targets, layer, temperature=1.0)
+
+    compute = ours if args.child == "ours" else _full
 
     def one_pass() -> tuple[float, torch.Tensor, torch.Tensor]:
         hidden.grad = None

@@ -100,14 +100,16 @@ class DapoSpec(_Api):
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     clip_low: Annotated[float, Field(ge=0, le=1)] = 0.2
     clip_high: Annotated[float, Field(ge=0, le=1)] = 0.28
-    dual_clip: Annotated[float, Field(gt=1)] | None = None
+    dual_clip: Annotated[float, Field(gt=1)] = 3.0
     lr: Annotated[float, Field(gt=0)] = 1e-6
     warmup_steps: Annotated[int, Field(ge=0)] = 0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.1
     grad_clip: Annotated[float, Field(gt=0)] = 1.0
     micro_batch: Annotated[int, Field(ge=1)] = 4
-    zero_stage: Literal[0, 1, 2, 3] = 2
+    zero_stage: Literal[1, 2, 3] = 2
     dynamic_sampling: bool = True
-    max_generation_rounds: Annotated[int, Field(ge=1, le=32)] = 3
+    oversample: Annotated[int, Field(ge=1, le=16)] = 3
+    max_generation_rounds: Annotated[int, Field(ge=1, le=32)] = 10
     updates_per_step: Annotated[int, Field(ge=1, le=1024)] = 16
     overlong_buffer: Annotated[int, Field(ge=0)] = 512
     overlong_penalty: Annotated[float, Field(ge=0)] = 1.0
@@ -121,10 +123,10 @@ class DapoSpec(_Api):
             raise ValueError("dapo.overlongBuffer must be smaller than dapo.maxResponseTokens")
         if self.clip_high < self.clip_low:
             raise ValueError("dapo.clipHigh must be at least dapo.clipLow (clip-higher)")
-        if self.updates_per_step > self.prompts_per_step:
+        if self.prompts_per_step % self.updates_per_step:
             raise ValueError(
-                "dapo.updatesPerStep must be at most dapo.promptsPerStep "
-                "(each update needs at least one prompt group)"
+                "dapo.promptsPerStep must be a multiple of dapo.updatesPerStep "
+                "(every update takes promptsPerStep / updatesPerStep prompt groups)"
             )
         return self
 
@@ -148,10 +150,15 @@ class RftSpec(_Api):
     epochs: Annotated[int, Field(ge=1, le=100)] = 1
     lr: Annotated[float, Field(gt=0)] = 1e-5
     warmup_steps: Annotated[int, Field(ge=0)] = 0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
     micro_batch: Annotated[int, Field(ge=1)] = 4
     batch_size: Annotated[int, Field(ge=1)] = 64
     max_seq_tokens: Annotated[int, Field(ge=2, le=262144)] = 4096
-    zero_stage: Literal[0, 1, 2, 3] = 2
+    zero_stage: Literal[1, 2, 3] = 2
+
+
+class RewardSpec(_Api):
+    format: Literal["boxed-or-answer", "boxed", "answer-line", "any"] = "boxed-or-answer"
 
 
 class EvalSpec(_Api):
@@ -257,6 +264,7 @@ class RLoopRunSpec(_Api):
     dapo: DapoSpec = DapoSpec()
     filter: FilterSpec = FilterSpec()
     rft: RftSpec = RftSpec()
+    reward: RewardSpec = RewardSpec()
     eval: EvalSpec = EvalSpec()
     resources: ResourcesSpec = ResourcesSpec()
     suspend: bool = False

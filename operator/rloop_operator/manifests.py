@@ -1,4 +1,4 @@
-"""Manifests of a run's children and the phase configs they hand to the trainer. Pure.
+"""Manifests of a run's children; each carries its phase config (phase_config.py). Pure.
 
 Each child's pod is built once here, the same whatever launcher runs it; the stage's
 launcher (launchers/) wraps it into a PyTorchJob, a TrainJob or a batch/v1 Job. DAPO and
@@ -23,9 +23,9 @@ from rloop_operator.children import (
     LABEL_STAGE,
 )
 from rloop_operator.launchers import LaunchRequest, PhasePod, launcher_for
-from rloop_operator.layout import RunLayout
-from rloop_operator.plan import CreateChild, RunView, produced_policy, starting_policy
-from rloop_operator.stages import STAGE_SLUG, stage_info
+from rloop_operator.phase_config import phase_config
+from rloop_operator.plan import CreateChild, RunView
+from rloop_operator.stages import stage_info
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
@@ -39,117 +39,6 @@ class ManifestSettings:
     """Operator-wide settings that shape children (from the operator's environment)."""
 
     trainer_image: str = DEFAULT_TRAINER_IMAGE
-
-
-def phase_seed(spec: RLoopRunSpec, iteration: int, stage: Stage) -> int:
-    return spec.seed + 1000 * iteration + list(STAGE_SLUG).index(stage)
-
-
-def phase_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
-    """The JSON the trainer parses into its phase config (rloop_trainer.config)."""
-    spec = run.spec
-    assert isinstance(spec, RLoopRunSpec)
-    layout = run.layout
-    ref = {"namespace": run.namespace, "name": run.name, "uid": run.uid, "iteration": iteration}
-    common = {"run": ref, "seed": phase_seed(spec, iteration, stage)}
-    if stage is Stage.EXPLORING:
-        return common | _dapo_config(spec, run, iteration)
-    if stage is Stage.FILTERING:
-        return common | {
-            "trajectories_uri": layout.trajectories(iteration),
-            "output_uri": layout.expert(iteration),
-            "hard_threshold": spec.filter.hard_threshold,
-            "max_per_prompt": spec.filter.max_per_prompt,
-            "dedupe": spec.filter.dedupe,
-        }
-    if stage is Stage.CONSOLIDATING:
-        return common | _rft_config(spec, run, iteration)
-    return common | {
-        "policy_uri": produced_policy(spec, layout, iteration),
-        "output_uri": layout.eval(iteration),
-        "validation": [
-            {"name": v.name, "uri": v.uri, "samples": v.samples, "pass_at": list(v.pass_at)}
-            for v in spec.data.validation
-        ],
-        "max_prompt_tokens": spec.dapo.max_prompt_tokens,
-        "max_response_tokens": spec.eval.max_response_tokens,
-        "temperature": spec.eval.temperature,
-        "top_p": spec.eval.top_p,
-        "engine": spec.dapo.engine,
-        "analysis": _analysis_config(spec, layout, iteration),
-    }
-
-
-def _analysis_config(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> dict[str, Any]:
-    """Every evaluation of the run so far (this one last) and every DAPO phase's metrics,
-    placed on the run's RL steps, for the analysis the eval phase refreshes."""
-    phase_steps = spec.dapo.steps * spec.iterations if spec.mode == "vanilla" else spec.dapo.steps
-    done = range(iteration + 1)
-    return {
-        "output_uri": layout.analysis(),
-        "evaluations": [
-            {"label": f"iter {k + 1}", "iteration": k + 1, "rl_steps": phase_steps * (k + 1),
-             "eval_uri": layout.eval(k)}
-            for k in done
-        ],
-        "dapo_metrics": [
-            {"metrics_uri": layout.dapo_metrics(k), "first_step": phase_steps * k} for k in done
-        ],
-    }  # fmt: skip
-
-
-def _dapo_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, Any]:
-    dapo = spec.dapo
-    steps = dapo.steps * spec.iterations if spec.mode == "vanilla" else dapo.steps
-    return {
-        "policy_uri": starting_policy(spec, run.layout, iteration),
-        "train_data_uri": spec.data.train,
-        "output_uri": run.layout.rl(iteration),
-        "steps": steps,
-        "group_size": dapo.group_size,
-        "prompts_per_step": dapo.prompts_per_step,
-        "max_prompt_tokens": dapo.max_prompt_tokens,
-        "max_response_tokens": dapo.max_response_tokens,
-        "temperature": dapo.temperature,
-        "top_p": dapo.top_p,
-        "clip_low": dapo.clip_low,
-        "clip_high": dapo.clip_high,
-        "dual_clip": dapo.dual_clip,
-        "dynamic_sampling": dapo.dynamic_sampling,
-        "max_generation_rounds": dapo.max_generation_rounds,
-        "updates_per_step": dapo.updates_per_step,
-        "overlong_buffer": dapo.overlong_buffer,
-        "overlong_penalty": dapo.overlong_penalty,
-        "overlong_filtering": dapo.overlong_filtering,
-        "checkpoint_every": dapo.checkpoint_every,
-        "engine": dapo.engine,
-        "training": {
-            "lr": dapo.lr,
-            "warmup_steps": dapo.warmup_steps,
-            "grad_clip": dapo.grad_clip,
-            "micro_batch": dapo.micro_batch,
-            "zero_stage": dapo.zero_stage,
-        },
-    }
-
-
-def _rft_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, Any]:
-    layout = run.layout
-    return {
-        "policy_uri": starting_policy(spec, layout, iteration),
-        "expert_uri": layout.expert_data(iteration),
-        "output_uri": layout.policy(iteration + 1),
-        "checkpoint_uri": layout.rft_checkpoints(iteration),
-        "epochs": spec.rft.epochs,
-        "batch_size": spec.rft.batch_size,
-        "max_seq_tokens": spec.rft.max_seq_tokens,
-        "training": {
-            "lr": spec.rft.lr,
-            "warmup_steps": spec.rft.warmup_steps,
-            "micro_batch": spec.rft.micro_batch,
-            "zero_stage": spec.rft.zero_stage,
-        },
-    }
 
 
 def trainer_command(run: RunView, iteration: int, stage: Stage) -> list[str]:

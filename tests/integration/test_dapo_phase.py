@@ -21,6 +21,7 @@ from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.policy import load_policy
+from safetensors.torch import load_file
 
 from tests.cluster.procs import free_port
 
@@ -48,10 +49,14 @@ def dapo_config(
     settings: dict[str, Any] = {
         "policy_uri": policy_uri,
         "train_data_uri": train_data_uri,
+        "trajectories_uri": f"{output_uri}/trajectories",  # where the operator puts them too
+        "rl_policy_uri": f"{output_uri}/policy",
         "output_uri": output_uri,
         "steps": 4,
         "group_size": 8,
         "prompts_per_step": 32,
+        "updates_per_step": 1,
+        "oversample": 1,  # rounds as large as a step: cheaper on 2 cores
         "max_prompt_tokens": 16,
         "max_response_tokens": 8,
         "overlong_buffer": 2,
@@ -113,6 +118,52 @@ def test_every_rollout_is_cached_before_dynamic_sampling_drops_groups(
     assert [m["step"] for m in metrics] == [1, 2]
     assert all(m["kept_groups"] <= config.prompts_per_step for m in metrics)
     assert {r["policy_version"] for r in rows if r["step"] == 2} == {1}
+    # The warm-up counts RL steps (its 3 capped to the phase's 2), however many updates each
+    # step takes.
+    assert [m["lr"] for m in metrics] == pytest.approx([5e-4 / 2, 5e-4])
+
+
+def test_a_step_short_of_groups_takes_fewer_whole_updates(
+    toy_inputs: ToyInputs, tmp_path: Path
+) -> None:
+    config = dapo_config(
+        str(toy_inputs.policy_dir),
+        str(toy_inputs.train_data),
+        str(tmp_path),
+        steps=3,
+        group_size=2,  # one kept group is 2 sequences, fewer than 4 updates
+        prompts_per_step=4,
+        updates_per_step=4,
+        max_generation_rounds=1,
+    )
+
+    run_dapo_phase(config)
+
+    metrics = read_metrics(tmp_path)
+    assert [m["updates"] for m in metrics] == [m["kept_groups"] for m in metrics]
+    assert any(0 < m["kept_groups"] < 4 for m in metrics), "the seed must give a shortfall"
+    assert [m["skipped_step"] for m in metrics] == [float(m["kept_groups"] == 0) for m in metrics]
+
+
+def test_a_step_without_a_whole_update_of_informative_groups_is_skipped_and_counted(
+    toy_inputs: ToyInputs, tmp_path: Path
+) -> None:
+    untrained = toy.build_policy(tmp_path / "untrained", warm_start_steps=0)  # almost never right
+    output = str(tmp_path / "out")
+    config = dapo_config(
+        str(untrained), str(toy_inputs.train_data), output, steps=2, max_generation_rounds=2
+    )
+
+    run_dapo_phase(config)
+
+    metrics = read_metrics(tmp_path / "out")
+    assert [(m["skipped_step"], m["updates"]) for m in metrics] == [(1.0, 0.0)] * 2
+    assert all(m["kept_groups"] < config.groups_per_update for m in metrics)
+    assert [m["generation_rounds"] for m in metrics] == [2, 2]  # every round was cached
+    assert len(read_trajectories(tmp_path / "out")) == 2 * 2 * 32 * config.group_size
+    start = load_file(untrained / "model.safetensors")
+    end = load_file(tmp_path / "out" / "policy" / "model.safetensors")
+    assert all(torch.equal(end[name], weight) for name, weight in start.items())
 
 
 def test_a_finished_phase_run_again_changes_nothing(toy_inputs: ToyInputs, tmp_path: Path) -> None:
@@ -235,6 +286,8 @@ def test_the_cli_reports_a_missing_input_as_a_permanent_failure(tmp_path: Path) 
     config = {
         "policy_uri": str(tmp_path / "policy"),
         "train_data_uri": str(tmp_path / "missing.parquet"),
+        "trajectories_uri": str(tmp_path / "out" / "trajectories"),
+        "rl_policy_uri": str(tmp_path / "out" / "policy"),
         "output_uri": str(tmp_path / "out"),
         "max_response_tokens": 8,
         "overlong_buffer": 2,
@@ -291,3 +344,30 @@ def test_two_ranks_under_torchrun_with_zero3_write_one_consistent_output(
     assert len(rows) == sum(int(m["generated_groups"]) for m in metrics) * config.group_size
     model, _ = load_policy(str(output / "policy"), torch.float32, torch.device("cpu"))
     assert model.model.embed_tokens.weight.shape[1] == 64  # gathered, not a ZeRO-3 shard
+
+
+@pytest.mark.slow
+def test_two_ranks_take_the_same_update_as_one_on_the_same_data(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2"]
+    torchrun += ["--master_addr=127.0.0.1", f"--master_port={free_port()}"]
+    worlds = {"one": [sys.executable], "two": torchrun}
+    for name, launcher in worlds.items():
+        done = subprocess.run(
+            [*launcher, "-m", "tests.integration.dapo_update_ranks", str(tmp_path / name)],
+            capture_output=True,
+            text=True,
+            timeout=400,
+            cwd=root,
+            env=_fresh_process_env() | {"PYTHONPATH": str(root)},
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    one, two = (torch.load(tmp_path / name, weights_only=False) for name in worlds)
+
+    assert two["stats"]["updates"] == one["stats"]["updates"] == 2
+    assert two["stats"]["grad_norm"] == pytest.approx(one["stats"]["grad_norm"], rel=1e-4)
+    # The ranks sum their shares in another order; Adam magnifies that rounding where a
+    # gradient is about 0, by at most about its learning rate (1e-3).
+    for name, weight in one["weights"].items():
+        torch.testing.assert_close(two["weights"][name], weight, rtol=1e-4, atol=2e-5, msg=name)

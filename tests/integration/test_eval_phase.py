@@ -16,7 +16,7 @@ import torch
 from rloop_trainer import toy
 from rloop_trainer.cli import EXIT_PERMANENT
 from rloop_trainer.eval_samples import read_samples
-from rloop_trainer.reward import is_correct
+from rloop_trainer.reward import grade
 from rloop_trainer.rollout.base import SamplingSpec
 from rloop_trainer.rollout.hf import HFEngine
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -30,7 +30,8 @@ SEED = 3
 
 def run_eval(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "eval.json"
-    path.write_text(json.dumps(config))
+    # The report goes where the operator names it (rloop_operator.layout.eval_report).
+    path.write_text(json.dumps({"report_uri": f"{config['output_uri']}/report.json"} | config))
     return subprocess.run(
         [TRAINER, "eval", "--config", str(path)],
         capture_output=True,
@@ -61,7 +62,12 @@ def expected_outcome(
         [tokenizer.encode(p.problem) for p in problems], spec
     )
     samples = [
-        [(c.token_ids, c.text, is_correct(c.text, p.answer)) for c in drawn]
+        [
+            (c.token_ids, c.text, v.correct)
+            for c, v in zip(
+                drawn, grade(drawn, [p.answer] * len(drawn), "boxed-or-answer"), strict=True
+            )
+        ]
         for p, drawn in zip(problems, completions, strict=True)
     ]
     verdicts = [[verdict for _, _, verdict in drawn] for drawn in samples]

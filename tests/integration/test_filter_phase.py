@@ -58,7 +58,10 @@ def write_phase_trajectories(directory: Path) -> None:
 
 def run_filter(config: dict[str, Any], tmp_path: Path, env: dict[str, str] | None = None) -> Any:
     config_path = tmp_path / "filter.json"
-    config_path.write_text(json.dumps(config))
+    # The files the operator names explicitly, where it puts them (rloop_operator.layout).
+    output = config["output_uri"]
+    explicit = {"expert_uri": f"{output}/data.parquet", "report_uri": f"{output}/report.json"}
+    config_path.write_text(json.dumps(explicit | config))
     return subprocess.run(
         [TRAINER, "filter", "--config", str(config_path)],
         capture_output=True,

@@ -183,10 +183,13 @@ def test_a_dapo_phase_cut_off_after_a_checkpoint_resumes_with_every_metrics_row(
     config = DapoPhaseConfig(
         policy_uri=f"{bucket}/models/toy",
         train_data_uri=f"{bucket}/data/train.parquet",
+        trajectories_uri=f"{output}/trajectories",
+        rl_policy_uri=f"{output}/policy",
         output_uri=output,
         steps=4,
         group_size=4,
         prompts_per_step=8,
+        updates_per_step=2,
         max_prompt_tokens=16,
         max_response_tokens=8,
         overlong_buffer=2,

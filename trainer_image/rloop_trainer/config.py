@@ -19,6 +19,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Engine = Literal["auto", "vllm", "hf"]
+# Which part of a response is graded (reward.gradable_answer): the last \boxed{}, else the
+# last "Answer:" line; only one of them; or the whole response (base models).
+AnswerFormat = Literal["boxed-or-answer", "boxed", "answer-line", "any"]
 
 
 class PhaseConfigError(ValueError):
@@ -42,22 +45,32 @@ class TrainingConfig(_Strict):
     """Optimizer and parallelism settings shared by the DAPO and RFT phases."""
 
     lr: float = Field(1e-6, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(
+        0, ge=0, description="linear warm-up over this many phase steps (DAPO: RL steps)"
+    )
+    weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     micro_batch: int = Field(4, ge=1, description="sequences per rank per forward/backward")
-    zero_stage: Literal[0, 1, 2, 3] = 2
+    # DeepSpeed 0.19 cannot accumulate bf16 gradients in fp32 without ZeRO (stage 0).
+    zero_stage: Literal[1, 2, 3] = 2
     bf16: bool | None = Field(None, description="None: bf16 on GPU, fp32 on CPU")
     gradient_checkpointing: bool = False
+
+
+class RftTrainingConfig(TrainingConfig):
+    """TrainingConfig with the RFT phase's defaults (the CRD's spec.rft)."""
+
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
 
 
 class DapoPhaseConfig(_Strict):
     """Exploration: DAPO RL from `policy_uri` for `steps` steps.
 
-    Writes under `output_uri`:
-      trajectories/step-000001.parquet ...  every rollout of every step, before filtering
+    Writes every rollout of every step, before filtering, to
+    `trajectories_uri`/step-000001.parquet ...; the RL end point (HF format) to
+    `rl_policy_uri`; and under `output_uri`:
       checkpoints/step-000050/ ...          resume state
-      policy/                               the RL end point, HF format
       metrics.jsonl                         one line per step
       _SUCCESS                              written last
     """
@@ -65,6 +78,8 @@ class DapoPhaseConfig(_Strict):
     run: RunRef = RunRef()
     policy_uri: str
     train_data_uri: str
+    trajectories_uri: str
+    rl_policy_uri: str
     output_uri: str
     steps: int = Field(200, ge=1)
     group_size: int = Field(16, ge=2)
@@ -75,15 +90,17 @@ class DapoPhaseConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     clip_low: float = Field(0.2, ge=0)
     clip_high: float = Field(0.28, ge=0)
-    dual_clip: float | None = Field(None, gt=1, description="dual-clip bound c for A<0 (e.g. 3)")
+    dual_clip: float = Field(3.0, gt=1, description="dual-clip bound c for A<0")
     dynamic_sampling: bool = True
-    max_generation_rounds: int = Field(3, ge=1)
+    oversample: int = Field(3, ge=1, description="prompts per round / prompts_per_step")
+    max_generation_rounds: int = Field(10, ge=1)
     updates_per_step: int = Field(
-        1, ge=1, description="optimizer updates per step, each on a slice of the kept groups"
+        16, ge=1, description="optimizer updates per step, each on prompts_per_step / this groups"
     )
     overlong_buffer: int = Field(512, ge=0)
     overlong_penalty: float = Field(1.0, ge=0)
     overlong_filtering: bool = False
+    reward_format: AnswerFormat = "boxed-or-answer"
     checkpoint_every: int = Field(50, ge=1)
     engine: Engine = "auto"
     seed: int = 0
@@ -98,16 +115,33 @@ class DapoPhaseConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _updates_divide_the_step(self) -> DapoPhaseConfig:
+        if self.prompts_per_step % self.updates_per_step:
+            raise ValueError(
+                f"prompts_per_step ({self.prompts_per_step}) must be a multiple of "
+                f"updates_per_step ({self.updates_per_step}): every update takes "
+                "prompts_per_step / updates_per_step groups; change either"
+            )
+        return self
+
+    @property
+    def groups_per_update(self) -> int:
+        return self.prompts_per_step // self.updates_per_step
+
 
 class FilterPhaseConfig(_Strict):
     """Keep the correct rollouts of hard prompts (success rate < hard_threshold).
 
-    Reads every `*.parquet` under `trajectories_uri`; writes under `output_uri`:
-      data.parquet, report.json, _SUCCESS (last).
+    Reads every `*.parquet` under `trajectories_uri`; writes the expert set (a parquet
+    file) to `expert_uri`, the report (JSON) to `report_uri`, and `_SUCCESS` under
+    `output_uri` last.
     """
 
     run: RunRef = RunRef()
     trajectories_uri: str
+    expert_uri: str
+    report_uri: str
     output_uri: str
     hard_threshold: float = Field(0.1, gt=0, le=1)
     max_per_prompt: int = Field(0, ge=0, description="0 keeps every correct rollout")
@@ -133,7 +167,7 @@ class RftPhaseConfig(_Strict):
     max_seq_tokens: int = Field(4096, ge=2)
     checkpoint_every: int = Field(200, ge=1)
     seed: int = 0
-    training: TrainingConfig = TrainingConfig(lr=1e-5)
+    training: RftTrainingConfig = RftTrainingConfig()
 
 
 class ValidationSet(_Strict):
@@ -185,18 +219,21 @@ class RunAnalysisConfig(_Strict):
 class EvalPhaseConfig(_Strict):
     """avg@n and unbiased pass@k of `policy_uri` on each validation set.
 
-    Writes `output_uri`/samples.parquet, report.json and _SUCCESS last; then, with
-    `analysis`, refreshes the run-level analysis.
+    Writes the report (JSON) to `report_uri`, every sample to `output_uri`/samples.parquet
+    and `_SUCCESS` under `output_uri` last; then, with `analysis`, refreshes the run-level
+    analysis.
     """
 
     run: RunRef = RunRef()
     policy_uri: str
+    report_uri: str
     output_uri: str
     validation: list[ValidationSet] = Field(min_length=1)
     max_prompt_tokens: int = Field(1024, ge=1)
     max_response_tokens: int = Field(2048, ge=1)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    reward_format: AnswerFormat = "boxed-or-answer"
     engine: Engine = "auto"
     seed: int = 0
     analysis: RunAnalysisConfig | None = None

@@ -1,12 +1,17 @@
 """The exploration phase: DAPO RL from the iteration's starting policy for N steps.
 
-Per step: sample n responses for each of `prompts_per_step` prompts, verify and
-shape rewards, cache EVERY rollout (one parquet per step, before dynamic sampling
-drops anything: the filter's success rates need the all-right and all-wrong groups
-too), keep the informative groups (more rounds if too few), then update the policy
-with DAPO's clipped, token-mean loss and push the new weights to the rollout engine.
-Checkpoints every `checkpoint_every` steps; a restarted phase resumes from the last
-one, draws the same prompts and rewrites (never appends to) a step's file.
+Per step, as verl's DAPO recipe does it: sample n responses for each of `oversample x
+prompts_per_step` prompts, grade and shape rewards, keep the groups of mixed
+correctness, and sample more rounds (at most `max_generation_rounds`) until
+`prompts_per_step` of them are found; take exactly that many. Every rollout of every
+round is cached first (one parquet per step: the filter's success rates need the
+all-right and all-wrong groups too). The kept groups make fixed mini-batches of
+`groups_per_update` groups, one optimizer update each, with DAPO's clipped,
+token-mean loss: a step short of groups takes fewer updates, never smaller ones, and
+one without a single mini-batch is skipped and counted. The new weights then go to
+the rollout engine. Checkpoints every `checkpoint_every` steps; a restarted phase
+resumes from the last one, draws the same prompts and rewrites (never appends to) a
+step's file.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import pyarrow.parquet as pq
@@ -43,8 +49,8 @@ def sampling_seed(seed: int, step: int, generation_round: int, rank: int) -> int
     return ((seed * 1_000_003 + step) * 31 + generation_round) * 4099 + rank
 
 
-def trajectory_uri(output_uri: str, step: int) -> str:
-    return store.join(output_uri, "trajectories", f"step-{step:06d}.parquet")
+def trajectory_uri(trajectories_uri: str, step: int) -> str:
+    return store.join(trajectories_uri, f"step-{step:06d}.parquet")
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,19 @@ def dapo_checkpoints(output_uri: str) -> checkpoint.Checkpoints:
     )
 
 
-def training_sequences(groups: list[Group], overlong_filtering: bool) -> list[TrainSequence]:
-    """Flatten kept groups into sequences carrying their group-normalised advantage."""
+def mini_batches(groups: Sequence[Group], groups_per_update: int) -> list[list[Group]]:
+    """Consecutive mini-batches of exactly `groups_per_update` groups, one update each; the
+    groups of a shortfall that fill no whole mini-batch are left out."""
+    updates = len(groups) // groups_per_update
+    return [
+        list(groups[index * groups_per_update : (index + 1) * groups_per_update])
+        for index in range(updates)
+    ]
+
+
+def training_sequences(groups: Sequence[Group], overlong_filtering: bool) -> list[TrainSequence]:
+    """The sequences of the loss with their group-normalised advantages; with overlong
+    filtering a truncated response counts in its group's advantage but not in the loss."""
     sequences = []
     for group in groups:
         rewards = torch.tensor([[rollout.reward for rollout in group.rollouts]])
@@ -71,9 +88,10 @@ def training_sequences(groups: list[Group], overlong_filtering: bool) -> list[Tr
             [rollout.completion.truncated for rollout in group.rollouts], overlong_filtering
         )
         for rollout, advantage, used in zip(group.rollouts, advantages, in_loss, strict=True):
-            sequences.append(
-                TrainSequence(group.task.token_ids, rollout.completion.token_ids, advantage, used)
-            )
+            if used:
+                sequences.append(
+                    TrainSequence(group.task.token_ids, rollout.completion.token_ids, advantage)
+                )
     return sequences
 
 
@@ -84,6 +102,49 @@ class StepRollouts:
     rounds: int
     data_position: int
     seconds: float
+
+
+RoundGenerator = Callable[[int, list[int]], list[Group]]  # (round, prompt indices) -> groups
+
+
+def collect_groups(
+    config: DapoPhaseConfig,
+    step: int,
+    data_position: int,
+    num_prompts: int,
+    generate: RoundGenerator,
+) -> StepRollouts:
+    """Generation rounds of `oversample x prompts_per_step` prompts until `prompts_per_step`
+    groups of mixed correctness are found (at most `max_generation_rounds`); the first
+    that many in generation order are kept. Without dynamic sampling: one round of
+    `prompts_per_step` prompts, all kept."""
+    started = time.perf_counter()
+    all_groups: list[Group] = []
+    kept: list[Group] = []
+    rounds = 0
+    per_round = config.prompts_per_step * (config.oversample if config.dynamic_sampling else 1)
+    while rounds < config.max_generation_rounds and len(kept) < config.prompts_per_step:
+        rounds += 1
+        groups = generate(
+            rounds, data.prompt_order(data_position, per_round, num_prompts, config.seed)
+        )
+        data_position += per_round
+        all_groups += groups
+        if not config.dynamic_sampling:
+            kept = groups
+            break
+        kept += [groups[i] for i in informative_groups([g.correct for g in groups])]
+    if len(kept) < config.prompts_per_step:
+        log.warning(
+            "step %d: dynamic sampling found %d of %d informative groups in %d generation "
+            "rounds (max_generation_rounds); the step takes fewer updates",
+            step,
+            len(kept),
+            config.prompts_per_step,
+            rounds,
+        )
+    seconds = time.perf_counter() - started
+    return StepRollouts(all_groups, kept[: config.prompts_per_step], rounds, data_position, seconds)
 
 
 class DapoPhase:
@@ -104,10 +165,12 @@ class DapoPhase:
             max_model_len=config.max_prompt_tokens + config.max_response_tokens,
             seed=config.seed,
         )
-        total_updates = config.steps * config.updates_per_step
-        self.trainer: TrainEngine = build_trainer(model, config.training, total_updates)
+        self.trainer: TrainEngine = build_trainer(model, config.training, config.steps)
         self.shape = RewardShape(
-            config.max_response_tokens, config.overlong_buffer, config.overlong_penalty
+            config.reward_format,
+            config.max_response_tokens,
+            config.overlong_buffer,
+            config.overlong_penalty,
         )
 
     def _prompt_tasks(self, records: list[data.PromptRecord]) -> list[PromptTask]:
@@ -132,57 +195,30 @@ class DapoPhase:
         return tasks
 
     def collect(self, step: int, data_position: int) -> StepRollouts:
-        """Generation rounds until enough informative groups (or max_generation_rounds)."""
-        config = self.config
-        started = time.perf_counter()
-        all_groups: list[Group] = []
-        kept: list[Group] = []
-        rounds = 0
         self.engine.wake()
-        while rounds < config.max_generation_rounds:
-            rounds += 1
-            order = data.prompt_order(
-                data_position, config.prompts_per_step, len(self.tasks), config.seed
-            )
-            data_position += config.prompts_per_step
-            sampling = SamplingSpec(
-                n=config.group_size,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                max_tokens=config.max_response_tokens,
-                seed=sampling_seed(config.seed, step, rounds, self.layout.rank),
-            )
-            groups = generate_round(
-                self.engine,
-                [self.tasks[i] for i in order],
-                sampling,
-                rounds,
-                self.shape,
-                self.layout.rank,
-                self.layout.world_size,
-            )
-            all_groups += groups
-            if not config.dynamic_sampling:
-                kept = groups
-                break
-            kept += [groups[i] for i in informative_groups([g.correct for g in groups])]
-            if len(kept) >= config.prompts_per_step:
-                break
-        if config.dynamic_sampling and len(kept) < config.prompts_per_step:
-            log.warning(
-                "step %d: dynamic sampling found only %d of %d informative groups after %d "
-                "generation rounds (max_generation_rounds); training on those",
-                step,
-                len(kept),
-                config.prompts_per_step,
-                rounds,
-            )
-        return StepRollouts(
-            all_groups,
-            kept[: config.prompts_per_step],
-            rounds,
-            data_position,
-            time.perf_counter() - started,
+
+        def generate(generation_round: int, order: list[int]) -> list[Group]:
+            return self.generate(step, generation_round, [self.tasks[i] for i in order])
+
+        return collect_groups(self.config, step, data_position, len(self.tasks), generate)
+
+    def generate(self, step: int, generation_round: int, tasks: list[PromptTask]) -> list[Group]:
+        config = self.config
+        sampling = SamplingSpec(
+            n=config.group_size,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_response_tokens,
+            seed=sampling_seed(config.seed, step, generation_round, self.layout.rank),
+        )
+        return generate_round(
+            self.engine,
+            tasks,
+            sampling,
+            generation_round,
+            self.shape,
+            self.layout.rank,
+            self.layout.world_size,
         )
 
     def cache_trajectories(self, rollouts: StepRollouts, step: int) -> None:
@@ -190,7 +226,7 @@ class DapoPhase:
             table = trajectory_table(rollouts.all_groups, step, policy_version=step - 1)
             sink = io.BytesIO()
             pq.write_table(table, sink)
-            store.write_bytes(trajectory_uri(self.config.output_uri, step), sink.getvalue())
+            store.write_bytes(trajectory_uri(self.config.trajectories_uri, step), sink.getvalue())
 
     def push_weights(self) -> None:
         self.engine.load_weights(self.trainer.gathered_state_dict().items())
@@ -214,8 +250,7 @@ class DapoPhase:
             self.cache_trajectories(rollouts, step)
             write_seconds = time.perf_counter() - write_started
             self.engine.sleep()
-            sequences = training_sequences(rollouts.kept_groups, config.overlong_filtering)
-            train_stats = update_policy(self.trainer, sequences, config, self.tokenizer)
+            train_stats = self.update(step, rollouts.kept_groups)
             sync_started = time.perf_counter()
             self.push_weights()
             sync_seconds = time.perf_counter() - sync_started
@@ -231,19 +266,38 @@ class DapoPhase:
             metrics.close()
         self.finish(start.step)
 
+    def update(self, step: int, kept_groups: list[Group]) -> dict[str, float]:
+        config = self.config
+        batches = [
+            training_sequences(groups, config.overlong_filtering)
+            for groups in mini_batches(kept_groups, config.groups_per_update)
+        ]
+        if not batches:
+            log.warning(
+                "step %d skipped: %d informative groups, fewer than one update's %d",
+                step,
+                len(kept_groups),
+                config.groups_per_update,
+            )
+        self.trainer.set_schedule_step(step - 1)
+        stats = update_policy(self.trainer, batches, config, int(self.tokenizer.pad_token_id))
+        return stats | {"skipped_step": float(not batches), "lr": self.trainer.lr}
+
     def finish(self, resumed_step: int) -> None:
         state_dict = self.trainer.gathered_state_dict()
         dist.barrier()
         if dist.is_main():
-            policy_uri = store.join(self.config.output_uri, "policy")
-            policy.save_policy_state(self.trainer.module, self.tokenizer, policy_uri, state_dict)
+            config = self.config
+            policy.save_policy_state(
+                self.trainer.module, self.tokenizer, config.rl_policy_uri, state_dict
+            )
             store.write_marker(
-                self.config.output_uri,
+                config.output_uri,
                 {
-                    "steps": self.config.steps,
+                    "steps": config.steps,
                     "resumed_from_step": resumed_step,
-                    "policy_uri": policy_uri,
-                    "trajectories_uri": store.join(self.config.output_uri, "trajectories"),
+                    "policy_uri": config.rl_policy_uri,
+                    "trajectories_uri": config.trajectories_uri,
                     "prompts": len(self.tasks),
                 },
             )

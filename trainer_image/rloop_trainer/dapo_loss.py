@@ -10,6 +10,9 @@ from collections.abc import Sequence
 
 import torch
 
+# verl's bound (core_algos.compute_policy_loss): exp(20) is large yet finite in fp32.
+LOG_RATIO_BOUND = 20.0
+
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """(r - mean_g) / (std_g + eps) within each group (DAPO eq. 9, GRPO's estimator).
@@ -27,28 +30,27 @@ def clipped_policy_loss(
     advantages: torch.Tensor,
     clip_low: float,
     clip_high: float,
-    dual_clip: float | None = None,
+    dual_clip: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token clip-higher PPO loss (DAPO eq. 10) with optional dual clip (Ye et al. 2020).
+    """Per-token clip-higher PPO loss (DAPO eq. 10) with dual clip (Ye et al. 2020).
 
-    loss_t = max(-A r_t, -A clip(r_t, 1 - clip_low, 1 + clip_high)); for A < 0 and a
-    dual-clip bound c, loss_t = min(loss_t, -A c).
+    loss_t = max(-A r_t, -A clip(r_t, 1 - clip_low, 1 + clip_high)), and for A < 0
+    loss_t = min(loss_t, -A dual_clip). r_t = exp(log_probs - old_log_probs), the
+    log-ratio clamped to +-LOG_RATIO_BOUND first as verl does: a token whose ratio
+    overflows would otherwise give an infinite loss and gradient.
     log_probs, old_log_probs: (B, T); advantages: (B,) or (B, T).
     Returns (loss (B, T), clipped (B, T) bool: where a clip bound is the active term).
     """
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(-1).expand_as(log_probs)
-    ratio = torch.exp(log_probs - old_log_probs)
+    log_ratio = torch.clamp(log_probs - old_log_probs, -LOG_RATIO_BOUND, LOG_RATIO_BOUND)
+    ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     loss = torch.maximum(unclipped, clipped)
-    clip_active = clipped > unclipped
-    if dual_clip is not None:
-        bound = -advantages * dual_clip
-        dual_active = (advantages < 0) & (loss > bound)
-        loss = torch.where(dual_active, bound, loss)
-        clip_active = clip_active | dual_active
-    return loss, clip_active
+    bound = -advantages * dual_clip
+    dual_active = (advantages < 0) & (loss > bound)
+    return torch.where(dual_active, bound, loss), (clipped > unclipped) | dual_active
 
 
 def token_mean(values: torch.Tensor, mask: torch.Tensor, global_token_count: float) -> torch.Tensor:

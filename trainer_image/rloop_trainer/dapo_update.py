@@ -1,12 +1,12 @@
-"""The DAPO policy update of one step, spread over the ranks.
+"""The DAPO policy updates of one step, spread over the ranks.
 
-The kept sequences are cut into `updates_per_step` mini-batches; each rank takes
-every world_size-th sequence of a mini-batch and cuts its share into micro-batches of
-similar lengths (less padding). Every rank runs the same number
-of backward passes (ZeRO reduces during backward), padding with a zero-loss pass
-where it has fewer micro-batches. The loss is normalised by the mini-batch's
-response-token count summed over all ranks, so the gradient is the same however
-the batch is sharded.
+A step's kept groups come in mini-batches of a fixed number of groups
+(`DapoPhaseConfig.groups_per_update`), one optimizer update each. Each rank takes every
+world_size-th sequence of a mini-batch and cuts its share into micro-batches of similar
+lengths (less padding). The loss is normalised by the mini-batch's response-token count
+summed over all ranks, so the gradient is the same however the batch is sharded.
+Log-probabilities are taken at the sampling temperature, the distribution the rollouts
+were drawn from.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from rloop_trainer import dist
+from rloop_trainer.batches import MicroBatch, accumulate, by_length, collate
 from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo_loss import clipped_policy_loss, token_mean
-from rloop_trainer.training import TrainEngine, pad_sequences
+from rloop_trainer.training import TrainEngine, UpdateOutcome
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,21 @@ class TrainSequence:
     prompt_ids: list[int]
     response_ids: list[int]
     advantage: float
-    in_loss: bool
 
 
-def split_evenly(items: Sequence[TrainSequence], parts: int) -> list[list[TrainSequence]]:
-    """`parts` contiguous slices whose sizes differ by at most one."""
-    size, extra = divmod(len(items), parts)
-    slices, start = [], 0
-    for index in range(parts):
-        end = start + size + (1 if index < extra else 0)
-        slices.append(list(items[start:end]))
-        start = end
-    return slices
+@dataclass(frozen=True)
+class PolicyBatch:
+    """A micro-batch of the policy loss: its tokens, each row's advantage (B,), and the
+    rollout policy's log-probs (B, L - 1), or None when that is the current policy."""
+
+    tokens: MicroBatch
+    advantages: torch.Tensor
+    old_log_probs: torch.Tensor | None = None
 
 
 class _Totals:
+    """Sums over this rank's loss tokens, for the step's metrics."""
+
     def __init__(self) -> None:
         self.tokens = 0.0
         self.clipped = 0.0
@@ -51,128 +52,105 @@ class _Totals:
         self.sequence_tokens = 0.0
 
 
-def micro_batches(local: Sequence[TrainSequence], size: int) -> list[list[TrainSequence]]:
-    """`local` sorted by length and cut into micro-batches of `size` (the last may be
-    shorter), so each pads to lengths close to its own. The loss is a token sum over a
-    global token count, so the grouping leaves the gradient unchanged."""
-    ordered = sorted(local, key=lambda s: len(s.prompt_ids) + len(s.response_ids))
-    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
-
-
-def _padded(
-    trainer: TrainEngine, micro: list[TrainSequence], pad_token_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """input_ids (B, L), attention_mask (B, L) and loss mask (B, L-1) on the trainer's device."""
-    input_ids, attention_mask, response_mask = pad_sequences(
-        [s.prompt_ids for s in micro], [s.response_ids for s in micro], pad_token_id
-    )
-    in_loss = torch.tensor([float(s.in_loss) for s in micro]).unsqueeze(-1)
-    device = trainer.device
-    return input_ids.to(device), attention_mask.to(device), (response_mask * in_loss).to(device)
-
-
-def _padding_pass(trainer: TrainEngine, pad_token_id: int) -> None:
-    """A backward pass that adds nothing, so this rank joins ZeRO's collectives."""
-    input_ids = torch.full((1, 2), pad_token_id, dtype=torch.long, device=trainer.device)
-    log_probs = trainer.next_token_log_probs(input_ids, torch.ones_like(input_ids))
-    trainer.backward(log_probs.sum() * 0.0)
+def _rank_micro_batches(
+    mini_batch: Sequence[TrainSequence], config: DapoPhaseConfig, pad_token_id: int
+) -> list[PolicyBatch]:
+    """This rank's share of a mini-batch, as length-sorted micro-batches on CPU."""
+    layout = dist.layout_from_env()
+    share = mini_batch[layout.rank :: layout.world_size]
+    max_tokens = config.max_prompt_tokens + config.max_response_tokens
+    return [
+        PolicyBatch(
+            collate(
+                [s.prompt_ids for s in micro],
+                [s.response_ids for s in micro],
+                pad_token_id,
+                max_tokens,
+            ),
+            torch.tensor([s.advantage for s in micro]),
+        )
+        for micro in by_length(
+            share, config.training.micro_batch, lambda s: len(s.prompt_ids) + len(s.response_ids)
+        )
+    ]
 
 
 @torch.no_grad()
-def _old_log_probs(
-    trainer: TrainEngine, micros: list[list[TrainSequence]], pad_token_id: int
-) -> list[torch.Tensor]:
-    """Log-probs (B, L-1) of the policy that generated the rollouts, one per micro-batch."""
-    rows: list[torch.Tensor] = []
-    for micro in micros:
-        input_ids, attention_mask, _ = _padded(trainer, micro, pad_token_id)
-        rows.append(trainer.next_token_log_probs(input_ids, attention_mask))
-    return rows
+def _with_old_log_probs(
+    trainer: TrainEngine, micro_batches: list[PolicyBatch], temperature: float
+) -> list[PolicyBatch]:
+    """The micro-batches with the log-probs of the policy that generated the rollouts."""
+    with_old = []
+    for batch in micro_batches:
+        tokens = batch.tokens.to(trainer.device)
+        old = trainer.next_token_log_probs(
+            tokens.input_ids, tokens.attention_mask, temperature=temperature
+        )
+        with_old.append(PolicyBatch(batch.tokens, batch.advantages, old))
+    return with_old
 
 
-def _micro_step(
+def _policy_loss(
     trainer: TrainEngine,
-    micro: list[TrainSequence],
-    old_log_probs: torch.Tensor | None,
+    batch: PolicyBatch,
     config: DapoPhaseConfig,
-    pad_token_id: int,
     global_tokens: float,
     totals: _Totals,
-) -> None:
-    """Forward and backward of one micro-batch's share of the clipped loss. Without
-    `old_log_probs` the rollout policy is the current one (the ratio is 1)."""
-    input_ids, attention_mask, mask = _padded(trainer, micro, pad_token_id)
-    log_probs, entropy = trainer.next_token_log_probs_and_entropy(input_ids, attention_mask)
-    advantages = torch.tensor([s.advantage for s in micro], device=trainer.device)
-    loss, clipped = clipped_policy_loss(
-        log_probs,
-        log_probs.detach() if old_log_probs is None else old_log_probs,
-        advantages,
-        config.clip_low,
-        config.clip_high,
-        config.dual_clip,
+) -> torch.Tensor:
+    """This micro-batch's share of the mini-batch's token-mean clipped loss."""
+    tokens = batch.tokens.to(trainer.device)
+    log_probs, entropy = trainer.next_token_log_probs_and_entropy(
+        tokens.input_ids, tokens.attention_mask, temperature=config.temperature
     )
-    trainer.backward(token_mean(loss, mask, global_tokens))
+    old = log_probs.detach() if batch.old_log_probs is None else batch.old_log_probs
+    advantages = batch.advantages.to(trainer.device)
+    loss, clipped = clipped_policy_loss(
+        log_probs, old, advantages, config.clip_low, config.clip_high, config.dual_clip
+    )
+    mask = tokens.target_mask
     with torch.no_grad():
         totals.tokens += float(mask.sum())
         totals.clipped += float((clipped.float() * mask).sum())
         totals.entropy += float((entropy * mask).sum())
-        totals.sequence_tokens += sum(len(s.prompt_ids) + len(s.response_ids) for s in micro)
+        totals.sequence_tokens += float(tokens.attention_mask.sum())
+    return token_mean(loss, mask, global_tokens)
 
 
 def update_policy(
     trainer: TrainEngine,
-    sequences: Sequence[TrainSequence],
+    mini_batches: Sequence[Sequence[TrainSequence]],
     config: DapoPhaseConfig,
-    tokenizer: PreTrainedTokenizerBase,
+    pad_token_id: int,
 ) -> dict[str, float]:
-    """Run the step's optimizer updates; returns loss-side metrics."""
-    if not sequences:
-        return dict.fromkeys(
-            ("clip_fraction", "token_entropy", "grad_norm", "train_tokens_per_s", "time_train_s"),
-            0.0,
-        ) | {"lr": trainer.lr}
-    layout = dist.layout_from_env()
-    pad_token_id = int(tokenizer.pad_token_id)
-    micro_batch = config.training.micro_batch
-    totals, grad_norms = _Totals(), []
+    """One optimizer update per mini-batch (DAPO eq. 10-12); returns loss-side metrics.
+
+    The first update's rollout policy is the current one (ratio 1); the later ones need
+    its log-probs, taken before the first update changes the weights."""
     started = time.perf_counter()
-    plan = [
-        micro_batches(part[layout.rank :: layout.world_size], micro_batch)
-        for part in split_evenly(sequences, config.updates_per_step)
-    ]
-    # With one update per step the rollout policy IS the current policy: the ratio is 1.
-    old = (
-        [_old_log_probs(trainer, micros, pad_token_id) for micros in plan]
-        if config.updates_per_step > 1
-        else None
-    )
-    for index, micros in enumerate(plan):
-        in_loss_tokens = sum(len(s.response_ids) for micro in micros for s in micro if s.in_loss)
-        global_tokens = dist.all_reduce_float(float(in_loss_tokens))
-        local_sequences = sum(len(micro) for micro in micros)
-        for micro_index in range(trainer.micro_batch_count(local_sequences)):
-            if micro_index >= len(micros):
-                _padding_pass(trainer, pad_token_id)
-                continue
-            old_log_probs = None if old is None else old[index][micro_index]
-            _micro_step(
-                trainer,
-                micros[micro_index],
-                old_log_probs,
-                config,
-                pad_token_id,
-                global_tokens,
-                totals,
-            )
-        grad_norms.append(trainer.step())
-    seconds = time.perf_counter() - started
+    plans = [_rank_micro_batches(mini, config, pad_token_id) for mini in mini_batches]
+    plans[1:] = [_with_old_log_probs(trainer, plan, config.temperature) for plan in plans[1:]]
+    totals, outcomes = _Totals(), []
+    for plan in plans:
+        global_tokens = dist.all_reduce_float(sum(b.tokens.target_tokens for b in plan))
+        loss_of = partial(
+            _policy_loss, trainer, config=config, global_tokens=global_tokens, totals=totals
+        )
+        accumulate(trainer, plan, loss_of)
+        outcomes.append(trainer.step())
+    return _update_metrics(totals, outcomes, time.perf_counter() - started)
+
+
+def _update_metrics(
+    totals: _Totals, outcomes: Sequence[UpdateOutcome], seconds: float
+) -> dict[str, float]:
     tokens = max(dist.all_reduce_float(totals.tokens), 1.0)
+    applied = [o.grad_norm for o in outcomes if not o.skipped]
     return {
+        "updates": float(len(outcomes)),
+        "skipped_updates": float(len(outcomes) - len(applied)),
         "clip_fraction": dist.all_reduce_float(totals.clipped) / tokens,
         "token_entropy": dist.all_reduce_float(totals.entropy) / tokens,
-        "grad_norm": sum(grad_norms) / len(grad_norms),
+        "grad_norm": sum(applied) / len(applied) if applied else 0.0,
         "train_tokens_per_s": dist.all_reduce_float(totals.sequence_tokens) / max(seconds, 1e-9),
         "time_train_s": seconds,
-        "lr": trainer.lr,
     }

@@ -1,11 +1,11 @@
 """Eval phase: avg@n and unbiased pass@k of a policy on each validation set.
 
 For every problem the rollout engine draws `samples` responses; math-verify
-decides each one. Written under `output_uri`:
-    samples.parquet   every problem's samples and verdicts (eval_samples.py)
-    report.json       {"policy_uri": ..., "sets": {name: {"avg@n": .., "pass@k": {"8": ..},
-                                                          "problems": .., "samples": n}}}
-    _SUCCESS          the same payload as report.json, last
+decides each one. Written:
+    report_uri        {"policy_uri": ..., "sets": {name: {"avg@n": .., "pass@k": {"8": ..},
+                                                    "problems": .., "samples": n}}}
+    output_uri/samples.parquet   every problem's samples and verdicts (eval_samples.py)
+    output_uri/_SUCCESS          the same payload as the report, last
 Then, with `analysis` in the config, the run-level analysis is refreshed
 (run_analysis.py); its failure is logged and leaves the evaluation standing.
 """
@@ -22,7 +22,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from rloop_trainer import data, dist, fencing, policy, reward, store, termination
-from rloop_trainer.config import EvalPhaseConfig, RunAnalysisConfig, ValidationSet
+from rloop_trainer.config import AnswerFormat, EvalPhaseConfig, RunAnalysisConfig, ValidationSet
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.eval_samples import ProblemSamples, write_samples
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
@@ -76,17 +76,22 @@ def encode_problems(
 
 
 def sample_problems(
-    engine: RolloutEngine, set_name: str, problems: Sequence[Problem], sampling: SamplingSpec
+    engine: RolloutEngine,
+    set_name: str,
+    problems: Sequence[Problem],
+    sampling: SamplingSpec,
+    answer_format: AnswerFormat,
 ) -> list[ProblemSamples]:
-    """Each problem's `sampling.n` responses, verified; generated a chunk of problems at a time."""
+    """Each problem's `sampling.n` responses, graded as DAPO grades them; generated a chunk
+    of problems at a time."""
     sampled: list[ProblemSamples] = []
     for chunk_index, start in enumerate(range(0, len(problems), PROBLEMS_PER_CALL)):
         chunk = problems[start : start + PROBLEMS_PER_CALL]
         chunk_sampling = replace(sampling, seed=sampling.seed + chunk_index)
         completions = engine.generate([p.token_ids for p in chunk], chunk_sampling)
-        responses = [c.text for samples in completions for c in samples]
         truths = [p.ground_truth for p in chunk for _ in range(sampling.n)]
-        flat = reward.score_correct(responses, truths)
+        flat_completions = [c for samples in completions for c in samples]
+        flat = [v.correct for v in reward.grade(flat_completions, truths, answer_format)]
         for i, (problem, samples) in enumerate(zip(chunk, completions, strict=True)):
             sampled.append(
                 ProblemSamples(
@@ -129,14 +134,15 @@ def evaluate_set(
         max_tokens=config.max_response_tokens,
         seed=config.seed,
     )
-    sampled = sample_problems(engine, validation.name, problems, sampling)
+    sampled = sample_problems(engine, validation.name, problems, sampling, config.reward_format)
     summary = summarize_set([s.verdicts for s in sampled], validation.pass_at)
     log.info("%s: avg@%d %.4f", validation.name, validation.samples, summary["avg@n"])
     return summary, sampled
 
 
 def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
-    """`rloop-trainer eval`: policy_uri -> output_uri/report.json, then _SUCCESS."""
+    """`rloop-trainer eval`: policy_uri -> report_uri and output_uri/samples.parquet, then
+    output_uri/_SUCCESS."""
     # Bad validation data fails before this attempt claims the output and loads the model.
     records = {v.name: data.load_prompts(v.uri) for v in config.validation}
     with fencing.claimed(config.output_uri):
@@ -169,9 +175,7 @@ def evaluate_policy(
     report: dict[str, object] = {"policy_uri": config.policy_uri, "sets": sets}
     store.retract_marker(config.output_uri)
     write_samples(config.output_uri, sampled)
-    store.write_bytes(
-        store.join(config.output_uri, "report.json"), json.dumps(report, indent=2).encode()
-    )
+    store.write_bytes(config.report_uri, json.dumps(report, indent=2).encode())
     store.write_marker(config.output_uri, report)
     termination.write_report(report)
     if config.analysis is not None:

@@ -296,7 +296,7 @@ def build_expert_set(
 
 
 def run_filter_phase(config: FilterPhaseConfig) -> FilterReport:
-    """`rloop-trainer filter`: trajectories -> output_uri/{data.parquet, report.json, _SUCCESS}."""
+    """`rloop-trainer filter`: trajectories -> expert_uri, report_uri; output_uri/_SUCCESS."""
     uris = store.list_uris(config.trajectories_uri, suffix=".parquet")
     if not uris:
         raise PhaseError(
@@ -313,8 +313,8 @@ def filter_trajectories(config: FilterPhaseConfig, uris: list[str]) -> FilterRep
     staging = Path(tempfile.mkdtemp(prefix="rloop-filter-"))
     try:
         report = build_expert_set(TrajectoryFiles(uris), config, staging / "data.parquet")
-        (staging / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-        store.upload_dir(staging, config.output_uri)
+        store.write_bytes(config.expert_uri, (staging / "data.parquet").read_bytes())
+        store.write_bytes(config.report_uri, (json.dumps(asdict(report), indent=2) + "\n").encode())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if report.kept_samples == 0:
@@ -326,6 +326,6 @@ def filter_trajectories(config: FilterPhaseConfig, uris: list[str]) -> FilterRep
         report.rollouts,
         report.hard_prompts,
         report.kept_samples,
-        config.output_uri,
+        config.expert_uri,
     )
     return report

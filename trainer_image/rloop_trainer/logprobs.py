@@ -7,6 +7,10 @@ output layer runs on `chunk_tokens` positions at a time and, when there is more 
 one chunk, each is checkpointed, so only one chunk's logits exist at once, in forward
 and in backward; the softmax is taken in fp32 when the model computes in a narrower type.
 
+The distribution is softmax(logits / temperature): rollouts are sampled from it (vLLM
+and transformers divide the logits by the temperature), so the policy update's
+importance ratios and the rollouts' entropies must use it too (as verl's actor does).
+
 Shapes: B sequences, T positions, H hidden size, V vocabulary.
 """
 
@@ -30,12 +34,13 @@ def _chunk_log_probs(
     hidden: torch.Tensor,
     targets: torch.Tensor,
     output_layer: OutputLayer,
+    temperature: float,
     entropy_sink: list[torch.Tensor] | None,
 ) -> torch.Tensor:
     """(N, H), (N,) -> (N,) log p(target). With a sink, the first call also appends the
     (N,) entropies, without gradient; the checkpoint's recompute in backward (same
     arguments, the sink now full) skips them."""
-    logits = _at_least_fp32(output_layer(hidden))
+    logits = _at_least_fp32(output_layer(hidden)) / temperature
     log_z = torch.logsumexp(logits, dim=-1)
     if entropy_sink is not None and not entropy_sink:
         with torch.no_grad():  # in place: one (N, V) temporary, not two
@@ -47,6 +52,7 @@ def _over_chunks(
     hidden: torch.Tensor,
     targets: torch.Tensor,
     output_layer: OutputLayer,
+    temperature: float,
     chunk_tokens: int,
     with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -64,7 +70,7 @@ def _over_chunks(
     for start in range(0, batch * positions, chunk_tokens):
         rows = slice(start, start + chunk_tokens)
         sink: list[torch.Tensor] | None = [] if with_entropy else None
-        args = (flat_hidden[rows], flat_targets[rows], output_layer, sink)
+        args = (flat_hidden[rows], flat_targets[rows], output_layer, temperature, sink)
         if checkpointed:
             log_probs.append(checkpoint(_chunk_log_probs, *args, use_reentrant=False))
         else:
@@ -81,10 +87,14 @@ def next_token_log_probs(
     hidden: torch.Tensor,
     targets: torch.Tensor,
     output_layer: OutputLayer,
+    temperature: float,
     chunk_tokens: int = LOGIT_CHUNK_TOKENS,
 ) -> torch.Tensor:
-    """log p(targets[b, t] | hidden[b, t]), at least fp32. (B, T, H), (B, T) -> (B, T)."""
-    log_probs, _ = _over_chunks(hidden, targets, output_layer, chunk_tokens, with_entropy=False)
+    """log p(targets[b, t] | hidden[b, t]) at `temperature`, at least fp32.
+    (B, T, H), (B, T) -> (B, T)."""
+    log_probs, _ = _over_chunks(
+        hidden, targets, output_layer, temperature, chunk_tokens, with_entropy=False
+    )
     return log_probs
 
 
@@ -92,10 +102,13 @@ def next_token_log_probs_and_entropy(
     hidden: torch.Tensor,
     targets: torch.Tensor,
     output_layer: OutputLayer,
+    temperature: float,
     chunk_tokens: int = LOGIT_CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """As `next_token_log_probs`, plus each position's entropy (B, T), which carries no
     gradient (DAPO reports it; the loss has no entropy term)."""
-    log_probs, entropy = _over_chunks(hidden, targets, output_layer, chunk_tokens, True)
+    log_probs, entropy = _over_chunks(
+        hidden, targets, output_layer, temperature, chunk_tokens, True
+    )
     assert entropy is not None
     return log_probs, entropy

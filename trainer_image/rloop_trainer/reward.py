@@ -1,4 +1,12 @@
-"""Verifiable rewards: math-verify correctness, +1/-1, and DAPO's soft overlong penalty.
+"""Verifiable rewards: the answer a response commits to, math-verify's verdict on it,
++1/-1, and DAPO's soft overlong penalty.
+
+Only the answer the response commits to is graded (`answer_format`): the last
+`\\boxed{}` (Qwen-Math's convention) or the last `Answer:` line (the DAPO-17k prompt
+asks for "Answer: $Answer"). A number anywhere else is never graded: math-verify on a
+whole response grades its last number, so "Let x = 5. Then ... I give up." would
+count for gold 5. `any` keeps that whole-response grading for base models that
+follow no format.
 
 math-verify's own timeouts use SIGALRM (main thread only) and raise a
 BaseException, and a pathological answer can still spin in C code where no signal
@@ -14,15 +22,27 @@ import atexit
 import logging
 import multiprocessing
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rloop_trainer.config import AnswerFormat
+
+if TYPE_CHECKING:  # the spawned verifier workers import this module: no torch there
+    from rloop_trainer.rollout.base import Completion
 
 log = logging.getLogger(__name__)
 
 _MATH_VERIFY_TIMEOUT_S = 5
+# The longest answer of MATH-500 has 159 characters (verl's math_dapo.py); a longer
+# "answer" is a runaway generation, wrong without spending a worker's time on it.
+MAX_ANSWER_CHARS = 1000
+# verl's Minerva pattern (math_dapo.py): what follows the last "Answer:" on its line.
+_ANSWER_LINE = re.compile(r"(?i)answer\s*:[ \t]*([^\n]*)")
 
 
 def last_boxed(text: str) -> str | None:
@@ -42,16 +62,39 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def is_correct(response: str, ground_truth: str) -> bool:
-    """math-verify's verdict, gold first; runs in the calling process (use a Verifier)."""
+def last_answer_line(text: str) -> str | None:
+    """What follows the last `Answer:` on its line, without Markdown emphasis, math
+    delimiters or a final full stop: `**Answer:** $\\frac{1}{2}$.` -> `\\frac{1}{2}`."""
+    matches = _ANSWER_LINE.findall(text)
+    if not matches:
+        return None
+    answer: str = matches[-1].strip().strip("*").strip().removesuffix(".").strip()
+    if answer.startswith("\\(") and answer.endswith("\\)"):
+        answer = answer[2:-2]
+    return answer.strip("$").strip()
+
+
+def gradable_answer(response: str, answer_format: AnswerFormat) -> str | None:
+    """The text math-verify parses for `response`, or None when the response commits to
+    no answer in `answer_format` (then it is wrong without a check)."""
+    if answer_format == "any":
+        boxed = last_boxed(response)
+        return response if boxed is None else f"\\boxed{{{boxed}}}"
+    answer = last_boxed(response) if answer_format != "answer-line" else None
+    if answer is None and answer_format != "boxed":
+        answer = last_answer_line(response)
+    if not answer or len(answer) > MAX_ANSWER_CHARS:
+        return None
+    return f"\\boxed{{{answer}}}"
+
+
+def is_correct(answer: str, ground_truth: str) -> bool:
+    """math-verify's verdict on a `gradable_answer`, gold first; runs in the calling
+    process (use a Verifier)."""
     from math_verify import parse, verify
 
     try:
-        boxed = last_boxed(response)
-        prediction = parse(
-            response if boxed is None else f"\\boxed{{{boxed}}}",
-            parsing_timeout=_MATH_VERIFY_TIMEOUT_S,
-        )
+        prediction = parse(answer, parsing_timeout=_MATH_VERIFY_TIMEOUT_S)
         gold = parse(f"\\boxed{{{ground_truth}}}", parsing_timeout=_MATH_VERIFY_TIMEOUT_S)
         if not gold or not prediction:
             return False
@@ -68,8 +111,8 @@ def _worker_main(connection: Connection) -> None:
         task = connection.recv()
         if task is None:
             return
-        index, response, ground_truth = task
-        connection.send((index, is_correct(response, ground_truth)))
+        index, answer, ground_truth = task
+        connection.send((index, is_correct(answer, ground_truth)))
 
 
 class _Worker:
@@ -82,8 +125,8 @@ class _Worker:
         self.task: int | None = None
         self.started_at = 0.0
 
-    def assign(self, index: int, response: str, ground_truth: str) -> None:
-        self.connection.send((index, response, ground_truth))
+    def assign(self, index: int, answer: str, ground_truth: str) -> None:
+        self.connection.send((index, answer, ground_truth))
         self.task = index
         self.started_at = time.monotonic()
 
@@ -102,19 +145,20 @@ class Verifier:
         count = workers or min(8, os.cpu_count() or 1)
         self.workers = [_Worker(self.context) for _ in range(count)]
 
-    def score(self, responses: Sequence[str], ground_truths: Sequence[str]) -> list[bool]:
-        if len(responses) != len(ground_truths):
-            raise ValueError(f"{len(responses)} responses but {len(ground_truths)} ground truths")
-        verdicts = [False] * len(responses)
-        queue = deque(range(len(responses)))
+    def score(self, answers: Sequence[str | None], ground_truths: Sequence[str]) -> list[bool]:
+        """math-verify's verdict on each `gradable_answer`; None is wrong unchecked."""
+        if len(answers) != len(ground_truths):
+            raise ValueError(f"{len(answers)} answers but {len(ground_truths)} ground truths")
+        verdicts = [False] * len(answers)
+        queue = deque(index for index, answer in enumerate(answers) if answer is not None)
         while queue or any(worker.task is not None for worker in self.workers):
             for worker in self.workers:
                 if worker.ready and worker.task is None and queue:
                     index = queue.popleft()
-                    worker.assign(index, responses[index], ground_truths[index])
+                    worker.assign(index, str(answers[index]), ground_truths[index])
             for connection in wait([worker.connection for worker in self.workers], timeout=0.2):
                 self._receive(next(w for w in self.workers if w.connection is connection), verdicts)
-            self._replace_overdue(responses)
+            self._replace_overdue(answers)
         return verdicts
 
     def _receive(self, worker: _Worker, verdicts: list[bool]) -> None:
@@ -134,7 +178,7 @@ class Verifier:
         verdicts[index] = verdict
         worker.task = None
 
-    def _replace_overdue(self, responses: Sequence[str]) -> None:
+    def _replace_overdue(self, answers: Sequence[str | None]) -> None:
         now = time.monotonic()
         for worker in list(self.workers):
             if worker.task is not None and now - worker.started_at > self.timeout_s:
@@ -142,7 +186,7 @@ class Verifier:
                     "math-verify took over %.0fs on answer %d (%r...); counting it wrong",
                     self.timeout_s,
                     worker.task,
-                    responses[worker.task][:80],
+                    str(answers[worker.task])[:80],
                 )
                 self._replace(worker)
 
@@ -168,9 +212,36 @@ def shared_verifier() -> Verifier:
     return _shared
 
 
-def score_correct(responses: Sequence[str], ground_truths: Sequence[str]) -> list[bool]:
-    """Verified correctness of each response against its ground truth (a shared pool)."""
-    return shared_verifier().score(responses, ground_truths)
+def score_correct(answers: Sequence[str | None], ground_truths: Sequence[str]) -> list[bool]:
+    """Verified correctness of each `gradable_answer` against its ground truth (a shared pool)."""
+    return shared_verifier().score(answers, ground_truths)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one completion fares: `verified` grades its answer (the reward, as DAPO's
+    reward manager scores it, truncated or not); `correct` also needs the response to
+    have ended (EOS), since a response cut at the token limit never finished its
+    argument. `correct` is the success the filter, dynamic sampling and eval count."""
+
+    verified: bool
+    finished: bool
+
+    @property
+    def correct(self) -> bool:
+        return self.verified and self.finished
+
+
+def grade(
+    completions: Sequence[Completion], ground_truths: Sequence[str], answer_format: AnswerFormat
+) -> list[Verdict]:
+    """The verdict of each completion against its ground truth (the shared pool)."""
+    answers = [gradable_answer(completion.text, answer_format) for completion in completions]
+    verified = score_correct(answers, ground_truths)
+    return [
+        Verdict(ok, not completion.truncated)
+        for ok, completion in zip(verified, completions, strict=True)
+    ]
 
 
 def overlong_penalty(length: int, max_len: int, buffer: int, penalty: float) -> float:

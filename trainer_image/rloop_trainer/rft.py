@@ -30,13 +30,14 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from rloop_trainer import dist, store
+from rloop_trainer.batches import MicroBatch, accumulate, by_length, collate
 from rloop_trainer.checkpoint import Checkpoints
 from rloop_trainer.config import RftPhaseConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.policy import load_policy, save_policy, save_policy_state
 from rloop_trainer.schema import EXPERT_SCHEMA, check_schema
-from rloop_trainer.sft_loss import ExpertExample, collate_sft_batch, response_nll_sum, target_tokens
-from rloop_trainer.training import TrainEngine, build_trainer
+from rloop_trainer.sft_loss import response_nll_sum, target_tokens
+from rloop_trainer.training import TrainEngine, UpdateOutcome, build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,20 @@ class ExpertSet:
     def __len__(self) -> int:
         return int(self.table.num_rows)
 
-    def examples(self, indices: Sequence[int]) -> list[ExpertExample]:
-        rows = self.table.take(pa.array(indices, pa.int64())).to_pylist()
-        return [ExpertExample(r["prompt_token_ids"], r["response_token_ids"]) for r in rows]
+    def length(self, index: int) -> int:
+        """Prompt plus response tokens of one example."""
+        return int(self.prompt_lengths[index] + self.response_lengths[index])
 
-    def by_length(self, indices: Sequence[int]) -> list[int]:
-        """`indices` shortest sequence first, so consecutive micro-batches pad little."""
-        lengths = self.prompt_lengths + self.response_lengths
-        return sorted(indices, key=lambda index: int(lengths[index]))
+    def micro_batch(
+        self, indices: Sequence[int], pad_token_id: int, max_seq_tokens: int
+    ) -> MicroBatch:
+        rows = self.table.take(pa.array(indices, pa.int64())).to_pylist()
+        return collate(
+            [r["prompt_token_ids"] for r in rows],
+            [r["response_token_ids"] for r in rows],
+            pad_token_id,
+            max_seq_tokens,
+        )
 
     def target_tokens(self, indices: Sequence[int], max_seq_tokens: int) -> int:
         """Response tokens that carry loss in these examples, after truncation."""
@@ -116,31 +123,31 @@ def train_step(
     batch: GlobalBatch,
     config: RftPhaseConfig,
     pad_token_id: int,
-) -> float:
-    """One optimizer step on a global batch; returns its token-mean loss (all ranks)."""
+) -> tuple[float, UpdateOutcome]:
+    """One optimizer step on a global batch; its token-mean loss (all ranks) and outcome."""
     layout = dist.layout_from_env()
     # The loss is a token sum over the global count: micro-batch grouping leaves it unchanged.
-    share = expert.by_length(rank_share(batch.indices, layout.rank, layout.world_size))
+    share = rank_share(batch.indices, layout.rank, layout.world_size)
     global_tokens = max(expert.target_tokens(batch.indices, config.max_seq_tokens), 1)
-    scale = 1.0 / global_tokens  # TrainEngine.backward restores the sum over ranks
-    micro = config.training.micro_batch
+    micro_batches = [
+        expert.micro_batch(indices, pad_token_id, config.max_seq_tokens)
+        for indices in by_length(share, config.training.micro_batch, expert.length)
+    ]
     local_nll = 0.0
-    for start in range(0, trainer.micro_batch_count(len(share)) * micro, micro):
-        chunk = share[start : start + micro]
-        # A rank with no examples left still runs backward (ZeRO reduces in it), at weight 0.
-        weight = 1.0 if chunk else 0.0
-        collated = collate_sft_batch(
-            expert.examples(chunk or batch.indices[:1]), pad_token_id, config.max_seq_tokens
-        )
-        device = trainer.device
+
+    def loss_of(micro: MicroBatch) -> torch.Tensor:
+        nonlocal local_nll
+        tokens = micro.to(trainer.device)
         log_probs = trainer.next_token_log_probs(
-            collated.input_ids.to(device), collated.attention_mask.to(device)
+            tokens.input_ids, tokens.attention_mask, temperature=1.0
         )
-        nll = response_nll_sum(log_probs, collated.loss_mask.to(device))
-        trainer.backward(nll * (scale * weight))
-        local_nll += float(nll.detach()) * weight
-    trainer.step()
-    return dist.all_reduce_float(local_nll) / global_tokens
+        nll = response_nll_sum(log_probs, tokens.target_mask)
+        local_nll += float(nll.detach())
+        return nll / global_tokens  # TrainEngine.backward restores the sum over ranks
+
+    accumulate(trainer, micro_batches, loss_of)
+    outcome = trainer.step()
+    return dist.all_reduce_float(local_nll) / global_tokens, outcome
 
 
 def rft_checkpoints(checkpoint_uri: str) -> Checkpoints:
@@ -203,13 +210,15 @@ def fine_tune(
     trainer = build_trainer(model, config.training, total_steps=len(batches))
     metrics = resume(trainer, config.checkpoint_uri)
     for step in range(len(metrics), len(batches)):
-        loss = train_step(trainer, expert, batches[step], config, tokenizer.pad_token_id)
+        trainer.set_schedule_step(step)
+        loss, outcome = train_step(trainer, expert, batches[step], config, tokenizer.pad_token_id)
         metrics.append(
             {
                 "step": step + 1,
                 "epoch": batches[step].epoch,
                 "loss": loss,
-                "grad_norm": trainer.grad_norm,
+                "grad_norm": outcome.grad_norm,
+                "skipped_update": float(outcome.skipped),
                 "lr": trainer.lr,
                 "samples": len(batches[step].indices),
             }

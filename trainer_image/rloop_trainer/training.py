@@ -3,15 +3,24 @@
 On CPU DeepSpeed 0.19 falls back to its CPU accelerator with gloo; the optimizer
 is torch's AdamW (`torch_adam`), so no compiled extension is needed. Gradient
 accumulation is unmanaged: the caller runs any number of backward passes (the
-same number on every rank, since ZeRO reduces during backward) and then one
-`step()`; losses are already normalised by the caller, never by DeepSpeed.
+same number on every rank, since ZeRO reduces during backward: batches.accumulate)
+and then one `step()`; losses are already normalised by the caller, never by DeepSpeed.
+
+Gradients are accumulated and reduced across ranks in fp32 whatever the model's
+dtype: DeepSpeed 0.19 otherwise sums bf16 micro-batch gradients in bf16 and
+reduce-scatters them in bf16 (verl's FSDP reduces in fp32). An update whose
+gradient norm is not finite is skipped by DeepSpeed's ZeRO optimizers (in bf16 only
+with `check_grad_overflow`, set here) and counted by `step()`.
+
+The learning rate is set per phase step by the caller (`set_schedule_step`), not per
+optimizer update: a DAPO step takes a varying number of updates.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import random
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +29,8 @@ from transformers import PreTrainedModel
 
 from rloop_trainer import dist, logprobs
 from rloop_trainer.config import TrainingConfig
+
+log = logging.getLogger(__name__)
 
 _STATE_TAG = "state"
 
@@ -30,7 +41,9 @@ def deepspeed_config(config: TrainingConfig, bf16: bool) -> dict[str, Any]:
         "gradient_accumulation_steps": 1,
         "managed_gradient_accumulation": False,
         "gradient_clipping": config.grad_clip,
-        "bf16": {"enabled": bf16},
+        "bf16": {"enabled": bf16, "check_grad_overflow": True},
+        "data_types": {"grad_accum_dtype": "fp32"},
+        "communication_data_type": "fp32",
         "zero_optimization": {"stage": config.zero_stage},
         "optimizer": {
             "type": "AdamW",
@@ -47,18 +60,26 @@ def deepspeed_config(config: TrainingConfig, bf16: bool) -> dict[str, Any]:
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
-    """Linear warm-up to the full learning rate over `warmup_steps` updates, then constant."""
+    """Linear warm-up to the full learning rate over `warmup_steps` steps (0-based), then
+    constant."""
     if warmup_steps <= 0:
         return 1.0
     return min(1.0, (step + 1) / warmup_steps)
 
 
+@dataclass(frozen=True)
+class UpdateOutcome:
+    grad_norm: float  # before clipping; inf when DeepSpeed found it not finite
+    skipped: bool  # not applied: the gradient norm was not finite
+
+
 class TrainEngine:
     """A DeepSpeed engine with the few operations the phases use."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, lr: float, warmup_steps: int) -> None:
         self.engine = engine
-        self.grad_norm = 0.0
+        self.base_lr = lr
+        self.warmup_steps = warmup_steps
 
     @property
     def module(self) -> PreTrainedModel:
@@ -96,19 +117,22 @@ class TrainEngine:
         return layer
 
     def next_token_log_probs(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, temperature: float
     ) -> torch.Tensor:
-        """fp32 log p(input_ids[:, t + 1] | input_ids[:, : t + 1]). (B, L) -> (B, L - 1)."""
+        """fp32 log p(input_ids[:, t + 1] | input_ids[:, : t + 1]) under softmax(logits /
+        temperature). (B, L) -> (B, L - 1)."""
         hidden = self._final_hidden_states(input_ids, attention_mask)[:, :-1]
-        return logprobs.next_token_log_probs(hidden, input_ids[:, 1:], self._output_layer())
+        return logprobs.next_token_log_probs(
+            hidden, input_ids[:, 1:], self._output_layer(), temperature
+        )
 
     def next_token_log_probs_and_entropy(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, temperature: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`next_token_log_probs` and each position's entropy (no gradient); both (B, L - 1)."""
         hidden = self._final_hidden_states(input_ids, attention_mask)[:, :-1]
         return logprobs.next_token_log_probs_and_entropy(
-            hidden, input_ids[:, 1:], self._output_layer()
+            hidden, input_ids[:, 1:], self._output_layer(), temperature
         )
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -118,17 +142,28 @@ class TrainEngine:
         gradients, grad norms and clipping do not depend on the number of ranks."""
         self.engine.backward(loss * dist.layout_from_env().world_size, scale_wrt_gas=False)
 
-    def step(self) -> float:
-        """Clip, update, advance the warm-up schedule; returns the pre-clip grad norm."""
+    def set_schedule_step(self, step: int) -> None:
+        """The learning rate of phase step `step` (0-based) for every update it takes."""
+        lr = self.base_lr * warmup_factor(step, self.warmup_steps)
+        for group in self.engine.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self) -> UpdateOutcome:
+        """Clip and update; DeepSpeed skips an update whose gradient norm is not finite."""
+        skipped_before = self.engine.skipped_steps
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
-        self.grad_norm = float(norm) if norm is not None else float("nan")
-        return self.grad_norm
+        outcome = UpdateOutcome(
+            float(norm) if norm is not None else float("nan"),
+            self.engine.skipped_steps > skipped_before,
+        )
+        if outcome.skipped:
+            log.warning("gradient norm %s is not finite: update skipped", outcome.grad_norm)
+        return outcome
 
-    def micro_batch_count(self, local_sequences: int) -> int:
-        """Backward passes every rank must run this step (the most any rank needs)."""
-        local = math.ceil(local_sequences / self.engine.train_micro_batch_size_per_gpu())
-        counts = torch.tensor([local], dtype=torch.float64, device=self.device)
+    def max_over_ranks(self, count: int) -> int:
+        """The largest `count` of any rank."""
+        counts = torch.tensor([count], dtype=torch.float64, device=self.device)
         if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
             torch.distributed.all_reduce(counts, op=torch.distributed.ReduceOp.MAX)
         return int(counts.item())
@@ -172,46 +207,18 @@ class TrainEngine:
 
 
 def build_trainer(model: PreTrainedModel, config: TrainingConfig, total_steps: int) -> TrainEngine:
-    """Wrap `model` in DeepSpeed (ZeRO stage, clipping, AdamW, warm-up) for `total_steps`."""
+    """Wrap `model` in DeepSpeed (ZeRO stage, clipping, AdamW) for `total_steps` phase steps
+    (the warm-up's bound)."""
     import deepspeed
 
     dist.init_distributed()
     bf16 = config.bf16 if config.bf16 is not None else torch.cuda.is_available()
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()  # type: ignore[no-untyped-call]
-    warmup_steps = min(config.warmup_steps, total_steps)
-
-    def schedule(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_factor(step, warmup_steps)
-        )
-
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=[p for p in model.parameters() if p.requires_grad],
-        lr_scheduler=schedule,
         config=deepspeed_config(config, bf16),
         dist_init_required=False,
     )
-    return TrainEngine(engine)
-
-
-def pad_sequences(
-    prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_token_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded prompt+response rows for teacher-forced training.
-
-    Returns input_ids (B, L), attention_mask (B, L) and response_mask (B, L-1), where
-    response_mask[b, t] says the TARGET input_ids[b, t+1] is a response token (the
-    positions whose log-probabilities the loss uses).
-    """
-    width = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
-    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    response_mask = torch.zeros((len(prompts), width - 1), dtype=torch.float32)
-    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
-        length = len(prompt) + len(response)
-        input_ids[row, :length] = torch.tensor(prompt + response, dtype=torch.long)
-        attention_mask[row, :length] = 1
-        response_mask[row, len(prompt) - 1 : length - 1] = 1.0
-    return input_ids, attention_mask, response_mask
+    return TrainEngine(engine, config.lr, min(config.warmup_steps, total_steps))

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from rloop_operator.api import Stage, parse_spec, parse_status
 from rloop_operator.children import child_name
-from rloop_operator.manifests import ManifestSettings, child_manifest, phase_config
+from rloop_operator.manifests import ManifestSettings, child_manifest
+from rloop_operator.phase_config import phase_config
 from rloop_operator.plan import CreateChild, RunView
 
 from tests.unit.operator.world import spec_dict

@@ -22,7 +22,12 @@ def termination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 
 def filter_args(trajectories_uri: str, output_uri: str) -> list[str]:
-    config = {"trajectories_uri": trajectories_uri, "output_uri": output_uri}
+    config = {
+        "trajectories_uri": trajectories_uri,
+        "expert_uri": f"{output_uri}/data.parquet",
+        "report_uri": f"{output_uri}/report.json",
+        "output_uri": output_uri,
+    }
     return ["filter", "--config-json", json.dumps(config)]
 
 

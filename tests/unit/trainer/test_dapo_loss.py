@@ -40,19 +40,19 @@ def _reference_token_loss(
     advantage: float,
     low: float,
     high: float,
-    dual: float | None,
+    dual: float,
 ) -> tuple[float, bool]:
-    ratio = math.exp(log_prob - old_log_prob)
+    ratio = math.exp(min(max(log_prob - old_log_prob, -20.0), 20.0))
     unclipped = -advantage * ratio
     clipped = -advantage * min(max(ratio, 1 - low), 1 + high)
     loss, active = max(unclipped, clipped), clipped > unclipped
-    if dual is not None and advantage < 0 and loss > -advantage * dual:
+    if advantage < 0 and loss > -advantage * dual:
         loss, active = -advantage * dual, True
     return loss, active
 
 
-@pytest.mark.parametrize("dual_clip", [None, 3.0])
-def test_clip_higher_loss_matches_a_per_token_loop(dual_clip: float | None) -> None:
+@pytest.mark.parametrize("dual_clip", [1.5, 3.0, 1e9])
+def test_clip_higher_loss_matches_a_per_token_loop(dual_clip: float) -> None:
     generator = torch.Generator().manual_seed(0)
     log_probs = torch.randn(4, 6, generator=generator, dtype=torch.float64)
     old_log_probs = log_probs + 1.5 * torch.randn(4, 6, generator=generator, dtype=torch.float64)
@@ -78,10 +78,36 @@ def test_clip_is_asymmetric_upper_bound_is_clip_high() -> None:
     old = torch.zeros(1, 1, dtype=torch.float64)
     far_above = torch.full((1, 1), math.log(2.0), dtype=torch.float64)
 
-    loss, clipped = clipped_policy_loss(far_above, old, torch.tensor([1.0]), 0.2, 0.28)
+    loss, clipped = clipped_policy_loss(far_above, old, torch.tensor([1.0]), 0.2, 0.28, 3.0)
 
     assert loss.item() == pytest.approx(-1.28)
     assert bool(clipped.item())
+
+
+def test_a_negative_advantage_loses_at_most_dual_clip_times_its_size() -> None:
+    old = torch.zeros(1, 1, dtype=torch.float64)
+    tenfold = torch.full((1, 1), math.log(10.0), dtype=torch.float64)
+
+    loss, clipped = clipped_policy_loss(tenfold, old, torch.tensor([-0.5]), 0.2, 0.28, 3.0)
+
+    assert loss.item() == pytest.approx(1.5)  # not 0.5 x 10
+    assert bool(clipped.item())
+
+
+@pytest.mark.parametrize("advantage", [-1.0, 1.0])
+@pytest.mark.parametrize("log_ratio", [100.0, -100.0])
+def test_an_extreme_log_ratio_gives_a_finite_loss_and_gradient_in_fp32(
+    advantage: float, log_ratio: float
+) -> None:
+    log_probs = torch.full((1, 3), -1.0, requires_grad=True)
+    old_log_probs = torch.full((1, 3), -1.0 - log_ratio)
+
+    loss, _ = clipped_policy_loss(
+        log_probs, old_log_probs, torch.tensor([advantage]), 0.2, 0.28, 3.0
+    )
+    (gradient,) = torch.autograd.grad(loss.sum(), log_probs)
+
+    assert torch.isfinite(loss).all() and torch.isfinite(gradient).all()
 
 
 def test_token_mean_is_the_mean_over_every_response_token_of_the_batch() -> None:

@@ -1,12 +1,13 @@
-"""The DAPO step's bookkeeping: advantages per group, seeds, slices, the trajectory rows."""
+"""The DAPO step's bookkeeping: advantages per group, seeds, mini-batches, the trajectory rows."""
 
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import pytest
-from rloop_trainer.dapo import sampling_seed, training_sequences
-from rloop_trainer.dapo_update import TrainSequence, micro_batches, split_evenly
+from rloop_trainer.config import DapoPhaseConfig
+from rloop_trainer.dapo import collect_groups, mini_batches, sampling_seed, training_sequences
 from rloop_trainer.rollout.base import Completion
 from rloop_trainer.rollout.groups import Group, PromptTask, Rollout, trajectory_table
 from rloop_trainer.schema import TRAJECTORY_SCHEMA
@@ -21,51 +22,123 @@ def _group(rewards: list[float], truncated: list[bool], prompt_id: str = "p") ->
     return Group(task, 1, rollouts)
 
 
-def test_each_sequence_carries_its_groups_normalised_advantage() -> None:
-    groups = [_group([1.0, -1.0, -1.0], [False] * 3), _group([0.5, -1.0], [False, True])]
+def _config(**overrides: Any) -> DapoPhaseConfig:
+    settings: dict[str, Any] = {
+        "policy_uri": "-",
+        "train_data_uri": "-",
+        "trajectories_uri": "-",
+        "rl_policy_uri": "-",
+        "output_uri": "-",
+        "prompts_per_step": 4,
+        "updates_per_step": 2,
+        "oversample": 3,
+        "max_generation_rounds": 5,
+    }
+    return DapoPhaseConfig(**(settings | overrides))
 
-    sequences = training_sequences(groups, overlong_filtering=True)
+
+class FakeRounds:
+    """Generation rounds whose groups are informative for the prompts in `informative`."""
+
+    def __init__(self, informative: set[int]) -> None:
+        self.informative = informative
+        self.rounds: list[list[int]] = []
+
+    def __call__(self, generation_round: int, order: list[int]) -> list[Group]:
+        self.rounds.append(order)
+        return [
+            _group([1.0, -1.0] if i in self.informative else [-1.0, -1.0], [False] * 2, str(i))
+            for i in order
+        ]
+
+
+def test_dynamic_sampling_samples_oversized_rounds_until_it_can_keep_exactly_a_step() -> None:
+    generate = FakeRounds(informative=set(range(0, 100, 5)))  # a fifth of the prompts
+
+    step = collect_groups(_config(), 1, 0, 100, generate)
+
+    assert [len(order) for order in generate.rounds] == [12, 12]  # 3 x 4 prompts a round
+    assert step.rounds == 2 and step.data_position == 24
+    assert len(step.all_groups) == 24  # every group generated, for the trajectory cache
+    informative = [g for g in step.all_groups if int(g.task.prompt_id) in generate.informative]
+    assert step.kept_groups == informative[:4]
+
+
+def test_dynamic_sampling_stops_at_the_bound_of_rounds_and_keeps_what_it_found() -> None:
+    generate = FakeRounds(informative={7})
+
+    step = collect_groups(_config(max_generation_rounds=3), 1, 0, 36, generate)  # one epoch
+
+    assert step.rounds == 3 and len(step.all_groups) == 36
+    assert [g.task.prompt_id for g in step.kept_groups] == ["7"]
+
+
+def test_without_dynamic_sampling_one_round_of_a_step_is_kept_whole() -> None:
+    generate = FakeRounds(informative=set())
+
+    step = collect_groups(_config(dynamic_sampling=False), 1, 8, 100, generate)
+
+    assert [len(order) for order in generate.rounds] == [4]
+    assert step.kept_groups == step.all_groups and step.data_position == 12
+
+
+def test_each_sequence_carries_its_groups_normalised_advantage() -> None:
+    groups = [_group([1.0, -1.0, -1.0], [False] * 3), _group([0.5, -1.0], [False, False])]
+
+    sequences = training_sequences(groups, overlong_filtering=False)
 
     expected = []
     for rewards in ([1.0, -1.0, -1.0], [0.5, -1.0]):
         mean, std = statistics.mean(rewards), statistics.stdev(rewards)
         expected += [(r - mean) / (std + 1e-6) for r in rewards]
     assert [s.advantage for s in sequences] == pytest.approx(expected)
-    assert [s.in_loss for s in sequences] == [True, True, True, True, False]
+
+
+def test_overlong_filtering_leaves_a_truncated_response_out_of_the_loss_not_the_advantage() -> None:
+    group = _group([1.0, -2.0, -1.0], [False, True, False])
+
+    kept = training_sequences([group], overlong_filtering=True)
+
+    mean, std = statistics.mean([1.0, -2.0, -1.0]), statistics.stdev([1.0, -2.0, -1.0])
+    assert [s.response_ids for s in kept] == [[3, 0], [3, 2]]
+    assert [s.advantage for s in kept] == pytest.approx(
+        [(1.0 - mean) / (std + 1e-6), (-1.0 - mean) / (std + 1e-6)]
+    )
+    assert len(training_sequences([group], overlong_filtering=False)) == 3
 
 
 def test_sampling_seeds_differ_across_steps_rounds_and_ranks() -> None:
     seeds = {
         sampling_seed(0, step, round_, rank)
         for step in range(1, 50)
-        for round_ in range(1, 4)
+        for round_ in range(1, 11)
         for rank in range(8)
     }
 
-    assert len(seeds) == 49 * 3 * 8
+    assert len(seeds) == 49 * 10 * 8
 
 
-def test_mini_batches_cover_every_sequence_once_in_near_equal_slices() -> None:
-    items = [TrainSequence([1], [2], float(i), True) for i in range(10)]
+def test_a_full_step_makes_every_mini_batch_of_the_same_fixed_size() -> None:
+    groups = [_group([1.0, -1.0], [False, False], f"p{i}") for i in range(8)]
 
-    slices = split_evenly(items, 3)
+    batches = mini_batches(groups, groups_per_update=2)
 
-    assert [len(s) for s in slices] == [4, 3, 3]
-    assert [s.advantage for part in slices for s in part] == [float(i) for i in range(10)]
+    assert [[g.task.prompt_id for g in batch] for batch in batches] == [
+        ["p0", "p1"],
+        ["p2", "p3"],
+        ["p4", "p5"],
+        ["p6", "p7"],
+    ]
 
 
-def test_micro_batches_group_similar_lengths_and_keep_every_sequence_once() -> None:
-    lengths = [9, 2, 7, 3, 8, 1, 5]
-    items = [TrainSequence([1], [2] * n, float(i), True) for i, n in enumerate(lengths)]
+@pytest.mark.parametrize(("kept", "updates"), [(7, 3), (2, 1), (1, 0), (0, 0)])
+def test_a_shortfall_takes_fewer_updates_never_smaller_ones(kept: int, updates: int) -> None:
+    groups = [_group([1.0, -1.0], [False, False], f"p{i}") for i in range(kept)]
 
-    micros = micro_batches(items, 3)
+    batches = mini_batches(groups, groups_per_update=2)
 
-    assert [len(m) for m in micros] == [3, 3, 1]
-    assert sorted(s.advantage for m in micros for s in m) == [float(i) for i in range(7)]
-    assert [[len(s.response_ids) for s in m] for m in micros] == [[1, 2, 3], [5, 7, 8], [9]]
-    padded = sum(len(m) * max(len(s.response_ids) for s in m) for m in micros)
-    in_order = sum(3 * max(lengths[i : i + 3]) for i in range(0, 6, 3)) + lengths[6]
-    assert padded < in_order  # 3*3 + 3*8 + 9 = 42 padded tokens instead of 9*3 + 8*3 + 5 = 56
+    assert len(batches) == updates
+    assert all(len(batch) == 2 for batch in batches)
 
 
 def test_trajectory_rows_follow_the_schema_with_one_row_per_rollout() -> None:

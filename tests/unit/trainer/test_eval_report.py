@@ -54,6 +54,7 @@ def test_the_analysis_must_list_this_evaluation_last() -> None:
     with pytest.raises(ValidationError, match="list this evaluation last"):
         EvalPhaseConfig(
             policy_uri="s3://b/p",
+            report_uri="s3://b/e1/report.json",
             output_uri="s3://b/e1",
             validation=[{"name": "v", "uri": "s3://b/v"}],
             analysis={"output_uri": "s3://b/a", "evaluations": evaluations},

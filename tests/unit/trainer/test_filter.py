@@ -106,7 +106,13 @@ def expert_rows(path: Path) -> list[tuple[str, int, int, str, float]]:
 
 
 def config(**overrides: Any) -> FilterPhaseConfig:
-    return FilterPhaseConfig(trajectories_uri="/unused", output_uri="/unused", **overrides)
+    return FilterPhaseConfig(
+        trajectories_uri="/unused",
+        expert_uri="/unused",
+        report_uri="/unused",
+        output_uri="/unused",
+        **overrides,
+    )
 
 
 @pytest.mark.parametrize(

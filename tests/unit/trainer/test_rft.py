@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from rloop_trainer.batches import by_length
 from rloop_trainer.config import RftPhaseConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.rft import ExpertSet, plan_batches, rank_share, read_expert_set, run_rft_phase
@@ -49,8 +50,10 @@ def test_a_share_is_ordered_shortest_sequence_first_for_its_micro_batches() -> N
     rows = [expert_row([1] * p, [2] * r) for p, r in lengths]
     expert = ExpertSet(pa.Table.from_pylist(rows, schema=EXPERT_SCHEMA))
 
-    assert expert.by_length([0, 1, 2, 3]) == [1, 3, 2, 0]
-    assert expert.by_length([2, 0]) == [2, 0]
+    assert by_length([0, 1, 2, 3], 2, expert.length) == [[1, 3], [2, 0]]
+    micro = expert.micro_batch([1, 3], pad_token_id=0, max_seq_tokens=16)
+    assert micro.input_ids.tolist() == [[1, 2, 0, 0, 0], [1, 1, 1, 1, 1]]
+    assert micro.target_tokens == 1
 
 
 def test_expert_file_with_a_wrong_column_type_names_the_file_and_column(tmp_path: Path) -> None:

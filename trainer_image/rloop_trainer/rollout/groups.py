@@ -14,6 +14,7 @@ import pyarrow as pa
 import torch.distributed as torch_dist
 
 from rloop_trainer import reward
+from rloop_trainer.config import AnswerFormat
 from rloop_trainer.rollout.base import Completion, RolloutEngine, SamplingSpec
 from rloop_trainer.schema import TRAJECTORY_SCHEMA
 
@@ -30,6 +31,8 @@ class PromptTask:
 
 @dataclass(frozen=True)
 class Rollout:
+    """One graded sample: `correct` is the success (reward.Verdict.correct)."""
+
     completion: Completion
     correct: bool
     reward: float
@@ -50,6 +53,9 @@ class Group:
 
 @dataclass(frozen=True)
 class RewardShape:
+    """How rollouts are graded and shaped into rewards."""
+
+    answer_format: AnswerFormat
     max_tokens: int
     overlong_buffer: int
     overlong_penalty: float
@@ -61,24 +67,24 @@ def score_groups(
     generation_round: int,
     shape: RewardShape,
 ) -> list[Group]:
-    """Verify every completion (math-verify pool) and attach shaped rewards."""
+    """Grade every completion (math-verify pool) and attach DAPO's shaped rewards."""
     flat = [(task, c) for task, samples in zip(tasks, completions, strict=True) for c in samples]
-    verdicts = reward.score_correct([c.text for _, c in flat], [t.ground_truth for t, _ in flat])
+    verdicts = iter(
+        reward.grade([c for _, c in flat], [t.ground_truth for t, _ in flat], shape.answer_format)
+    )
     groups = []
-    position = 0
     for task, samples in zip(tasks, completions, strict=True):
         rollouts = []
         for completion in samples:
-            correct = verdicts[position]
-            position += 1
+            verdict = next(verdicts)
             shaped = reward.shaped_reward(
-                correct,
+                verdict.verified,
                 len(completion.token_ids),
                 shape.max_tokens,
                 shape.overlong_buffer,
                 shape.overlong_penalty,
             )
-            rollouts.append(Rollout(completion, correct, shaped))
+            rollouts.append(Rollout(completion, verdict.correct, shaped))
         groups.append(Group(task, generation_round, tuple(rollouts)))
     return groups
 
