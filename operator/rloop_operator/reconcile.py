@@ -30,9 +30,9 @@ from rloop_operator.plan import (
     ReadReport,
     RunView,
     StageReport,
-    plan,
 )
 from rloop_operator.reports import read_report, report_from_messages
+from rloop_operator.settle import settle
 from rloop_operator.stages import Report, stages_of
 
 log = logging.getLogger(__name__)
@@ -104,28 +104,24 @@ class Reconciler:
         listed, unserved = self.kube.list_children(namespace, name, run.uid)
         children = tuple(child for child in map(observe_child, listed) if child is not None)
         credentials, missing_secret = self._credentials(run)
-        reports: dict[str, StageReport] = {}
         observed = Observed(
             children,
             missing_secret,
-            reports,
+            {},
             self._missing_claim(run),
             self._missing_prerequisites(run),
             unserved,
         )
-        result = self._plan(run, observed)
-        while reads := [a for a in result.actions if isinstance(a, ReadReport)]:
-            for read in reads:
-                reports[read.child] = self._read_report(run, read, children, credentials)
-            result = self._plan(run, observed)
+
+        def read(action: ReadReport) -> StageReport:
+            return self._read_report(run, action, children, credentials)
+
+        result = settle(run, observed, self.clock(), self.settings.plan, read)
         self._apply(obj, run, children, result)
         metrics.observe_phase(namespace, name, result.status.phase)
         if result.status.phase.is_terminal:
             return result.requeue_after
         return min(result.requeue_after or RESYNC_SECONDS, RESYNC_SECONDS)
-
-    def _plan(self, run: RunView, observed: Observed) -> Plan:
-        return plan(run, observed, self.clock(), self.settings.plan)
 
     def _credentials(self, run: RunView) -> tuple[dict[str, str], str | None]:
         if not isinstance(run.spec, RLoopRunSpec) or not run.spec.storage.credentials_secret:

@@ -23,6 +23,7 @@ from rloop_operator.plan import (
     StageReport,
     plan,
 )
+from rloop_operator.settle import settle
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FILTER_REPORT = StageReport(trajectories=640, hard_prompts=12, expert_samples=30)
@@ -59,8 +60,8 @@ class World:
     def view(self) -> RunView:
         return RunView(self.name, "ns", "uid-1", 1, parse_spec(self.spec), self.status)
 
-    def plan_once(self, reports: Mapping[str, StageReport] | None = None) -> Plan:
-        observed = Observed(
+    def observed(self, reports: Mapping[str, StageReport] | None = None) -> Observed:
+        return Observed(
             tuple(self.children.values()),
             self.missing_secret,
             dict(reports or {}),
@@ -68,18 +69,17 @@ class World:
             self.missing_prerequisites,
             self.unserved_kinds,
         )
-        return plan(self.view(), observed, self.now, self.settings)
+
+    def plan_once(self, reports: Mapping[str, StageReport] | None = None) -> Plan:
+        return plan(self.view(), self.observed(reports), self.now, self.settings)
+
+    def read_report(self, read: ReadReport) -> StageReport:
+        default = FILTER_REPORT if "filter" in read.child else EVAL_REPORT
+        return self.reports.get(read.child, default)
 
     def step(self) -> Plan:
-        """Plan, answer report reads like the handler does, then apply the actions."""
-        reports: dict[str, StageReport] = {}
-        result = self.plan_once(reports)
-        while reads := [a for a in result.actions if isinstance(a, ReadReport)]:
-            for read in reads:
-                reports[read.child] = self.reports.get(
-                    read.child, FILTER_REPORT if "filter" in read.child else EVAL_REPORT
-                )
-            result = self.plan_once(reports)
+        """Plan as the reconciler does (reports read), then apply the actions."""
+        result = settle(self.view(), self.observed(), self.now, self.settings, self.read_report)
         for action in result.actions:
             if isinstance(action, CreateChild) and action.name not in self.children:
                 self.children[action.name] = Child(
