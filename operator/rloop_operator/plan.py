@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from rloop_operator.api import (
+    Condition,
     IterationRecord,
     Phase,
     RLoopRunSpec,
@@ -26,15 +27,12 @@ from rloop_operator.api import (
     SpecError,
     Stage,
 )
+from rloop_operator.blocking import Blocker, missing_object, spec_unusable
 from rloop_operator.children import Child, child_name
 from rloop_operator.conditions import conditions_for
-from rloop_operator.launchers import (
-    ChildPhase,
-    Prerequisite,
-    launcher_for,
-    prerequisites,
-)
+from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.layout import RunLayout, run_layout
+from rloop_operator.spec_edits import INVALID_SPEC, STAGE_FAILED, reopening
 from rloop_operator.stages import Report, stage_info, stages_of
 
 
@@ -48,6 +46,11 @@ class RunView:
     generation: int
     spec: RLoopRunSpec | SpecError
     status: RLoopRunStatus
+    # Spec fields this operator does not know (a newer CRD's), left out of `spec`.
+    ignored_fields: tuple[str, ...] = ()
+    # metadata.deletionTimestamp is set (foreground deletion keeps the run until its
+    # children are gone): it never gets a new child.
+    deleting: bool = False
 
     @property
     def layout(self) -> RunLayout:
@@ -154,6 +157,7 @@ class _Draft:
         self.status = run.status.model_copy(update={"observed_generation": run.generation})
         self.actions: list[Action] = []
         self.requeue_after: float | None = None
+        self.blocker: Blocker | None = None
 
     def update(self, **changes: object) -> None:
         self.status = self.status.model_copy(update=changes)
@@ -186,9 +190,14 @@ class _Draft:
         others = [r for r in self.status.iterations if r.index != index]
         self.update(iterations=tuple(sorted([*others, updated], key=lambda r: r.index)))
 
-    def finish(self, total: int) -> Plan:
-        self.update(progress=f"{self.status.iteration}/{total}")
-        self.update(conditions=conditions_for(self.status, self.now))
+    def previous_condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.run.status.conditions if c.type == type_), None)
+
+    def finish(self, total: int | None) -> Plan:
+        """The plan; `total` iterations for the progress column (None: unknown, kept)."""
+        if total is not None:
+            self.update(progress=f"{self.status.iteration}/{total}")
+        self.update(conditions=conditions_for(self.status, self.now, self.blocker))
         return Plan(tuple(self.actions), self.status, self.requeue_after)
 
 
@@ -197,30 +206,39 @@ def plan(
 ) -> Plan:
     """Decide what to do next for one run, given everything observed about it."""
     draft = _Draft(run, now)
+    _note_ignored_fields(draft)
     spec = run.spec
     problem = str(spec) if isinstance(spec, SpecError) else unsatisfiable(spec)
     if problem is not None:
-        return _fail(draft, "InvalidSpec", problem, total=1)
+        return _unusable_spec(draft, observed, problem)
     assert isinstance(spec, RLoopRunSpec)
     total = spec.total_iterations
-    if draft.status.phase.is_terminal:
-        return draft.finish(total)
+    if draft.status.phase.is_terminal and not _reopen(draft, spec):
+        return _release_children(draft, observed).finish(total)
     if draft.status.started_at is None:
         draft.update(started_at=now, policy=spec.model.base)
-    blocker = _missing_object(spec, observed, run.namespace)
+    blocker = missing_object(
+        spec,
+        run.namespace,
+        observed.unserved_kinds,
+        observed.missing_prerequisites,
+        observed.missing_claim,
+        observed.missing_secret,
+    )
     if blocker is not None:
-        return _block(draft, *blocker, settings, total)
-    if draft.status.reason == "Blocked":
-        draft.update(phase=Phase.PENDING, reason=None, message=None)
+        return _block(draft, blocker, settings, total)
+    _unblock(draft)
     # Each pass consumes one finished stage, so a single reconcile moves from a
     # succeeded child straight to creating the next one.
     for _ in range(len(stages_of(spec)) * total + 1):
         if not _advance(draft, spec, observed, settings):
             break
-    return draft.finish(total)
+    return _release_children(draft, observed).finish(total)
 
 
-def _fail(draft: _Draft, reason: str, message: str, total: int, child: str | None = None) -> Plan:
+def _fail(
+    draft: _Draft, reason: str, message: str, total: int | None, child: str | None = None
+) -> Plan:
     if draft.status.phase is not Phase.FAILED:
         draft.event("Warning", reason, message, child)
     draft.update(
@@ -234,45 +252,101 @@ def _fail(draft: _Draft, reason: str, message: str, total: int, child: str | Non
     return draft.finish(total)
 
 
-def _missing_object(
-    spec: RLoopRunSpec, observed: Observed, namespace: str
-) -> tuple[str, str] | None:
-    """(event reason, message) for an object the run needs that does not exist."""
-    stages = stages_of(spec)
-    for launcher in dict.fromkeys(launcher_for(spec, stage) for stage in stages):
-        if launcher.kind in observed.unserved_kinds:
-            return "LauncherNotInstalled", (
-                f"the cluster does not serve {launcher.kind} "
-                f"({launcher.resource.api_version}), which runs stages of this run; "
-                f"{launcher.install_hint}"
+def _release_children(draft: _Draft, observed: Observed) -> _Draft:
+    """A finished run holds no GPUs: its children still running are deleted. The
+    reconciler writes the status before it deletes, so the outcome is recorded first."""
+    if not draft.status.phase.is_terminal:
+        return draft
+    for child in observed.children:
+        if not child.phase.is_finished and not child.deleting:
+            draft.act(DeleteChild(child.name, child.kind))
+            draft.event(
+                "Normal",
+                "ChildDeleted",
+                f"deleted {child.kind} {child.name}: the run is {draft.status.phase.value}",
+                child.name,
             )
-    for missing in prerequisites(spec, stages):
-        if missing in observed.missing_prerequisites:
-            where = f" in namespace {namespace}" if missing.resource.namespaced else ""
-            return f"{missing.resource.kind}NotFound", (
-                f"{missing.resource.kind} {missing.name!r} named by {missing.named_by} does not "
-                f"exist{where}; {missing.hint}"
-            )
-    if observed.missing_secret is not None:
-        return "SecretNotFound", (
-            f"Secret {observed.missing_secret!r} named by spec.storage.credentialsSecret does not "
-            f"exist in namespace {namespace}; create it with keys AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY"
-        )
-    if observed.missing_claim is not None:
-        return "PersistentVolumeClaimNotFound", (
-            f"PersistentVolumeClaim {observed.missing_claim!r} named by "
-            f"spec.storage.volume.claimName does not exist in namespace {namespace}; create it "
-            "(ReadWriteMany: every phase pod mounts it)"
-        )
-    return None
+    return draft
 
 
-def _block(draft: _Draft, reason: str, message: str, settings: PlanSettings, total: int) -> Plan:
+def _note_ignored_fields(draft: _Draft) -> None:
+    """Fields of a newer CRD are ignored, with one event each time the set changes."""
+    ignored = draft.run.ignored_fields
+    if ignored == draft.status.ignored_fields:
+        return
+    draft.update(ignored_fields=ignored)
+    if ignored:
+        draft.event(
+            "Warning",
+            "UnknownFieldsIgnored",
+            f"this operator version does not know {', '.join(ignored)} (set by a newer CRD) "
+            "and ignores them; upgrade the operator to use them",
+        )
+
+
+def _unusable_spec(draft: _Draft, observed: Observed, problem: str) -> Plan:
+    """Fail a run that never started; hold one under way until its spec is fixed."""
+    status = draft.status
+    if status.phase.is_terminal:
+        return _release_children(draft, observed).finish(None)
+    if status.started_at is None:
+        return _fail(draft, INVALID_SPEC, problem, total=None)
+    running = next(
+        (
+            f"{c.kind} {c.name}"
+            for c in observed.children
+            if c.name == status.active_child and not c.phase.is_finished and not c.deleting
+        ),
+        None,
+    )
+    blocker = spec_unusable(problem, running)
+    if status.phase is Phase.RUNNING and running is None:
+        draft.update(phase=Phase.PENDING)
+    _hold(draft, blocker)
+    return draft.finish(None)
+
+
+def _reopen(draft: _Draft, spec: RLoopRunSpec) -> bool:
+    """Whether an edit reopened this finished run (see spec_edits)."""
+    status = draft.status
+    failures = 0
+    if status.stage is not Stage.NONE:
+        record = draft.record(status.iteration)
+        failures = _failures(record, draft.run.name, status.iteration, status.stage)
+    why = reopening(spec, status, failures)
+    if why is None:
+        return False
+    draft.event("Normal", "Reopened", why)
+    draft.update(phase=Phase.PENDING, reason=None, message=None, finished_at=None)
+    return True
+
+
+def _hold(draft: _Draft, blocker: Blocker) -> None:
+    """Record what blocks the run: the Blocked condition, the status message, and one
+    Warning event each time the blocker changes."""
+    previous = draft.previous_condition("Blocked")
+    unchanged = (
+        previous is not None
+        and previous.status == "True"
+        and (previous.reason, previous.message) == (blocker.reason, blocker.message)
+    )
+    if not unchanged:
+        draft.event("Warning", blocker.reason, blocker.message)
+    draft.blocker = blocker
+    draft.update(reason=blocker.reason, message=blocker.message)
+
+
+def _unblock(draft: _Draft) -> None:
+    previous = draft.previous_condition("Blocked")
+    if previous is not None and previous.status == "True":
+        draft.update(reason=None, message=None)
+
+
+def _block(draft: _Draft, blocker: Blocker, settings: PlanSettings, total: int) -> Plan:
     """Wait, without failing, for a missing object the user can still create."""
-    if draft.status.reason != "Blocked" or draft.status.message != message:
-        draft.event("Warning", reason, message)
-    draft.update(phase=Phase.PENDING, reason="Blocked", message=message)
+    if draft.status.phase is not Phase.SUSPENDED:
+        draft.update(phase=Phase.PENDING)
+    _hold(draft, blocker)
     draft.requeue(settings.blocked_requeue_seconds)
     return draft.finish(total)
 
@@ -319,6 +393,8 @@ def _failures(record: IterationRecord, run_name: str, index: int, stage: Stage) 
 
 def _start_child(draft: _Draft, spec: RLoopRunSpec, name: str, index: int, stage: Stage) -> None:
     status = draft.status
+    if draft.run.deleting:
+        return
     if spec.suspend:
         _suspend(draft)
         return
@@ -412,7 +488,7 @@ def _record_failure(
             f"{cause}. Gave up after {failures - 1} retries (spec.maxRetries={spec.max_retries}); "
             f"read the logs with `{logs}`. Completed iterations stay in the store."
         )
-        _fail(draft, "StageFailed", message, spec.total_iterations, child.name)
+        _fail(draft, STAGE_FAILED, message, spec.total_iterations, child.name)
         return False
     backoff = min(settings.backoff_base_seconds * 2 ** (failures - 1), settings.backoff_cap_seconds)
     draft.event(

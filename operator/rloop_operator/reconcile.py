@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from rloop_operator import metrics
-from rloop_operator.api import RLoopRunSpec, SpecError, parse_spec, parse_status
+from rloop_operator.api import RLoopRunSpec, SpecError, parse_status
 from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
 from rloop_operator.kube import Kube
@@ -34,6 +34,7 @@ from rloop_operator.plan import (
 from rloop_operator.reports import read_report, report_from_messages
 from rloop_operator.settle import settle
 from rloop_operator.stages import Report, stages_of
+from rloop_operator.unknown_fields import parse_cluster_spec
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ class OperatorSettings:
 def run_view(obj: dict[str, Any]) -> RunView:
     metadata = obj["metadata"]
     spec: RLoopRunSpec | SpecError
+    ignored: tuple[str, ...] = ()
     try:
-        spec = parse_spec(obj.get("spec") or {})
+        spec, ignored = parse_cluster_spec(obj.get("spec") or {})
     except SpecError as exc:
         spec = exc
     return RunView(
@@ -80,6 +82,8 @@ def run_view(obj: dict[str, Any]) -> RunView:
         generation=int(metadata.get("generation", 1)),
         spec=spec,
         status=parse_status(obj.get("status")),
+        ignored_fields=ignored,
+        deleting=bool(metadata.get("deletionTimestamp")),
     )
 
 
@@ -165,23 +169,24 @@ class Reconciler:
     def _apply(
         self, obj: dict[str, Any], run: RunView, children: tuple[Child, ...], result: Plan
     ) -> None:
+        """Create, record, then delete: a child is deleted only once the status says why."""
         by_name = {child.name: child for child in children}
-        for action in result.actions:
-            if isinstance(action, CreateChild):
-                manifest = child_manifest(run, action, self.settings.manifests)
-                if self.kube.create_child(manifest):
-                    self._observe_start_latency(children)
-            elif isinstance(action, DeleteChild):
-                self.kube.delete_child(action.kind, run.namespace, action.name)
-            elif isinstance(action, EmitEvent):
-                self.kube.emit_event(obj, action.type, action.reason, action.message)
-                self._observe_stage(action, by_name.get(action.child or ""))
-        metrics.observe_events(a for a in result.actions if isinstance(a, EmitEvent))
+        for create in (a for a in result.actions if isinstance(a, CreateChild)):
+            manifest = child_manifest(run, create, self.settings.manifests)
+            if self.kube.create_child(manifest):
+                self._observe_start_latency(children)
         if result.status != run.status:
             # Fields set to None are sent as null so the merge patch removes them.
             self.kube.patch_status(
                 run.namespace, run.name, result.status.model_dump(mode="json", by_alias=True)
             )
+        for delete in (a for a in result.actions if isinstance(a, DeleteChild)):
+            self.kube.delete_child(delete.kind, run.namespace, delete.name)
+        events = [a for a in result.actions if isinstance(a, EmitEvent)]
+        for event in events:
+            self.kube.emit_event(obj, event.type, event.reason, event.message)
+            self._observe_stage(event, by_name.get(event.child or ""))
+        metrics.observe_events(events)
 
     def _observe_start_latency(self, children: tuple[Child, ...]) -> None:
         finished = [c.finished_at for c in children if c.finished_at is not None]

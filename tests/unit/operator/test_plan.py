@@ -327,9 +327,12 @@ def test_a_trainjob_run_waits_for_its_missing_runtime_then_starts() -> None:
     world.missing_prerequisites = prerequisites(parse_spec(world.spec), (Stage.EXPLORING,))
     result = world.step()
     assert not [a for a in result.actions if isinstance(a, CreateChild)]
-    assert (world.status.phase, world.status.reason) == (Phase.PENDING, "Blocked")
+    assert (world.status.phase, world.status.reason) == (
+        Phase.PENDING,
+        "ClusterTrainingRuntimeNotFound",
+    )
     blocked = next(c for c in world.status.conditions if c.type == "Blocked")
-    assert blocked.status == "True"
+    assert (blocked.status, blocked.reason) == ("True", "ClusterTrainingRuntimeNotFound")
     assert "ClusterTrainingRuntime 'rloop-torch' named by spec.resources.runtimeRef" in (
         blocked.message
     )
@@ -357,7 +360,9 @@ def test_a_run_whose_launcher_the_cluster_lacks_is_blocked_saying_what_to_instal
     world = World()
     world.unserved_kinds = frozenset({"PyTorchJob"})
     world.step()
-    assert (world.status.phase, world.status.reason) == (Phase.PENDING, "Blocked")
+    assert (world.status.phase, world.status.reason) == (Phase.PENDING, "LauncherNotInstalled")
+    blocked = next(c for c in world.status.conditions if c.type == "Blocked")
+    assert (blocked.status, blocked.reason) == ("True", "LauncherNotInstalled")
     assert "does not serve PyTorchJob (kubeflow.org/v1)" in (world.status.message or "")
     assert "spec.resources.launcher: trainjob" in (world.status.message or "")
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rloop_operator.api import RLoopRunStatus, parse_spec
+from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError
 from rloop_operator.children import Child
 from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.plan import (
@@ -24,6 +24,7 @@ from rloop_operator.plan import (
     plan,
 )
 from rloop_operator.settle import settle
+from rloop_operator.unknown_fields import parse_cluster_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FILTER_REPORT = StageReport(trajectories=640, hard_prompts=12, expert_samples=30)
@@ -53,12 +54,22 @@ class World:
         self.missing_claim: str | None = None
         self.missing_prerequisites: tuple[Prerequisite, ...] = ()
         self.unserved_kinds: frozenset[str] = frozenset()
+        self.deleting = False
         self.reports: dict[str, StageReport] = {}
         self.events: list[EmitEvent] = []
         self.settings = PlanSettings(backoff_base_seconds=10, backoff_cap_seconds=60)
 
     def view(self) -> RunView:
-        return RunView(self.name, "ns", "uid-1", 1, parse_spec(self.spec), self.status)
+        """The run as the reconciler reads it from the API server."""
+        spec: RLoopRunSpec | SpecError
+        ignored: tuple[str, ...] = ()
+        try:
+            spec, ignored = parse_cluster_spec(self.spec)
+        except SpecError as error:
+            spec = error
+        return RunView(
+            self.name, "ns", "uid-1", 1, spec, self.status, ignored, deleting=self.deleting
+        )
 
     def observed(self, reports: Mapping[str, StageReport] | None = None) -> Observed:
         return Observed(
@@ -84,7 +95,7 @@ class World:
             if isinstance(action, CreateChild) and action.name not in self.children:
                 self.children[action.name] = Child(
                     action.name,
-                    launcher_for(parse_spec(self.spec), action.stage).kind,
+                    launcher_for(parse_cluster_spec(self.spec)[0], action.stage).kind,
                     action.iteration,
                     action.stage,
                     ChildPhase.PENDING,
