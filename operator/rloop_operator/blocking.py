@@ -79,11 +79,13 @@ def missing_object(
     return None
 
 
-def refused_create(kind: str, name: str, refusal: Refusal, retry_in: float) -> Blocker:
+def refused_create(kind: str, name: str, refusal: Refusal) -> Blocker:
+    """The message stays the same while the API's answer does (one event, not one per
+    retry); status.retryAfter says when the next attempt is."""
     return Blocker(
         f"{REFUSED}{refusal.reason or refusal.code}",
         f"the API server refused to create {kind} {name} ({refusal.code} {refusal.reason}): "
-        f"{refusal.message}; retrying in {retry_in:.0f}s",
+        f"{refusal.message}; the operator retries with backoff (status.retryAfter)",
     )
 
 

@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from rloop_operator import metrics
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
 from rloop_operator.children import LABEL_RUN
-from rloop_operator.kube import Kube
+from rloop_operator.kube import Kube, refusal_of
 from rloop_operator.launchers import LAUNCHERS
 from rloop_operator.reconcile import OperatorSettings, Reconciler
 
@@ -103,7 +103,14 @@ async def reconcile(namespace: str, name: str) -> None:
             # 409: someone wrote the run between our read and our patch; read again.
             delay = 1.0 if exc.status == 409 else 10.0
             metrics.RECONCILE_ERRORS.labels(kind=f"api{exc.status}").inc()
-            log.warning("reconcile %s/%s: API error %s %s", namespace, name, exc.status, exc.reason)
+            log.warning(
+                "reconcile %s/%s: API error %s %s: %s",
+                namespace,
+                name,
+                exc.status,
+                exc.reason,
+                refusal_of(exc).message,
+            )
         except Exception:
             delay = 10.0
             metrics.RECONCILE_ERRORS.labels(kind="exception").inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -11,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
+from rloop_operator.blocking import Refusal
 from rloop_operator.children import LABEL_RUN
 from rloop_operator.launchers import LAUNCHERS, ApiResource, launcher_of_kind
 
@@ -20,6 +22,29 @@ log = logging.getLogger(__name__)
 def _coordinates(resource: ApiResource, namespace: str) -> tuple[str, str, str, str]:
     """(group, version, namespace, plural): CustomObjectsApi serves built-in groups too."""
     return resource.group, resource.version, namespace, resource.plural
+
+
+class ChildRefused(Exception):
+    """The API server would not create a child (admission, quota, RBAC, a missing CRD)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"{refusal.code} {refusal.reason}: {refusal.message}")
+        self.refusal = refusal
+
+
+def refusal_of(exc: ApiException) -> Refusal:
+    """The Status the API server answered with: its reason and message, which name the
+    webhook, quota or permission that refused."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        body = {}
+    status = body if isinstance(body, dict) else {}
+    return Refusal(
+        code=int(exc.status or 0),
+        reason=str(status.get("reason") or exc.reason or ""),
+        message=str(status.get("message") or exc.body or ""),
+    )
 
 
 class Kube:
@@ -70,7 +95,8 @@ class Kube:
         return owned, frozenset(unserved)
 
     def create_child(self, manifest: dict[str, Any]) -> bool:
-        """Create a child; False when it already exists (a 409 is never a second child)."""
+        """Create a child; False when it already exists (a 409 is never a second child).
+        Raises ChildRefused with the API's answer to any other error status."""
         launcher = launcher_of_kind(manifest["kind"])
         assert launcher is not None, manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
@@ -81,7 +107,7 @@ class Kube:
         except ApiException as exc:
             if exc.status == 409:
                 return False
-            raise
+            raise ChildRefused(refusal_of(exc)) from exc
         return True
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:

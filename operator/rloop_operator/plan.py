@@ -16,10 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
+from rloop_operator.actions import (
+    Action,
+    CreateChild,
+    DeleteChild,
+    EmitEvent,
+    Plan,
+    ReadReport,
+)
 from rloop_operator.api import (
-    Condition,
     IterationRecord,
     Phase,
     RLoopRunSpec,
@@ -27,13 +33,40 @@ from rloop_operator.api import (
     SpecError,
     Stage,
 )
-from rloop_operator.blocking import Blocker, missing_object, spec_unusable
+from rloop_operator.blocking import Refusal, missing_object
 from rloop_operator.children import Child, child_name
-from rloop_operator.conditions import conditions_for
+from rloop_operator.draft import Draft as _Draft
 from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.layout import RunLayout, run_layout
-from rloop_operator.spec_edits import INVALID_SPEC, STAGE_FAILED, reopening
-from rloop_operator.stages import Report, stage_info, stages_of
+from rloop_operator.spec_edits import STAGE_FAILED
+from rloop_operator.stages import stage_info, stages_of
+from rloop_operator.transitions import (
+    block,
+    fail,
+    note_ignored_fields,
+    refused_or_backing_off,
+    release_children,
+    reopen,
+    unblock,
+    unusable_spec,
+)
+
+__all__ = [
+    "Action",
+    "CreateChild",
+    "DeleteChild",
+    "EmitEvent",
+    "Observed",
+    "Plan",
+    "PlanSettings",
+    "ReadReport",
+    "RunView",
+    "StageReport",
+    "plan",
+    "produced_policy",
+    "starting_policy",
+    "unsatisfiable",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +112,8 @@ class Observed:
     missing_prerequisites: tuple[Prerequisite, ...] = ()
     # Kinds of children the cluster does not serve (their CRD is not installed).
     unserved_kinds: frozenset[str] = frozenset()
+    # Children the API server refused to create in this reconcile, by name.
+    refused: Mapping[str, Refusal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,46 +121,6 @@ class PlanSettings:
     backoff_base_seconds: float = 10.0
     backoff_cap_seconds: float = 600.0
     blocked_requeue_seconds: float = 30.0
-
-
-@dataclass(frozen=True)
-class CreateChild:
-    name: str
-    iteration: int
-    stage: Stage
-
-
-@dataclass(frozen=True)
-class DeleteChild:
-    name: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class ReadReport:
-    """Plan again once this child's report has been read from the store."""
-
-    child: str
-    uri: str
-    report: Report
-
-
-@dataclass(frozen=True)
-class EmitEvent:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-    child: str | None = None
-
-
-Action = CreateChild | DeleteChild | ReadReport | EmitEvent
-
-
-@dataclass(frozen=True)
-class Plan:
-    actions: tuple[Action, ...]
-    status: RLoopRunStatus
-    requeue_after: float | None = None
 
 
 def starting_policy(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> str:
@@ -148,73 +143,20 @@ def unsatisfiable(spec: RLoopRunSpec) -> str | None:
     return None
 
 
-class _Draft:
-    """The status being planned, plus the actions that go with it."""
-
-    def __init__(self, run: RunView, now: datetime) -> None:
-        self.run = run
-        self.now = now
-        self.status = run.status.model_copy(update={"observed_generation": run.generation})
-        self.actions: list[Action] = []
-        self.requeue_after: float | None = None
-        self.blocker: Blocker | None = None
-
-    def update(self, **changes: object) -> None:
-        self.status = self.status.model_copy(update=changes)
-
-    def act(self, action: Action) -> None:
-        self.actions.append(action)
-
-    def event(
-        self,
-        kind: Literal["Normal", "Warning"],
-        reason: str,
-        message: str,
-        child: str | None = None,
-    ) -> None:
-        self.act(EmitEvent(kind, reason, message, child))
-
-    def requeue(self, seconds: float) -> None:
-        self.requeue_after = (
-            seconds if self.requeue_after is None else min(self.requeue_after, seconds)
-        )
-
-    def record(self, index: int) -> IterationRecord:
-        for record in self.status.iterations:
-            if record.index == index:
-                return record
-        return IterationRecord(index=index)
-
-    def update_record(self, index: int, **changes: object) -> None:
-        updated = self.record(index).model_copy(update=changes)
-        others = [r for r in self.status.iterations if r.index != index]
-        self.update(iterations=tuple(sorted([*others, updated], key=lambda r: r.index)))
-
-    def previous_condition(self, type_: str) -> Condition | None:
-        return next((c for c in self.run.status.conditions if c.type == type_), None)
-
-    def finish(self, total: int | None) -> Plan:
-        """The plan; `total` iterations for the progress column (None: unknown, kept)."""
-        if total is not None:
-            self.update(progress=f"{self.status.iteration}/{total}")
-        self.update(conditions=conditions_for(self.status, self.now, self.blocker))
-        return Plan(tuple(self.actions), self.status, self.requeue_after)
-
-
 def plan(
     run: RunView, observed: Observed, now: datetime, settings: PlanSettings = PlanSettings()
 ) -> Plan:
     """Decide what to do next for one run, given everything observed about it."""
     draft = _Draft(run, now)
-    _note_ignored_fields(draft)
+    note_ignored_fields(draft)
     spec = run.spec
     problem = str(spec) if isinstance(spec, SpecError) else unsatisfiable(spec)
     if problem is not None:
-        return _unusable_spec(draft, observed, problem)
+        return unusable_spec(draft, observed, problem)
     assert isinstance(spec, RLoopRunSpec)
     total = spec.total_iterations
-    if draft.status.phase.is_terminal and not _reopen(draft, spec):
-        return _release_children(draft, observed).finish(total)
+    if draft.status.phase.is_terminal and not reopen(draft, spec, _stopped_stage_failures(draft)):
+        return release_children(draft, observed).finish(total)
     if draft.status.started_at is None:
         draft.update(started_at=now, policy=spec.model.base)
     blocker = missing_object(
@@ -226,129 +168,22 @@ def plan(
         observed.missing_secret,
     )
     if blocker is not None:
-        return _block(draft, blocker, settings, total)
-    _unblock(draft)
+        return block(draft, blocker, settings, total)
+    unblock(draft)
     # Each pass consumes one finished stage, so a single reconcile moves from a
     # succeeded child straight to creating the next one.
     for _ in range(len(stages_of(spec)) * total + 1):
         if not _advance(draft, spec, observed, settings):
             break
-    return _release_children(draft, observed).finish(total)
+    return release_children(draft, observed).finish(total)
 
 
-def _fail(
-    draft: _Draft, reason: str, message: str, total: int | None, child: str | None = None
-) -> Plan:
-    if draft.status.phase is not Phase.FAILED:
-        draft.event("Warning", reason, message, child)
-    draft.update(
-        phase=Phase.FAILED,
-        reason=reason,
-        message=message,
-        active_child=None,
-        retry_after=None,
-        finished_at=draft.status.finished_at or draft.now,
-    )
-    return draft.finish(total)
-
-
-def _release_children(draft: _Draft, observed: Observed) -> _Draft:
-    """A finished run holds no GPUs: its children still running are deleted. The
-    reconciler writes the status before it deletes, so the outcome is recorded first."""
-    if not draft.status.phase.is_terminal:
-        return draft
-    for child in observed.children:
-        if not child.phase.is_finished and not child.deleting:
-            draft.act(DeleteChild(child.name, child.kind))
-            draft.event(
-                "Normal",
-                "ChildDeleted",
-                f"deleted {child.kind} {child.name}: the run is {draft.status.phase.value}",
-                child.name,
-            )
-    return draft
-
-
-def _note_ignored_fields(draft: _Draft) -> None:
-    """Fields of a newer CRD are ignored, with one event each time the set changes."""
-    ignored = draft.run.ignored_fields
-    if ignored == draft.status.ignored_fields:
-        return
-    draft.update(ignored_fields=ignored)
-    if ignored:
-        draft.event(
-            "Warning",
-            "UnknownFieldsIgnored",
-            f"this operator version does not know {', '.join(ignored)} (set by a newer CRD) "
-            "and ignores them; upgrade the operator to use them",
-        )
-
-
-def _unusable_spec(draft: _Draft, observed: Observed, problem: str) -> Plan:
-    """Fail a run that never started; hold one under way until its spec is fixed."""
+def _stopped_stage_failures(draft: _Draft) -> int:
+    """Failed children of the stage a finished run stopped in."""
     status = draft.status
-    if status.phase.is_terminal:
-        return _release_children(draft, observed).finish(None)
-    if status.started_at is None:
-        return _fail(draft, INVALID_SPEC, problem, total=None)
-    running = next(
-        (
-            f"{c.kind} {c.name}"
-            for c in observed.children
-            if c.name == status.active_child and not c.phase.is_finished and not c.deleting
-        ),
-        None,
-    )
-    blocker = spec_unusable(problem, running)
-    if status.phase is Phase.RUNNING and running is None:
-        draft.update(phase=Phase.PENDING)
-    _hold(draft, blocker)
-    return draft.finish(None)
-
-
-def _reopen(draft: _Draft, spec: RLoopRunSpec) -> bool:
-    """Whether an edit reopened this finished run (see spec_edits)."""
-    status = draft.status
-    failures = 0
-    if status.stage is not Stage.NONE:
-        record = draft.record(status.iteration)
-        failures = _failures(record, draft.run.name, status.iteration, status.stage)
-    why = reopening(spec, status, failures)
-    if why is None:
-        return False
-    draft.event("Normal", "Reopened", why)
-    draft.update(phase=Phase.PENDING, reason=None, message=None, finished_at=None)
-    return True
-
-
-def _hold(draft: _Draft, blocker: Blocker) -> None:
-    """Record what blocks the run: the Blocked condition, the status message, and one
-    Warning event each time the blocker changes."""
-    previous = draft.previous_condition("Blocked")
-    unchanged = (
-        previous is not None
-        and previous.status == "True"
-        and (previous.reason, previous.message) == (blocker.reason, blocker.message)
-    )
-    if not unchanged:
-        draft.event("Warning", blocker.reason, blocker.message)
-    draft.blocker = blocker
-    draft.update(reason=blocker.reason, message=blocker.message)
-
-
-def _unblock(draft: _Draft) -> None:
-    previous = draft.previous_condition("Blocked")
-    if previous is not None and previous.status == "True":
-        draft.update(reason=None, message=None)
-
-
-def _block(draft: _Draft, blocker: Blocker, settings: PlanSettings, total: int) -> Plan:
-    """Wait, without failing, for a missing object the user can still create."""
-    if draft.status.phase is not Phase.SUSPENDED:
-        draft.update(phase=Phase.PENDING)
-    _hold(draft, blocker)
-    draft.requeue(settings.blocked_requeue_seconds)
-    return draft.finish(total)
+    if status.stage is Stage.NONE:
+        return 0
+    return _failures(draft.record(status.iteration), draft.run.name, status.iteration, status.stage)
 
 
 def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: PlanSettings) -> bool:
@@ -367,7 +202,8 @@ def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: Pl
     name = child_name(draft.run.name, index, stage, retry)
     child = next((c for c in observed.children if c.name == name), None)
     if child is None:
-        _start_child(draft, spec, name, index, stage)
+        if not refused_or_backing_off(draft, spec, name, stage, observed, settings):
+            _start_child(draft, spec, name, index, stage)
         return False
     if child.deleting:
         if spec.suspend:
@@ -488,7 +324,7 @@ def _record_failure(
             f"{cause}. Gave up after {failures - 1} retries (spec.maxRetries={spec.max_retries}); "
             f"read the logs with `{logs}`. Completed iterations stay in the store."
         )
-        _fail(draft, STAGE_FAILED, message, spec.total_iterations, child.name)
+        fail(draft, STAGE_FAILED, message, spec.total_iterations, child.name)
         return False
     backoff = min(settings.backoff_base_seconds * 2 ** (failures - 1), settings.backoff_cap_seconds)
     draft.event(

@@ -15,9 +15,10 @@ from typing import Any
 
 from rloop_operator import metrics
 from rloop_operator.api import RLoopRunSpec, SpecError, parse_status
+from rloop_operator.blocking import Refusal
 from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
-from rloop_operator.kube import Kube
+from rloop_operator.kube import ChildRefused, Kube
 from rloop_operator.launchers import Prerequisite, launcher_for, prerequisites
 from rloop_operator.manifests import ManifestSettings, child_manifest
 from rloop_operator.plan import (
@@ -120,12 +121,26 @@ class Reconciler:
         def read(action: ReadReport) -> StageReport:
             return self._read_report(run, action, children, credentials)
 
-        result = settle(run, observed, self.clock(), self.settings.plan, read)
+        def create(action: CreateChild) -> Refusal | None:
+            return self._create(run, children, action)
+
+        result = settle(run, observed, self.clock(), self.settings.plan, read, create)
         self._apply(obj, run, children, result)
         metrics.observe_phase(namespace, name, result.status.phase)
         if result.status.phase.is_terminal:
             return result.requeue_after
         return min(result.requeue_after or RESYNC_SECONDS, RESYNC_SECONDS)
+
+    def _create(
+        self, run: RunView, children: tuple[Child, ...], action: CreateChild
+    ) -> Refusal | None:
+        try:
+            if self.kube.create_child(child_manifest(run, action, self.settings.manifests)):
+                self._observe_start_latency(children)
+        except ChildRefused as refused:
+            log.warning("create of %s refused: %s", action.name, refused)
+            return refused.refusal
+        return None
 
     def _credentials(self, run: RunView) -> tuple[dict[str, str], str | None]:
         if not isinstance(run.spec, RLoopRunSpec) or not run.spec.storage.credentials_secret:
@@ -169,12 +184,9 @@ class Reconciler:
     def _apply(
         self, obj: dict[str, Any], run: RunView, children: tuple[Child, ...], result: Plan
     ) -> None:
-        """Create, record, then delete: a child is deleted only once the status says why."""
+        """Record, then delete: a child is deleted only once the status says why. The
+        plan's children were created already (_create_children)."""
         by_name = {child.name: child for child in children}
-        for create in (a for a in result.actions if isinstance(a, CreateChild)):
-            manifest = child_manifest(run, create, self.settings.manifests)
-            if self.kube.create_child(manifest):
-                self._observe_start_latency(children)
         if result.status != run.status:
             # Fields set to None are sent as null so the merge patch removes them.
             self.kube.patch_status(

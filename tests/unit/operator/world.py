@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError
+from rloop_operator.blocking import Refusal
 from rloop_operator.children import Child
 from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.plan import (
@@ -55,6 +56,9 @@ class World:
         self.missing_prerequisites: tuple[Prerequisite, ...] = ()
         self.unserved_kinds: frozenset[str] = frozenset()
         self.deleting = False
+        # Children the API server refuses to create, as it answers.
+        self.refusing: dict[str, Refusal] = {}
+        self.create_attempts: list[tuple[datetime, str]] = []
         self.reports: dict[str, StageReport] = {}
         self.events: list[EmitEvent] = []
         self.settings = PlanSettings(backoff_base_seconds=10, backoff_cap_seconds=60)
@@ -88,9 +92,21 @@ class World:
         default = FILTER_REPORT if "filter" in read.child else EVAL_REPORT
         return self.reports.get(read.child, default)
 
+    def create(self, action: CreateChild) -> Refusal | None:
+        """The API server's answer to a create; the child itself is added by step()."""
+        self.create_attempts.append((self.now, action.name))
+        return self.refusing.get(action.name)
+
     def step(self) -> Plan:
         """Plan as the reconciler does (reports read), then apply the actions."""
-        result = settle(self.view(), self.observed(), self.now, self.settings, self.read_report)
+        result = settle(
+            self.view(),
+            self.observed(),
+            self.now,
+            self.settings,
+            self.read_report,
+            self.create,
+        )
         for action in result.actions:
             if isinstance(action, CreateChild) and action.name not in self.children:
                 self.children[action.name] = Child(
