@@ -42,7 +42,6 @@ def missing_object(
     unserved_kinds: Collection[str],
     missing_prerequisites: Collection[Prerequisite],
     missing_claim: str | None,
-    missing_secret: str | None = None,
 ) -> Blocker | None:
     """An object the run needs that does not exist (a CRD, a runtime, a claim)."""
     stages = stages_of(spec)
@@ -62,13 +61,6 @@ def missing_object(
                 f"{missing.resource.kind} {missing.name!r} named by {missing.named_by} does not "
                 f"exist{where}; {missing.hint}",
             )
-    if missing_secret is not None:
-        return Blocker(
-            "SecretNotFound",
-            f"Secret {missing_secret!r} named by spec.storage.credentialsSecret does not exist "
-            f"in namespace {namespace}; create it with keys AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY",
-        )
     if missing_claim is not None:
         return Blocker(
             "PersistentVolumeClaimNotFound",

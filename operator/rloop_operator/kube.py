@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from datetime import UTC, datetime
@@ -142,16 +141,6 @@ class Kube:
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}
         )
-
-    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The Secret's decoded data, or None if it does not exist."""
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     def termination_messages(self, namespace: str, pod_selector: str) -> list[str]:
         """Messages of the containers that exited 0 in the pods `pod_selector` selects."""

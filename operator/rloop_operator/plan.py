@@ -93,19 +93,20 @@ class RunView:
 
 @dataclass(frozen=True)
 class StageReport:
-    """What a finished filter or eval child left in the store (report.json)."""
+    """What a finished filter or eval child reported (its termination message)."""
 
     trajectories: int | None = None
     hard_prompts: int | None = None
     expert_samples: int | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
+    # What the report leaves out (it is recorded all the same).
+    incomplete: str | None = None
 
 
 @dataclass(frozen=True)
 class Observed:
     children: tuple[Child, ...] = ()
-    missing_secret: str | None = None
     reports: Mapping[str, StageReport] = field(default_factory=dict)
     missing_claim: str | None = None
     # Launchers' prerequisites (e.g. a TrainJob runtime) that do not exist.
@@ -165,7 +166,6 @@ def plan(
         observed.unserved_kinds,
         observed.missing_prerequisites,
         observed.missing_claim,
-        observed.missing_secret,
     )
     if blocker is not None:
         return block(draft, blocker, settings, total)
@@ -304,6 +304,8 @@ def _record_report(draft: _Draft, index: int, report: StageReport, child: str) -
     draft.update_record(index, metrics={**record.metrics, **report.metrics}, **known)
     if report.expert_samples is not None:
         draft.update(expert_samples=report.expert_samples)
+    if report.incomplete is not None:
+        draft.event("Warning", "ReportIncomplete", f"{child}: {report.incomplete}")
 
 
 def _record_failure(

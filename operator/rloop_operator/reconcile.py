@@ -32,7 +32,7 @@ from rloop_operator.plan import (
     RunView,
     StageReport,
 )
-from rloop_operator.reports import read_report, report_from_messages
+from rloop_operator.reports import report_from_messages
 from rloop_operator.settle import settle
 from rloop_operator.stages import Report, stages_of
 from rloop_operator.unknown_fields import parse_cluster_spec
@@ -108,18 +108,15 @@ class Reconciler:
         run = run_view(obj)
         listed, unserved = self.kube.list_children(namespace, name, run.uid)
         children = tuple(child for child in map(observe_child, listed) if child is not None)
-        credentials, missing_secret = self._credentials(run)
         observed = Observed(
-            children,
-            missing_secret,
-            {},
-            self._missing_claim(run),
-            self._missing_prerequisites(run),
-            unserved,
+            children=children,
+            missing_claim=self._missing_claim(run),
+            missing_prerequisites=self._missing_prerequisites(run),
+            unserved_kinds=unserved,
         )
 
         def read(action: ReadReport) -> StageReport:
-            return self._read_report(run, action, children, credentials)
+            return self._read_report(run, action, children)
 
         def create(action: CreateChild) -> Refusal | None:
             return self._create(run, children, action)
@@ -142,28 +139,19 @@ class Reconciler:
             return refused.refusal
         return None
 
-    def _credentials(self, run: RunView) -> tuple[dict[str, str], str | None]:
-        if not isinstance(run.spec, RLoopRunSpec) or not run.spec.storage.credentials_secret:
-            return {}, None
-        secret = run.spec.storage.credentials_secret
-        data = self.kube.secret_data(run.namespace, secret)
-        return (data, None) if data is not None else ({}, secret)
-
     def _read_report(
-        self,
-        run: RunView,
-        read: ReadReport,
-        children: tuple[Child, ...],
-        credentials: dict[str, str],
+        self, run: RunView, read: ReadReport, children: tuple[Child, ...]
     ) -> StageReport:
-        """From the child's pods' termination messages, else from the store."""
+        """From the termination messages of the child's pods: the operator reads no
+        Secrets, so it has no store credentials."""
         assert isinstance(run.spec, RLoopRunSpec)
-        filtering = read.report is Report.EXPERT
         [child] = [c for c in children if c.name == read.child]
         selector = launcher_for(run.spec, child.stage).pod_selector(child.name)
         messages = self.kube.termination_messages(run.namespace, selector)
-        return report_from_messages(messages, filtering) or read_report(
-            read.uri, filtering, run.spec.storage, credentials
+        report = report_from_messages(messages, read.report is Report.EXPERT)
+        return report or StageReport(
+            error=f"no pod of {child.name} left its report in a termination message "
+            f"(pods selected by {selector}); the full report is {read.uri}"
         )
 
     def _missing_prerequisites(self, run: RunView) -> tuple[Prerequisite, ...]:

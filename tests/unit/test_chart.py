@@ -36,7 +36,6 @@ NAMESPACED_GRANTS: set[Grant] = {
     ("rloop.io", "rloopruns/finalizers", "update"),
     *CHILD_GRANTS,
     *{(r.group, r.plural, "get") for r in PREREQUISITES if r.namespaced},
-    ("", "secrets", "get"),
     ("", "persistentvolumeclaims", "get"),
     ("", "pods", "list"),
     ("", "events", "create"),
@@ -236,6 +235,17 @@ def test_cluster_wide_rbac_grants_exactly_what_the_operator_uses(render: Render)
     assert grants(only(docs, "ClusterRole")) == NAMESPACED_GRANTS | CLUSTER_GRANTS
     binding = only(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == only(docs, "ClusterRole")["metadata"]["name"]
+
+
+@pytest.mark.parametrize("option", ["defaults", "watchNamespaces"])
+def test_the_operator_may_read_no_secrets_but_may_set_owner_references(
+    render: Render, option: str
+) -> None:
+    docs = render(**OPTION_VALUES[option])
+    roles = [doc for doc in docs if doc["kind"] in ("ClusterRole", "Role")]
+    granted = set().union(*(grants(role) for role in roles))
+    assert not [grant for grant in granted if grant[1] in ("secrets", "*")]
+    assert ("rloop.io", "rloopruns/finalizers", "update") in granted
 
 
 def test_watch_namespaces_confines_the_operator_to_them(render: Render) -> None:

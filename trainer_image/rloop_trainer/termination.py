@@ -1,12 +1,14 @@
 """A phase's report as its container's termination message, for the operator.
 
 Kubernetes copies up to 4,096 bytes that a container writes to its
-termination-message file into the pod's status. The operator reads it there with
-pod access alone: no store credentials, and it works for a file:// store on a
-volume the operator does not mount. The operator's manifests set
-RLOOP_TERMINATION_MESSAGE_PATH; elsewhere (local runs, tests) nothing is written.
-A report that does not fit, or cannot be written, is left out and the operator reads
-the store instead: the phase's output is complete without it.
+termination-message file into the pod's status. The operator reads reports there and
+nowhere else: it needs pod access alone, no store credentials (it reads no Secrets), and
+it works for a file:// store on a volume the operator does not mount. The operator's
+manifests set RLOOP_TERMINATION_MESSAGE_PATH; elsewhere (local runs, tests) nothing is
+written. A report that does not fit is cut down to what the run's status shows (the
+filter's counts; avg@n, samples and pass@k of each validation set), then, if it still
+does not fit, whole validation sets are left out from the end and named under
+"omitted". The full report is always in the store.
 """
 
 from __future__ import annotations
@@ -16,26 +18,58 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 PATH_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
 MESSAGE_LIMIT_BYTES = 4096
+# What rloop_operator.reports reads into the status.
+STATUS_KEYS = ("rollouts", "hard_prompts", "kept_samples", "sets")
+SET_KEYS = ("avg@n", "samples", "pass@k")
+
+
+def _encoded(report: Mapping[str, Any]) -> bytes:
+    return json.dumps(report, separators=(",", ":")).encode()
+
+
+def status_form(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report cut to the keys the run's status shows."""
+    kept: dict[str, Any] = {key: report[key] for key in STATUS_KEYS if key in report}
+    if isinstance(kept.get("sets"), Mapping):
+        kept["sets"] = {
+            name: {key: figures[key] for key in SET_KEYS if key in figures}
+            for name, figures in kept["sets"].items()
+        }
+    return kept
+
+
+def fitted(report: Mapping[str, Any], limit: int = MESSAGE_LIMIT_BYTES) -> bytes:
+    """The report as compact JSON within `limit` bytes: whole, in its status form, or in
+    its status form without the last validation sets (named under "omitted")."""
+    whole = _encoded(report)
+    if len(whole) <= limit:
+        return whole
+    compact = status_form(report)
+    sets = dict(compact.get("sets") or {})
+    omitted: list[str] = []
+    while True:
+        message = _encoded({**compact, "sets": sets, "omitted": omitted} if omitted else compact)
+        if len(message) <= limit or not sets:
+            return message
+        name = next(reversed(sets))
+        del sets[name]
+        omitted.insert(0, name)
 
 
 def write_report(report: Mapping[str, object], env: Mapping[str, str] | None = None) -> bool:
-    """Write `report` as compact JSON to the termination-message file; True if written."""
+    """Write `report`, fitted to the limit, to the termination-message file; True if written."""
     path = (os.environ if env is None else env).get(PATH_ENV)
     if not path:
         return False
-    message = json.dumps(report, separators=(",", ":")).encode()
+    message = fitted(report)
     if len(message) > MESSAGE_LIMIT_BYTES:
-        log.warning(
-            "report is %d bytes, over the %d-byte termination message: the operator will "
-            "read it from the store",
-            len(message),
-            MESSAGE_LIMIT_BYTES,
-        )
+        log.warning("even the status form of the report is over %d bytes", MESSAGE_LIMIT_BYTES)
         return False
     try:
         Path(path).write_bytes(message)

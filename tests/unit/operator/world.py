@@ -51,7 +51,6 @@ class World:
         self.status = RLoopRunStatus()
         self.children: dict[str, Child] = {}
         self.now = T0
-        self.missing_secret: str | None = None
         self.missing_claim: str | None = None
         self.missing_prerequisites: tuple[Prerequisite, ...] = ()
         self.unserved_kinds: frozenset[str] = frozenset()
@@ -77,12 +76,11 @@ class World:
 
     def observed(self, reports: Mapping[str, StageReport] | None = None) -> Observed:
         return Observed(
-            tuple(self.children.values()),
-            self.missing_secret,
-            dict(reports or {}),
-            self.missing_claim,
-            self.missing_prerequisites,
-            self.unserved_kinds,
+            children=tuple(self.children.values()),
+            reports=dict(reports or {}),
+            missing_claim=self.missing_claim,
+            missing_prerequisites=self.missing_prerequisites,
+            unserved_kinds=self.unserved_kinds,
         )
 
     def plan_once(self, reports: Mapping[str, StageReport] | None = None) -> Plan:
