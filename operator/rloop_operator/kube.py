@@ -47,16 +47,26 @@ def refusal_of(exc: ApiException) -> Refusal:
 
 
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    """Every call gives up after `timeout` seconds (urllib3 raises): a hung call fails
+    its reconcile, which is retried, instead of holding the run forever. `identity`
+    names this replica in the events it posts."""
+
+    def __init__(
+        self, api_client: client.ApiClient, timeout: float = 30.0, identity: str = "rloop-operator"
+    ) -> None:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.timeout = timeout
+        self.identity = identity
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             run = cast(
                 dict[str, Any],
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -76,6 +86,7 @@ class Kube:
                 listing = self.custom.list_namespaced_custom_object(
                     *_coordinates(launcher.resource, namespace),
                     label_selector=f"{LABEL_RUN}={run_name}",
+                    _request_timeout=self.timeout,
                 )
             except ApiException as exc:
                 if exc.status != 404:
@@ -101,7 +112,9 @@ class Kube:
         namespace = manifest["metadata"]["namespace"]
         try:
             self.custom.create_namespaced_custom_object(
-                *_coordinates(launcher.resource, namespace), manifest
+                *_coordinates(launcher.resource, namespace),
+                manifest,
+                _request_timeout=self.timeout,
             )
         except ApiException as exc:
             if exc.status == 409:
@@ -115,7 +128,10 @@ class Kube:
         body = client.V1DeleteOptions(propagation_policy="Background")
         try:
             self.custom.delete_namespaced_custom_object(
-                *_coordinates(launcher.resource, namespace), name, body=body
+                *_coordinates(launcher.resource, namespace),
+                name,
+                body=body,
+                _request_timeout=self.timeout,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -125,10 +141,16 @@ class Kube:
         """Whether the object exists; a kind the cluster does not serve has none."""
         try:
             if resource.namespaced:
-                self.custom.get_namespaced_custom_object(*_coordinates(resource, namespace), name)
+                self.custom.get_namespaced_custom_object(
+                    *_coordinates(resource, namespace), name, _request_timeout=self.timeout
+                )
             else:
                 self.custom.get_cluster_custom_object(
-                    resource.group, resource.version, resource.plural, name
+                    resource.group,
+                    resource.version,
+                    resource.plural,
+                    name,
+                    _request_timeout=self.timeout,
                 )
         except ApiException as exc:
             if exc.status == 404:
@@ -139,12 +161,20 @@ class Kube:
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource; None values remove fields."""
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            _request_timeout=self.timeout,
         )
 
     def termination_messages(self, namespace: str, pod_selector: str) -> list[str]:
         """Messages of the containers that exited 0 in the pods `pod_selector` selects."""
-        pods = self.core.list_namespaced_pod(namespace, label_selector=pod_selector)
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=pod_selector, _request_timeout=self.timeout
+        )
         messages = []
         for pod in pods.items:
             for container in (pod.status.container_statuses if pod.status else None) or []:
@@ -155,7 +185,9 @@ class Kube:
 
     def claim_exists(self, namespace: str, name: str) -> bool:
         try:
-            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+            self.core.read_namespaced_persistent_volume_claim(
+                name, namespace, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -184,10 +216,12 @@ class Kube:
             count=1,
             source=client.V1EventSource(component="rloop-operator"),
             reporting_component="rloop-operator",
-            reporting_instance="rloop-operator",
+            reporting_instance=self.identity,
         )
         try:
-            self.core.create_namespaced_event(metadata["namespace"], event)
+            self.core.create_namespaced_event(
+                metadata["namespace"], event, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             # Events are best-effort: losing one must not stop a transition.
             log.warning("event %s for %s not posted: %s", reason, metadata["name"], exc.reason)

@@ -7,9 +7,7 @@ tests against a real API server. The clock is a seam: tests pass their own.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,19 +18,19 @@ from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
 from rloop_operator.kube import ChildRefused, Kube
 from rloop_operator.launchers import Prerequisite, launcher_for, prerequisites
-from rloop_operator.manifests import ManifestSettings, child_manifest
+from rloop_operator.manifests import child_manifest
 from rloop_operator.plan import (
     CreateChild,
     DeleteChild,
     EmitEvent,
     Observed,
     Plan,
-    PlanSettings,
     ReadReport,
     RunView,
     StageReport,
 )
 from rloop_operator.reports import report_from_messages
+from rloop_operator.settings import OperatorSettings
 from rloop_operator.settle import settle
 from rloop_operator.stages import Report, stages_of
 from rloop_operator.unknown_fields import parse_cluster_spec
@@ -42,30 +40,6 @@ log = logging.getLogger(__name__)
 # Runs that are not finished are looked at again at least this often, so a lost
 # watch event can delay a transition but never stall it.
 RESYNC_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class OperatorSettings:
-    plan: PlanSettings = field(default_factory=PlanSettings)
-    manifests: ManifestSettings = field(default_factory=ManifestSettings)
-    metrics_port: int = 9090
-
-    @classmethod
-    def from_env(cls) -> OperatorSettings:
-        env = os.environ
-        manifests = ManifestSettings()
-        plan_settings = PlanSettings()
-        return cls(
-            plan=PlanSettings(
-                backoff_base_seconds=float(
-                    env.get("RLOOP_RETRY_BACKOFF_SECONDS", plan_settings.backoff_base_seconds)
-                ),
-            ),
-            manifests=ManifestSettings(
-                trainer_image=env.get("RLOOP_TRAINER_IMAGE", manifests.trainer_image)
-            ),
-            metrics_port=int(env.get("RLOOP_METRICS_PORT", "9090")),
-        )
 
 
 def run_view(obj: dict[str, Any]) -> RunView:
