@@ -9,7 +9,8 @@ here instead, one thread per kind (and per namespace when the operator watches a
 of them), with the server-side label selector rloop.io/run: the API server sends only
 the runs' children, never every Job of the cluster. A 404 means the kind is not served
 now; the watch asks again every UNSERVED_RETRY_SECONDS, and the runs that need the kind
-are Blocked by their own reconcile (LauncherNotInstalled) until it is back.
+are Blocked by their own reconcile (LauncherNotInstalled) until it is back, when the
+watch has every run looked at again (`on_served`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class ChildWatch(threading.Thread):
         resource: ApiResource,
         namespace: str | None,
         on_change: OnChange,
+        on_served: Callable[[], None],
         request_timeout: float,
     ) -> None:
         where = namespace or "all namespaces"
@@ -65,6 +67,7 @@ class ChildWatch(threading.Thread):
         self.resource = resource
         self.namespace = namespace
         self.on_change = on_change
+        self.on_served = on_served
         self.timeout = request_timeout
         self.stopped = threading.Event()
         self._unserved = False
@@ -111,6 +114,7 @@ class ChildWatch(threading.Thread):
         if self._unserved:
             log.info("%s: %s is served again", self.name, self.resource.kind)
             self._unserved = False
+            self.on_served()
         for item in listing["items"]:
             self._tell(item)
         return str(listing["metadata"]["resourceVersion"])

@@ -71,12 +71,19 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
             operator.lease,
             operator.identity,
             operator.api_timeout_seconds,
-            lambda leading: _call_in_loop(loop, _lead_changed, leading),
+            lambda leading: _call_in_loop(loop, _look_at_every_run, leading),
         )
         _state["elector"] = elector
         elector.start()
     _state["watches"] = [
-        ChildWatch(api, launcher.resource, namespace, _child_changed, operator.api_timeout_seconds)
+        ChildWatch(
+            api,
+            launcher.resource,
+            namespace,
+            _child_changed,
+            lambda: _call_in_loop(loop, _look_at_every_run, True),
+            operator.api_timeout_seconds,
+        )
         for launcher in LAUNCHERS
         for namespace in operator.watch_namespaces or (None,)
     ]
@@ -147,9 +154,10 @@ def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-def _lead_changed(leading: bool) -> None:
-    """A replica that takes the lead looks at every run, since it skipped their events."""
-    if leading:
+def _look_at_every_run(now: bool) -> None:
+    """Reconcile every known run: when this replica takes the lead (it skipped their
+    events), or when a kind of child is served again (runs Blocked on it go on)."""
+    if now:
         for key in list(_known):
             _spawn(reconcile(key))
 

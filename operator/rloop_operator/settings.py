@@ -13,6 +13,10 @@ from rloop_operator.manifests import ManifestSettings
 from rloop_operator.plan import PlanSettings
 
 
+def replica_identity(name: str) -> str:
+    return f"{name}_{uuid.uuid4().hex[:8]}"
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     plan: PlanSettings = field(default_factory=PlanSettings)
@@ -28,8 +32,9 @@ class OperatorSettings:
     watch_namespaces: tuple[str, ...] | None = None
     # None: this replica acts alone (no Lease), as `kopf run` on a workstation does.
     lease: LeaseSettings | None = None
-    # Names this replica in the Lease and in the events it posts.
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}")
+    # Names this replica in the Lease and in the events it posts: the pod's name (or the
+    # host's), made unique as client-go does.
+    identity: str = field(default_factory=lambda: replica_identity(socket.gethostname()))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -57,4 +62,5 @@ class OperatorSettings:
             ),
             watch_namespaces=tuple(namespaces) or None,
             lease=lease,
+            identity=replica_identity(env.get("POD_NAME") or socket.gethostname()),
         )

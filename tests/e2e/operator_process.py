@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +25,12 @@ RELEASE_NAMESPACE = "rloop-system"
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log_file: Path) -> None:
+    """`env` adds to (or overrides) the operator's environment, e.g. a Lease to elect on."""
+
+    def __init__(self, kubeconfig: Path, log_file: Path, env: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log_file = log_file
+        self.extra_env = env or {}
         self.health_port = free_port()
         self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -38,6 +42,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "RLOOP_METRICS_PORT": str(self.metrics_port),
             "RLOOP_RETRY_BACKOFF_SECONDS": "1",
+            **self.extra_env,
         }
         env.pop("KUBERNETES_SERVICE_HOST", None)
         argv = [
@@ -58,13 +63,23 @@ class OperatorProcess:
             raise RuntimeError(
                 f"operator exited with {self.process.returncode}:\n{self.log_tail()}"
             )
+        return self.health() == 200
+
+    def health(self) -> int | None:
+        """The HTTP status of /healthz; None if it does not answer."""
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=5
             ) as answer:
-                return bool(answer.status == 200)
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
         except OSError:
-            return False
+            return None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, as a node failure or an OOM kill would."""
@@ -110,8 +125,10 @@ def install_chart(plane: ControlPlane, work_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def running_operator(kubeconfig: Path, work_dir: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(kubeconfig, work_dir / "operator.log")
+def running_operator(
+    kubeconfig: Path, work_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(kubeconfig, work_dir / "operator.log", env)
     process.start()
     yield process
     process.stop()

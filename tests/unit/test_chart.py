@@ -169,7 +169,7 @@ def test_deployment_runs_one_standalone_operator_as_the_image_does(render: Rende
 def test_replicas_elect_a_leader_on_a_lease_in_the_release_namespace(render: Render) -> None:
     docs = render(**OPTION_VALUES["replicas"])
     assert only(docs, "Deployment")["spec"]["replicas"] == 2
-    env = {var["name"]: var["value"] for var in operator_container(docs)["env"]}
+    env = {var["name"]: var.get("value") for var in operator_container(docs)["env"]}
     assert (env["RLOOP_LEASE_NAMESPACE"], env["RLOOP_LEASE_NAME"]) == (
         NAMESPACE,
         f"{RELEASE}-rloop-operator",
@@ -184,7 +184,7 @@ def test_replicas_elect_a_leader_on_a_lease_in_the_release_namespace(render: Ren
 def test_images_default_to_the_app_version(render: Render) -> None:
     container = operator_container(render())
     assert container["image"] == f"ghcr.io/rloop-io/rloop-operator:{APP_VERSION}"
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = {var["name"]: var.get("value") for var in container["env"]}
     assert env["RLOOP_TRAINER_IMAGE"] == f"ghcr.io/rloop-io/rloop-trainer:{APP_VERSION}"
 
 
@@ -197,7 +197,7 @@ def test_image_values_choose_the_operator_and_trainer_images(render: Render) -> 
     )
     assert container["image"] == "registry.local/op:dev"
     assert container["imagePullPolicy"] == "Always"
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = {var["name"]: var.get("value") for var in container["env"]}
     assert env["RLOOP_TRAINER_IMAGE"] == "registry.local/trainer:t1"
 
 
@@ -240,7 +240,7 @@ def test_probes_ask_kopf_liveness_endpoint(render: Render) -> None:
 def test_metrics_port_reaches_the_operator_and_the_service(render: Render) -> None:
     docs = render(metrics={"port": 9191})
     container = operator_container(docs)
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = {var["name"]: var.get("value") for var in container["env"]}
     assert env["RLOOP_METRICS_PORT"] == "9191"
     assert {"name": "metrics", "containerPort": 9191, "protocol": "TCP"} in container["ports"]
     service = only(docs, "Service")
@@ -284,7 +284,7 @@ def test_watch_namespaces_confines_the_operator_to_them(render: Render) -> None:
         doc for doc in docs if doc["kind"] == "RoleBinding" and doc["metadata"]["name"] != LEADER
     ]
     assert sorted(binding["metadata"]["namespace"] for binding in bindings) == sorted(roles)
-    env = {var["name"]: var["value"] for var in operator_container(docs)["env"]}
+    env = {var["name"]: var.get("value") for var in operator_container(docs)["env"]}
     assert env["RLOOP_WATCH_NAMESPACES"] == "team-a,team-b"
     for binding in bindings:
         assert binding["roleRef"] == {

@@ -21,5 +21,7 @@ def test_without_them_one_operator_acts_on_every_namespace() -> None:
     assert settings.lease is None and settings.watch_namespaces is None
 
 
-def test_each_replica_has_its_own_identity() -> None:
-    assert OperatorSettings.from_env({}).identity != OperatorSettings.from_env({}).identity
+def test_each_replica_has_its_own_identity_named_after_its_pod() -> None:
+    one, other = (OperatorSettings.from_env({"POD_NAME": "op-7d9f"}) for _ in range(2))
+    assert one.identity.startswith("op-7d9f_") and other.identity.startswith("op-7d9f_")
+    assert one.identity != other.identity
