@@ -10,6 +10,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rloop_operator import metrics
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
 from rloop_operator.blocking import Refusal
 from rloop_operator.children import LABEL_RUN
@@ -61,6 +62,7 @@ class Kube:
         self.identity = identity
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        metrics.API_REQUESTS.labels(call="get_run").inc()
         try:
             run = cast(
                 dict[str, Any],
@@ -82,6 +84,7 @@ class Kube:
         children: list[dict[str, Any]] = []
         unserved: set[str] = set()
         for launcher in LAUNCHERS:
+            metrics.API_REQUESTS.labels(call="list_children").inc()
             try:
                 listing = self.custom.list_namespaced_custom_object(
                     *_coordinates(launcher.resource, namespace),
@@ -107,6 +110,7 @@ class Kube:
     def create_child(self, manifest: dict[str, Any]) -> bool:
         """Create a child; False when it already exists (a 409 is never a second child).
         Raises ChildRefused with the API's answer to any other error status."""
+        metrics.API_REQUESTS.labels(call="create_child").inc()
         launcher = launcher_of_kind(manifest["kind"])
         assert launcher is not None, manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
@@ -123,6 +127,7 @@ class Kube:
         return True
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        metrics.API_REQUESTS.labels(call="delete_child").inc()
         launcher = launcher_of_kind(kind)
         assert launcher is not None, kind
         body = client.V1DeleteOptions(propagation_policy="Background")
@@ -139,6 +144,7 @@ class Kube:
 
     def object_exists(self, resource: ApiResource, namespace: str, name: str) -> bool:
         """Whether the object exists; a kind the cluster does not serve has none."""
+        metrics.API_REQUESTS.labels(call="object_exists").inc()
         try:
             if resource.namespaced:
                 self.custom.get_namespaced_custom_object(
@@ -160,6 +166,7 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource; None values remove fields."""
+        metrics.API_REQUESTS.labels(call="patch_status").inc()
         self.custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
@@ -172,6 +179,7 @@ class Kube:
 
     def termination_messages(self, namespace: str, pod_selector: str) -> list[str]:
         """Messages of the containers that exited 0 in the pods `pod_selector` selects."""
+        metrics.API_REQUESTS.labels(call="termination_messages").inc()
         pods = self.core.list_namespaced_pod(
             namespace, label_selector=pod_selector, _request_timeout=self.timeout
         )
@@ -184,6 +192,7 @@ class Kube:
         return messages
 
     def claim_exists(self, namespace: str, name: str) -> bool:
+        metrics.API_REQUESTS.labels(call="claim_exists").inc()
         try:
             self.core.read_namespaced_persistent_volume_claim(
                 name, namespace, _request_timeout=self.timeout
@@ -195,6 +204,7 @@ class Kube:
         return True
 
     def emit_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        metrics.API_REQUESTS.labels(call="emit_event").inc()
         metadata = run["metadata"]
         now = datetime.now(UTC)
         event = client.CoreV1Event(
