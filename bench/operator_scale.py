@@ -152,6 +152,8 @@ def main() -> None:
         kubeconfig = install_chart(plane, work)
         operator = OperatorProcess(kubeconfig, work / "operator.log")
         operator.start()
+        assert operator.process is not None
+        print(f"operator pid {operator.process.pid} (profile it with py-spy)", flush=True)
         try:
             baseline = measure(plane, operator, args.baseline_runs, args.running_s)
             print("baseline:", report(baseline), flush=True)
