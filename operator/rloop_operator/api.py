@@ -359,6 +359,7 @@ class RLoopRunStatus(_Api):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     observed_generation: int | None = None
+    ignored_fields: tuple[str, ...] = ()
     iterations: tuple[IterationRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
 

@@ -1,4 +1,4 @@
-"""Conditions of a run, derived from its phase (metav1.Condition shape).
+"""Conditions of a run, derived from its phase and what blocks it (metav1.Condition shape).
 
 Pure. A condition's lastTransitionTime changes only when its status does, so
 re-planning an unchanged run leaves its conditions byte-for-byte the same.
@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Literal
 
 from rloop_operator.api import Condition, Phase, RLoopRunStatus
+from rloop_operator.blocking import Blocker
 
 Truth = Literal["True", "False", "Unknown"]
 
 
-def _desired(status: RLoopRunStatus) -> list[tuple[str, Truth, str, str]]:
+def _desired(status: RLoopRunStatus, blocker: Blocker | None) -> list[tuple[str, Truth, str, str]]:
     phase, stage = status.phase, status.stage.value
     running = phase is Phase.RUNNING
     progress = (
@@ -29,13 +30,12 @@ def _desired(status: RLoopRunStatus) -> list[tuple[str, Truth, str, str]]:
         ),
         ("Suspended", "True" if phase is Phase.SUSPENDED else "False", phase.value, ""),
     ]
-    blocked = phase is Phase.PENDING and status.reason == "Blocked"
     desired.append(
         (
             "Blocked",
-            "True" if blocked else "False",
-            "SecretNotFound" if blocked else "NotBlocked",
-            status.message or "" if blocked else "",
+            "True" if blocker else "False",
+            blocker.reason if blocker else "NotBlocked",
+            blocker.message if blocker else "",
         )
     )
     if phase.is_terminal:
@@ -43,10 +43,12 @@ def _desired(status: RLoopRunStatus) -> list[tuple[str, Truth, str, str]]:
     return desired
 
 
-def conditions_for(status: RLoopRunStatus, now: datetime) -> tuple[Condition, ...]:
+def conditions_for(
+    status: RLoopRunStatus, now: datetime, blocker: Blocker | None = None
+) -> tuple[Condition, ...]:
     previous = {c.type: c for c in status.conditions}
     result = []
-    for type_, truth, reason, message in _desired(status):
+    for type_, truth, reason, message in _desired(status, blocker):
         old = previous.get(type_)
         if type_ == "Blocked" and old is None and truth == "False":
             continue

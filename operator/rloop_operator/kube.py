@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -10,7 +10,9 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rloop_operator import metrics
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
+from rloop_operator.blocking import Refusal
 from rloop_operator.children import LABEL_RUN
 from rloop_operator.launchers import LAUNCHERS, ApiResource, launcher_of_kind
 
@@ -22,17 +24,51 @@ def _coordinates(resource: ApiResource, namespace: str) -> tuple[str, str, str, 
     return resource.group, resource.version, namespace, resource.plural
 
 
+class ChildRefused(Exception):
+    """The API server would not create a child (admission, quota, RBAC, a missing CRD)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"{refusal.code} {refusal.reason}: {refusal.message}")
+        self.refusal = refusal
+
+
+def refusal_of(exc: ApiException) -> Refusal:
+    """The Status the API server answered with: its reason and message, which name the
+    webhook, quota or permission that refused."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        body = {}
+    status = body if isinstance(body, dict) else {}
+    return Refusal(
+        code=int(exc.status or 0),
+        reason=str(status.get("reason") or exc.reason or ""),
+        message=str(status.get("message") or exc.body or ""),
+    )
+
+
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    """Every call gives up after `timeout` seconds (urllib3 raises): a hung call fails
+    its reconcile, which is retried, instead of holding the run forever. `identity`
+    names this replica in the events it posts."""
+
+    def __init__(
+        self, api_client: client.ApiClient, timeout: float = 30.0, identity: str = "rloop-operator"
+    ) -> None:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.timeout = timeout
+        self.identity = identity
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        metrics.API_REQUESTS.labels(call="get_run").inc()
         try:
             run = cast(
                 dict[str, Any],
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -48,10 +84,12 @@ class Kube:
         children: list[dict[str, Any]] = []
         unserved: set[str] = set()
         for launcher in LAUNCHERS:
+            metrics.API_REQUESTS.labels(call="list_children").inc()
             try:
                 listing = self.custom.list_namespaced_custom_object(
                     *_coordinates(launcher.resource, namespace),
                     label_selector=f"{LABEL_RUN}={run_name}",
+                    _request_timeout=self.timeout,
                 )
             except ApiException as exc:
                 if exc.status != 404:
@@ -70,27 +108,35 @@ class Kube:
         return owned, frozenset(unserved)
 
     def create_child(self, manifest: dict[str, Any]) -> bool:
-        """Create a child; False when it already exists (a 409 is never a second child)."""
+        """Create a child; False when it already exists (a 409 is never a second child).
+        Raises ChildRefused with the API's answer to any other error status."""
+        metrics.API_REQUESTS.labels(call="create_child").inc()
         launcher = launcher_of_kind(manifest["kind"])
         assert launcher is not None, manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
         try:
             self.custom.create_namespaced_custom_object(
-                *_coordinates(launcher.resource, namespace), manifest
+                *_coordinates(launcher.resource, namespace),
+                manifest,
+                _request_timeout=self.timeout,
             )
         except ApiException as exc:
             if exc.status == 409:
                 return False
-            raise
+            raise ChildRefused(refusal_of(exc)) from exc
         return True
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        metrics.API_REQUESTS.labels(call="delete_child").inc()
         launcher = launcher_of_kind(kind)
         assert launcher is not None, kind
         body = client.V1DeleteOptions(propagation_policy="Background")
         try:
             self.custom.delete_namespaced_custom_object(
-                *_coordinates(launcher.resource, namespace), name, body=body
+                *_coordinates(launcher.resource, namespace),
+                name,
+                body=body,
+                _request_timeout=self.timeout,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -98,12 +144,19 @@ class Kube:
 
     def object_exists(self, resource: ApiResource, namespace: str, name: str) -> bool:
         """Whether the object exists; a kind the cluster does not serve has none."""
+        metrics.API_REQUESTS.labels(call="object_exists").inc()
         try:
             if resource.namespaced:
-                self.custom.get_namespaced_custom_object(*_coordinates(resource, namespace), name)
+                self.custom.get_namespaced_custom_object(
+                    *_coordinates(resource, namespace), name, _request_timeout=self.timeout
+                )
             else:
                 self.custom.get_cluster_custom_object(
-                    resource.group, resource.version, resource.plural, name
+                    resource.group,
+                    resource.version,
+                    resource.plural,
+                    name,
+                    _request_timeout=self.timeout,
                 )
         except ApiException as exc:
             if exc.status == 404:
@@ -113,23 +166,23 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource; None values remove fields."""
+        metrics.API_REQUESTS.labels(call="patch_status").inc()
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            _request_timeout=self.timeout,
         )
-
-    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The Secret's decoded data, or None if it does not exist."""
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     def termination_messages(self, namespace: str, pod_selector: str) -> list[str]:
         """Messages of the containers that exited 0 in the pods `pod_selector` selects."""
-        pods = self.core.list_namespaced_pod(namespace, label_selector=pod_selector)
+        metrics.API_REQUESTS.labels(call="termination_messages").inc()
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=pod_selector, _request_timeout=self.timeout
+        )
         messages = []
         for pod in pods.items:
             for container in (pod.status.container_statuses if pod.status else None) or []:
@@ -139,8 +192,11 @@ class Kube:
         return messages
 
     def claim_exists(self, namespace: str, name: str) -> bool:
+        metrics.API_REQUESTS.labels(call="claim_exists").inc()
         try:
-            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+            self.core.read_namespaced_persistent_volume_claim(
+                name, namespace, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -148,6 +204,7 @@ class Kube:
         return True
 
     def emit_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        metrics.API_REQUESTS.labels(call="emit_event").inc()
         metadata = run["metadata"]
         now = datetime.now(UTC)
         event = client.CoreV1Event(
@@ -169,10 +226,12 @@ class Kube:
             count=1,
             source=client.V1EventSource(component="rloop-operator"),
             reporting_component="rloop-operator",
-            reporting_instance="rloop-operator",
+            reporting_instance=self.identity,
         )
         try:
-            self.core.create_namespaced_event(metadata["namespace"], event)
+            self.core.create_namespaced_event(
+                metadata["namespace"], event, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             # Events are best-effort: losing one must not stop a transition.
             log.warning("event %s for %s not posted: %s", reason, metadata["name"], exc.reason)

@@ -57,9 +57,9 @@ from rloop_operator.plan import (
     ReadReport,
     RunView,
     StageReport,
-    plan,
 )
 from rloop_operator.reports import TrainerFailure, failure_from_messages, read_report
+from rloop_operator.settle import settle
 from rloop_operator.stages import Report
 
 LOG_TAIL_CHARS = 2000
@@ -283,19 +283,14 @@ class LocalExecutor:
                 self.report(self.view(), message)
 
     def _plan(self) -> Plan:
-        run, children = self.view(), self.state.children(self.spec)
-        reports: dict[str, StageReport] = {}
         credentials = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-        while True:
-            result = plan(run, Observed(children, None, reports), utcnow(), self.settings)
-            reads = [a for a in result.actions if isinstance(a, ReadReport)]
-            if not reads:
-                return result
-            for read in reads:
-                filtering = read.report is Report.EXPERT
-                reports[read.child] = read_report(
-                    read.uri, filtering, self.spec.storage, credentials
-                )
+
+        def read(action: ReadReport) -> StageReport:
+            filtering = action.report is Report.EXPERT
+            return read_report(action.uri, filtering, self.spec.storage, credentials)
+
+        observed = Observed(self.state.children(self.spec))
+        return settle(self.view(), observed, utcnow(), self.settings, read)
 
     def _run_child(self, run: RunView, action: CreateChild) -> None:
         record = ChildRecord(

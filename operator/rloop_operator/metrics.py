@@ -20,6 +20,9 @@ RETRIES = Counter("rloop_stage_retries_total", "Failed stages that were retried"
 TRANSITIONS = Counter("rloop_transitions_total", "Run events by reason", ["reason"])
 RECONCILE_ERRORS = Counter("rloop_reconcile_errors_total", "Reconciles that raised", ["kind"])
 RECONCILE_SECONDS = Histogram("rloop_reconcile_seconds", "Time of one reconcile")
+API_REQUESTS = Counter(
+    "rloop_api_requests", "Requests of the reconciler to the API server, by call", ["call"]
+)
 START_LATENCY = Histogram(
     "rloop_child_start_latency_seconds",
     "From a child finishing to the next child being created",

@@ -16,8 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
+from rloop_operator.actions import (
+    Action,
+    CreateChild,
+    DeleteChild,
+    EmitEvent,
+    Plan,
+    ReadReport,
+)
 from rloop_operator.api import (
     IterationRecord,
     Phase,
@@ -26,16 +33,40 @@ from rloop_operator.api import (
     SpecError,
     Stage,
 )
+from rloop_operator.blocking import Refusal, missing_object
 from rloop_operator.children import Child, child_name
-from rloop_operator.conditions import conditions_for
-from rloop_operator.launchers import (
-    ChildPhase,
-    Prerequisite,
-    launcher_for,
-    prerequisites,
-)
+from rloop_operator.draft import Draft as _Draft
+from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.layout import RunLayout, run_layout
-from rloop_operator.stages import Report, stage_info, stages_of
+from rloop_operator.spec_edits import STAGE_FAILED
+from rloop_operator.stages import stage_info, stages_of
+from rloop_operator.transitions import (
+    block,
+    fail,
+    note_ignored_fields,
+    refused_or_backing_off,
+    release_children,
+    reopen,
+    unblock,
+    unusable_spec,
+)
+
+__all__ = [
+    "Action",
+    "CreateChild",
+    "DeleteChild",
+    "EmitEvent",
+    "Observed",
+    "Plan",
+    "PlanSettings",
+    "ReadReport",
+    "RunView",
+    "StageReport",
+    "plan",
+    "produced_policy",
+    "starting_policy",
+    "unsatisfiable",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +79,11 @@ class RunView:
     generation: int
     spec: RLoopRunSpec | SpecError
     status: RLoopRunStatus
+    # Spec fields this operator does not know (a newer CRD's), left out of `spec`.
+    ignored_fields: tuple[str, ...] = ()
+    # metadata.deletionTimestamp is set (foreground deletion keeps the run until its
+    # children are gone): it never gets a new child.
+    deleting: bool = False
 
     @property
     def layout(self) -> RunLayout:
@@ -57,25 +93,28 @@ class RunView:
 
 @dataclass(frozen=True)
 class StageReport:
-    """What a finished filter or eval child left in the store (report.json)."""
+    """What a finished filter or eval child reported (its termination message)."""
 
     trajectories: int | None = None
     hard_prompts: int | None = None
     expert_samples: int | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
+    # What the report leaves out (it is recorded all the same).
+    incomplete: str | None = None
 
 
 @dataclass(frozen=True)
 class Observed:
     children: tuple[Child, ...] = ()
-    missing_secret: str | None = None
     reports: Mapping[str, StageReport] = field(default_factory=dict)
     missing_claim: str | None = None
     # Launchers' prerequisites (e.g. a TrainJob runtime) that do not exist.
     missing_prerequisites: tuple[Prerequisite, ...] = ()
     # Kinds of children the cluster does not serve (their CRD is not installed).
     unserved_kinds: frozenset[str] = frozenset()
+    # Children the API server refused to create in this reconcile, by name.
+    refused: Mapping[str, Refusal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,46 +122,6 @@ class PlanSettings:
     backoff_base_seconds: float = 10.0
     backoff_cap_seconds: float = 600.0
     blocked_requeue_seconds: float = 30.0
-
-
-@dataclass(frozen=True)
-class CreateChild:
-    name: str
-    iteration: int
-    stage: Stage
-
-
-@dataclass(frozen=True)
-class DeleteChild:
-    name: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class ReadReport:
-    """Plan again once this child's report has been read from the store."""
-
-    child: str
-    uri: str
-    report: Report
-
-
-@dataclass(frozen=True)
-class EmitEvent:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-    child: str | None = None
-
-
-Action = CreateChild | DeleteChild | ReadReport | EmitEvent
-
-
-@dataclass(frozen=True)
-class Plan:
-    actions: tuple[Action, ...]
-    status: RLoopRunStatus
-    requeue_after: float | None = None
 
 
 def starting_policy(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> str:
@@ -145,136 +144,46 @@ def unsatisfiable(spec: RLoopRunSpec) -> str | None:
     return None
 
 
-class _Draft:
-    """The status being planned, plus the actions that go with it."""
-
-    def __init__(self, run: RunView, now: datetime) -> None:
-        self.run = run
-        self.now = now
-        self.status = run.status.model_copy(update={"observed_generation": run.generation})
-        self.actions: list[Action] = []
-        self.requeue_after: float | None = None
-
-    def update(self, **changes: object) -> None:
-        self.status = self.status.model_copy(update=changes)
-
-    def act(self, action: Action) -> None:
-        self.actions.append(action)
-
-    def event(
-        self,
-        kind: Literal["Normal", "Warning"],
-        reason: str,
-        message: str,
-        child: str | None = None,
-    ) -> None:
-        self.act(EmitEvent(kind, reason, message, child))
-
-    def requeue(self, seconds: float) -> None:
-        self.requeue_after = (
-            seconds if self.requeue_after is None else min(self.requeue_after, seconds)
-        )
-
-    def record(self, index: int) -> IterationRecord:
-        for record in self.status.iterations:
-            if record.index == index:
-                return record
-        return IterationRecord(index=index)
-
-    def update_record(self, index: int, **changes: object) -> None:
-        updated = self.record(index).model_copy(update=changes)
-        others = [r for r in self.status.iterations if r.index != index]
-        self.update(iterations=tuple(sorted([*others, updated], key=lambda r: r.index)))
-
-    def finish(self, total: int) -> Plan:
-        self.update(progress=f"{self.status.iteration}/{total}")
-        self.update(conditions=conditions_for(self.status, self.now))
-        return Plan(tuple(self.actions), self.status, self.requeue_after)
-
-
 def plan(
     run: RunView, observed: Observed, now: datetime, settings: PlanSettings = PlanSettings()
 ) -> Plan:
     """Decide what to do next for one run, given everything observed about it."""
     draft = _Draft(run, now)
+    note_ignored_fields(draft)
     spec = run.spec
     problem = str(spec) if isinstance(spec, SpecError) else unsatisfiable(spec)
     if problem is not None:
-        return _fail(draft, "InvalidSpec", problem, total=1)
+        return unusable_spec(draft, observed, problem)
     assert isinstance(spec, RLoopRunSpec)
     total = spec.total_iterations
-    if draft.status.phase.is_terminal:
-        return draft.finish(total)
+    if draft.status.phase.is_terminal and not reopen(draft, spec, _stopped_stage_failures(draft)):
+        return release_children(draft, observed).finish(total)
     if draft.status.started_at is None:
         draft.update(started_at=now, policy=spec.model.base)
-    blocker = _missing_object(spec, observed, run.namespace)
+    blocker = missing_object(
+        spec,
+        run.namespace,
+        observed.unserved_kinds,
+        observed.missing_prerequisites,
+        observed.missing_claim,
+    )
     if blocker is not None:
-        return _block(draft, *blocker, settings, total)
-    if draft.status.reason == "Blocked":
-        draft.update(phase=Phase.PENDING, reason=None, message=None)
+        return block(draft, blocker, settings, total)
+    unblock(draft)
     # Each pass consumes one finished stage, so a single reconcile moves from a
     # succeeded child straight to creating the next one.
     for _ in range(len(stages_of(spec)) * total + 1):
         if not _advance(draft, spec, observed, settings):
             break
-    return draft.finish(total)
+    return release_children(draft, observed).finish(total)
 
 
-def _fail(draft: _Draft, reason: str, message: str, total: int, child: str | None = None) -> Plan:
-    if draft.status.phase is not Phase.FAILED:
-        draft.event("Warning", reason, message, child)
-    draft.update(
-        phase=Phase.FAILED,
-        reason=reason,
-        message=message,
-        active_child=None,
-        retry_after=None,
-        finished_at=draft.status.finished_at or draft.now,
-    )
-    return draft.finish(total)
-
-
-def _missing_object(
-    spec: RLoopRunSpec, observed: Observed, namespace: str
-) -> tuple[str, str] | None:
-    """(event reason, message) for an object the run needs that does not exist."""
-    stages = stages_of(spec)
-    for launcher in dict.fromkeys(launcher_for(spec, stage) for stage in stages):
-        if launcher.kind in observed.unserved_kinds:
-            return "LauncherNotInstalled", (
-                f"the cluster does not serve {launcher.kind} "
-                f"({launcher.resource.api_version}), which runs stages of this run; "
-                f"{launcher.install_hint}"
-            )
-    for missing in prerequisites(spec, stages):
-        if missing in observed.missing_prerequisites:
-            where = f" in namespace {namespace}" if missing.resource.namespaced else ""
-            return f"{missing.resource.kind}NotFound", (
-                f"{missing.resource.kind} {missing.name!r} named by {missing.named_by} does not "
-                f"exist{where}; {missing.hint}"
-            )
-    if observed.missing_secret is not None:
-        return "SecretNotFound", (
-            f"Secret {observed.missing_secret!r} named by spec.storage.credentialsSecret does not "
-            f"exist in namespace {namespace}; create it with keys AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY"
-        )
-    if observed.missing_claim is not None:
-        return "PersistentVolumeClaimNotFound", (
-            f"PersistentVolumeClaim {observed.missing_claim!r} named by "
-            f"spec.storage.volume.claimName does not exist in namespace {namespace}; create it "
-            "(ReadWriteMany: every phase pod mounts it)"
-        )
-    return None
-
-
-def _block(draft: _Draft, reason: str, message: str, settings: PlanSettings, total: int) -> Plan:
-    """Wait, without failing, for a missing object the user can still create."""
-    if draft.status.reason != "Blocked" or draft.status.message != message:
-        draft.event("Warning", reason, message)
-    draft.update(phase=Phase.PENDING, reason="Blocked", message=message)
-    draft.requeue(settings.blocked_requeue_seconds)
-    return draft.finish(total)
+def _stopped_stage_failures(draft: _Draft) -> int:
+    """Failed children of the stage a finished run stopped in."""
+    status = draft.status
+    if status.stage is Stage.NONE:
+        return 0
+    return _failures(draft.record(status.iteration), draft.run.name, status.iteration, status.stage)
 
 
 def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: PlanSettings) -> bool:
@@ -293,7 +202,8 @@ def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: Pl
     name = child_name(draft.run.name, index, stage, retry)
     child = next((c for c in observed.children if c.name == name), None)
     if child is None:
-        _start_child(draft, spec, name, index, stage)
+        if not refused_or_backing_off(draft, spec, name, stage, observed, settings):
+            _start_child(draft, spec, name, index, stage)
         return False
     if child.deleting:
         if spec.suspend:
@@ -319,6 +229,8 @@ def _failures(record: IterationRecord, run_name: str, index: int, stage: Stage) 
 
 def _start_child(draft: _Draft, spec: RLoopRunSpec, name: str, index: int, stage: Stage) -> None:
     status = draft.status
+    if draft.run.deleting:
+        return
     if spec.suspend:
         _suspend(draft)
         return
@@ -392,6 +304,8 @@ def _record_report(draft: _Draft, index: int, report: StageReport, child: str) -
     draft.update_record(index, metrics={**record.metrics, **report.metrics}, **known)
     if report.expert_samples is not None:
         draft.update(expert_samples=report.expert_samples)
+    if report.incomplete is not None:
+        draft.event("Warning", "ReportIncomplete", f"{child}: {report.incomplete}")
 
 
 def _record_failure(
@@ -403,8 +317,8 @@ def _record_failure(
     if child.permanent:
         # Bad input fails every retry the same way; each retry would cost a pod start and
         # a model load on every GPU. The trainer's line is the message a person acts on.
-        _fail(
-            draft, child.reason or "StageFailed", child.message, spec.total_iterations, child.name
+        fail(
+            draft, child.reason or STAGE_FAILED, child.message, spec.total_iterations, child.name
         )
         return False
     failures = _failures(
@@ -419,7 +333,7 @@ def _record_failure(
             f"{cause}. Gave up after {failures - 1} retries (spec.maxRetries={spec.max_retries}); "
             f"read the logs with `{logs}`. Completed iterations stay in the store."
         )
-        _fail(draft, "StageFailed", message, spec.total_iterations, child.name)
+        fail(draft, STAGE_FAILED, message, spec.total_iterations, child.name)
         return False
     backoff = min(settings.backoff_base_seconds * 2 ** (failures - 1), settings.backoff_cap_seconds)
     draft.event(

@@ -7,33 +7,33 @@ tests against a real API server. The clock is a seam: tests pass their own.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from rloop_operator import metrics
-from rloop_operator.api import RLoopRunSpec, SpecError, parse_spec, parse_status
+from rloop_operator.api import RLoopRunSpec, SpecError, parse_status
+from rloop_operator.blocking import Refusal
 from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
-from rloop_operator.kube import Kube
+from rloop_operator.kube import ChildRefused, Kube
 from rloop_operator.launchers import Prerequisite, launcher_for, prerequisites
-from rloop_operator.manifests import ManifestSettings, child_manifest
+from rloop_operator.manifests import child_manifest
 from rloop_operator.plan import (
     CreateChild,
     DeleteChild,
     EmitEvent,
     Observed,
     Plan,
-    PlanSettings,
     ReadReport,
     RunView,
     StageReport,
-    plan,
 )
-from rloop_operator.reports import read_report, report_from_messages
+from rloop_operator.reports import report_from_messages
+from rloop_operator.settings import OperatorSettings
+from rloop_operator.settle import settle
 from rloop_operator.stages import Report, stages_of
+from rloop_operator.unknown_fields import parse_cluster_spec
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +42,12 @@ log = logging.getLogger(__name__)
 RESYNC_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
-class OperatorSettings:
-    plan: PlanSettings = field(default_factory=PlanSettings)
-    manifests: ManifestSettings = field(default_factory=ManifestSettings)
-    metrics_port: int = 9090
-
-    @classmethod
-    def from_env(cls) -> OperatorSettings:
-        env = os.environ
-        manifests = ManifestSettings()
-        plan_settings = PlanSettings()
-        return cls(
-            plan=PlanSettings(
-                backoff_base_seconds=float(
-                    env.get("RLOOP_RETRY_BACKOFF_SECONDS", plan_settings.backoff_base_seconds)
-                ),
-            ),
-            manifests=ManifestSettings(
-                trainer_image=env.get("RLOOP_TRAINER_IMAGE", manifests.trainer_image)
-            ),
-            metrics_port=int(env.get("RLOOP_METRICS_PORT", "9090")),
-        )
-
-
 def run_view(obj: dict[str, Any]) -> RunView:
     metadata = obj["metadata"]
     spec: RLoopRunSpec | SpecError
+    ignored: tuple[str, ...] = ()
     try:
-        spec = parse_spec(obj.get("spec") or {})
+        spec, ignored = parse_cluster_spec(obj.get("spec") or {})
     except SpecError as exc:
         spec = exc
     return RunView(
@@ -80,6 +57,8 @@ def run_view(obj: dict[str, Any]) -> RunView:
         generation=int(metadata.get("generation", 1)),
         spec=spec,
         status=parse_status(obj.get("status")),
+        ignored_fields=ignored,
+        deleting=bool(metadata.get("deletionTimestamp")),
     )
 
 
@@ -103,52 +82,50 @@ class Reconciler:
         run = run_view(obj)
         listed, unserved = self.kube.list_children(namespace, name, run.uid)
         children = tuple(child for child in map(observe_child, listed) if child is not None)
-        credentials, missing_secret = self._credentials(run)
-        reports: dict[str, StageReport] = {}
         observed = Observed(
-            children,
-            missing_secret,
-            reports,
-            self._missing_claim(run),
-            self._missing_prerequisites(run),
-            unserved,
+            children=children,
+            missing_claim=self._missing_claim(run),
+            missing_prerequisites=self._missing_prerequisites(run),
+            unserved_kinds=unserved,
         )
-        result = self._plan(run, observed)
-        while reads := [a for a in result.actions if isinstance(a, ReadReport)]:
-            for read in reads:
-                reports[read.child] = self._read_report(run, read, children, credentials)
-            result = self._plan(run, observed)
+
+        def read(action: ReadReport) -> StageReport:
+            return self._read_report(run, action, children)
+
+        def create(action: CreateChild) -> Refusal | None:
+            return self._create(run, children, action)
+
+        result = settle(run, observed, self.clock(), self.settings.plan, read, create)
         self._apply(obj, run, children, result)
         metrics.observe_phase(namespace, name, result.status.phase)
         if result.status.phase.is_terminal:
             return result.requeue_after
         return min(result.requeue_after or RESYNC_SECONDS, RESYNC_SECONDS)
 
-    def _plan(self, run: RunView, observed: Observed) -> Plan:
-        return plan(run, observed, self.clock(), self.settings.plan)
-
-    def _credentials(self, run: RunView) -> tuple[dict[str, str], str | None]:
-        if not isinstance(run.spec, RLoopRunSpec) or not run.spec.storage.credentials_secret:
-            return {}, None
-        secret = run.spec.storage.credentials_secret
-        data = self.kube.secret_data(run.namespace, secret)
-        return (data, None) if data is not None else ({}, secret)
+    def _create(
+        self, run: RunView, children: tuple[Child, ...], action: CreateChild
+    ) -> Refusal | None:
+        try:
+            if self.kube.create_child(child_manifest(run, action, self.settings.manifests)):
+                self._observe_start_latency(children)
+        except ChildRefused as refused:
+            log.warning("create of %s refused: %s", action.name, refused)
+            return refused.refusal
+        return None
 
     def _read_report(
-        self,
-        run: RunView,
-        read: ReadReport,
-        children: tuple[Child, ...],
-        credentials: dict[str, str],
+        self, run: RunView, read: ReadReport, children: tuple[Child, ...]
     ) -> StageReport:
-        """From the child's pods' termination messages, else from the store."""
+        """From the termination messages of the child's pods: the operator reads no
+        Secrets, so it has no store credentials."""
         assert isinstance(run.spec, RLoopRunSpec)
-        filtering = read.report is Report.EXPERT
         [child] = [c for c in children if c.name == read.child]
         selector = launcher_for(run.spec, child.stage).pod_selector(child.name)
         messages = self.kube.termination_messages(run.namespace, selector)
-        return report_from_messages(messages, filtering) or read_report(
-            read.uri, filtering, run.spec.storage, credentials
+        report = report_from_messages(messages, read.report is Report.EXPERT)
+        return report or StageReport(
+            error=f"no pod of {child.name} left its report in a termination message "
+            f"(pods selected by {selector}); the full report is {read.uri}"
         )
 
     def _missing_prerequisites(self, run: RunView) -> tuple[Prerequisite, ...]:
@@ -169,23 +146,21 @@ class Reconciler:
     def _apply(
         self, obj: dict[str, Any], run: RunView, children: tuple[Child, ...], result: Plan
     ) -> None:
+        """Record, then delete: a child is deleted only once the status says why. The
+        plan's children were created already (_create_children)."""
         by_name = {child.name: child for child in children}
-        for action in result.actions:
-            if isinstance(action, CreateChild):
-                manifest = child_manifest(run, action, self.settings.manifests)
-                if self.kube.create_child(manifest):
-                    self._observe_start_latency(children)
-            elif isinstance(action, DeleteChild):
-                self.kube.delete_child(action.kind, run.namespace, action.name)
-            elif isinstance(action, EmitEvent):
-                self.kube.emit_event(obj, action.type, action.reason, action.message)
-                self._observe_stage(action, by_name.get(action.child or ""))
-        metrics.observe_events(a for a in result.actions if isinstance(a, EmitEvent))
         if result.status != run.status:
             # Fields set to None are sent as null so the merge patch removes them.
             self.kube.patch_status(
                 run.namespace, run.name, result.status.model_dump(mode="json", by_alias=True)
             )
+        for delete in (a for a in result.actions if isinstance(a, DeleteChild)):
+            self.kube.delete_child(delete.kind, run.namespace, delete.name)
+        events = [a for a in result.actions if isinstance(a, EmitEvent)]
+        for event in events:
+            self.kube.emit_event(obj, event.type, event.reason, event.message)
+            self._observe_stage(event, by_name.get(event.child or ""))
+        metrics.observe_events(events)
 
     def _observe_start_latency(self, children: tuple[Child, ...]) -> None:
         finished = [c.finished_at for c in children if c.finished_at is not None]

@@ -1,10 +1,11 @@
 """Reading what finished phases reported: filter and eval reports, and failures.
 
 A phase leaves its report in its pod's termination message (rloop_trainer.termination)
-and in the store. `report_from_messages` and `parse_*` are pure; `read_report` does
-the store I/O (boto3 for s3://, the file system for file://), for reports the
-messages do not hold. A report that cannot be read is not fatal: the run goes on and
-the status lacks those numbers, with a Warning event saying why.
+and in the store. The operator reads termination messages only (`report_from_messages`,
+pure): it holds no store credentials. `read_report` does the store I/O (boto3 for s3://,
+the file system for file://) for `rloop run`, which runs the phases itself. A report that
+cannot be read is not fatal: the run goes on and the status lacks those numbers, with a
+Warning event saying why.
 
 A phase that fails on an error it recognises leaves that instead, with whether a
 retry can succeed; `failure_from_messages` reads it (for Child.permanent).
@@ -33,12 +34,20 @@ def parse_filter_report(report: Mapping[str, Any]) -> StageReport:
 
 def parse_eval_report(report: Mapping[str, Any]) -> StageReport:
     """`{"sets": {name: {"avg@n": x, "pass@k": {"8": y}, "samples": n}}}` -> flat metrics
-    `name/avg@<n>` and `name/pass@<k>`, the names the paper's tables use."""
+    `name/avg@<n>` and `name/pass@<k>`, the names the paper's tables use. Sets that did
+    not fit in the termination message are named under "omitted"."""
     metrics: dict[str, float] = {}
     for name, figures in report["sets"].items():
         metrics[f"{name}/avg@{figures['samples']}"] = float(figures["avg@n"])
         metrics.update({f"{name}/pass@{k}": float(v) for k, v in figures["pass@k"].items()})
-    return StageReport(metrics=metrics)
+    omitted = [str(name) for name in report.get("omitted") or ()]
+    incomplete = (
+        f"the metrics of {', '.join(omitted)} did not fit in the 4 KiB termination message; "
+        "they are in the full report in the store"
+        if omitted
+        else None
+    )
+    return StageReport(metrics=metrics, incomplete=incomplete)
 
 
 def _parse(report: Mapping[str, Any], filtering: bool) -> StageReport:

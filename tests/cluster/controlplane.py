@@ -25,11 +25,13 @@ SERVICE_IP = "10.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 START_TIMEOUT_S = 180.0
 # The controllers the tests rely on: ownerReference garbage collection, batch Jobs, namespace
-# deletion, and ServiceAccounts with their tokens and the root CA ConfigMap.
+# deletion, ResourceQuota usage (quota admission refuses what it has no usage for), and
+# ServiceAccounts with their tokens and the root CA ConfigMap.
 CONTROLLERS = [
     "garbage-collector-controller",
     "job-controller",
     "namespace-controller",
+    "resourcequota-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",

@@ -40,11 +40,13 @@ def run_status(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]
 def wait_for_phase(
     plane: ControlPlane, namespace: str, name: str, phase: str, timeout_s: float = 120
 ) -> dict[str, Any]:
-    return eventually(
-        lambda: (s := run_status(plane, namespace, name)).get("phase") == phase and s,
-        timeout_s,
-        f"{namespace}/{name} to reach phase {phase}",
-    )
+    def reached() -> dict[str, Any] | None:
+        status = run_status(plane, namespace, name)
+        return status if status.get("phase") == phase else None
+
+    status = eventually(reached, timeout_s, f"{namespace}/{name} to reach phase {phase}")
+    assert status is not None
+    return status
 
 
 CHILD_RESOURCES = ("pytorchjobs.kubeflow.org", "trainjobs.trainer.kubeflow.org", "jobs.batch")

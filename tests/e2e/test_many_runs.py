@@ -45,7 +45,10 @@ class ChildWatch:
         )
         while not self._stop.is_set():
             try:
-                for event in kubernetes.watch.Watch().stream(lister, namespace, timeout_seconds=5):
+                events = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    lister, namespace, timeout_seconds=5
+                )
+                for event in events:
                     obj = event["object"]
                     name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
                     self.first_seen.setdefault(name, time.monotonic())

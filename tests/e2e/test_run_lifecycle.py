@@ -15,7 +15,6 @@ from tests.cluster.workload import WorkloadPolicy, running_workload
 from tests.e2e.helpers import (
     child_names,
     eventually,
-    get_run,
     printed_columns,
     run_status,
     wait_for_phase,
@@ -38,13 +37,15 @@ def store_cleanup(namespace: str) -> Iterator[None]:
     shutil.rmtree(STORE / namespace, ignore_errors=True)
 
 
-def write_filter_reports(plane: ControlPlane, namespace: str, expert: list[int]) -> None:
-    """Play the filter phase's output in the store (the workload layer runs no pods)."""
-    uid = get_run(plane, namespace, RUN)["metadata"]["uid"]
-    for index, kept in enumerate(expert):
-        report = STORE / namespace / RUN / uid / f"iter-{index:03d}" / "expert" / "report.json"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps({"rollouts": 64, "hard_prompts": 3, "kept_samples": kept}))
+def filter_messages(expert: list[int]) -> dict[str, str]:
+    """What each iteration's filter pod leaves in its termination message (the workload
+    layer runs no pods; the operator reads reports nowhere else)."""
+    return {
+        f"-i{index:02d}-filter": json.dumps(
+            {"rollouts": 64, "hard_prompts": 3, "kept_samples": kept}
+        )
+        for index, kept in enumerate(expert)
+    }
 
 
 def test_kubectl_apply_runs_two_iterations_to_succeeded(
@@ -59,9 +60,9 @@ def test_kubectl_apply_runs_two_iterations_to_succeeded(
             if row and (not seen or seen[-1] != f"{row['ITERATION']} {row['STAGE']}"):
                 seen.append(f"{row['ITERATION']} {row['STAGE']}")
 
-    with running_workload(control_plane, namespace, WorkloadPolicy(running_s=1.5)):
+    policy = WorkloadPolicy(running_s=1.5, messages=filter_messages(expert=[7, 5]))
+    with running_workload(control_plane, namespace, policy):
         control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
-        write_filter_reports(control_plane, namespace, expert=[7, 5])
         watcher = threading.Thread(target=watch_columns)
         watcher.start()
         try:

@@ -58,7 +58,9 @@ def test_without_the_pytorchjob_crd_trainjob_runs_succeed_and_pytorchjob_runs_wa
             wait_for_phase(plane, NAMESPACE, RUN, "Succeeded")
             status = eventually(
                 lambda: (
-                    (s := run_status(plane, NAMESPACE, "legacy")).get("reason") == "Blocked" and s
+                    (s := run_status(plane, NAMESPACE, "legacy")).get("reason")
+                    == "LauncherNotInstalled"
+                    and s
                 ),
                 30,
                 "the PyTorchJob run to be Blocked",
@@ -66,6 +68,8 @@ def test_without_the_pytorchjob_crd_trainjob_runs_succeed_and_pytorchjob_runs_wa
     finally:
         shutil.rmtree(STORE / NAMESPACE, ignore_errors=True)
     assert status["phase"] == "Pending"
+    blocked = next(c for c in status["conditions"] if c["type"] == "Blocked")
+    assert (blocked["status"], blocked["reason"]) == ("True", "LauncherNotInstalled")
     assert "does not serve PyTorchJob (kubeflow.org/v1)" in status["message"]
     assert "spec.resources.launcher: trainjob" in status["message"]
     assert trainer_only_operator.process is not None

@@ -80,7 +80,8 @@ def test_a_run_naming_a_missing_runtime_is_blocked_until_it_is_created(
             )  # fmt: skip
             status = eventually(
                 lambda: (
-                    (s := run_status(control_plane, namespace, RUN)).get("reason") == "Blocked"
+                    (s := run_status(control_plane, namespace, RUN)).get("reason")
+                    == "ClusterTrainingRuntimeNotFound"
                     and s
                 ),
                 30,
@@ -89,6 +90,7 @@ def test_a_run_naming_a_missing_runtime_is_blocked_until_it_is_created(
             assert f"ClusterTrainingRuntime {runtime!r}" in status["message"]
             blocked = next(c for c in status["conditions"] if c["type"] == "Blocked")
             assert blocked["status"] == "True" and runtime in blocked["message"]
+            assert blocked["reason"] == "ClusterTrainingRuntimeNotFound"
             assert children_by_kind(control_plane, namespace)[TRAINJOBS] == []
             control_plane.kubectl("apply", "-f", "-", stdin=_runtime_named(control_plane, runtime))
             # The operator looks again every 30 s while a run is blocked.

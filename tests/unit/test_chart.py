@@ -36,7 +36,6 @@ NAMESPACED_GRANTS: set[Grant] = {
     ("rloop.io", "rloopruns/finalizers", "update"),
     *CHILD_GRANTS,
     *{(r.group, r.plural, "get") for r in PREREQUISITES if r.namespaced},
-    ("", "secrets", "get"),
     ("", "persistentvolumeclaims", "get"),
     ("", "pods", "list"),
     ("", "events", "create"),
@@ -47,10 +46,15 @@ CLUSTER_GRANTS: set[Grant] = {
     *{(r.group, r.plural, "get") for r in PREREQUISITES if not r.namespaced},
 }
 NAMESPACE_GRANTS: set[Grant] = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+LEASE_GRANTS: set[Grant] = {
+    ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")
+}
+LEADER = f"{RELEASE}-rloop-operator-leader"
 
 # One values file per option, each passing the schema; `helm lint --strict` runs on all.
 OPTION_VALUES: dict[str, dict[str, Any]] = {
     "defaults": {},
+    "replicas": {"replicas": 2},
     "watchNamespaces": {"watchNamespaces": ["team-a", "team-b"]},
     "serviceMonitor": {"metrics": {"port": 9191, "serviceMonitor": {"enabled": True}}},
     "resources": {
@@ -145,9 +149,10 @@ def test_chart_crd_is_the_top_level_crd() -> None:
 def test_default_install_is_a_cluster_wide_operator(render: Render) -> None:
     docs = render()
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
-    )
+    assert kinds == sorted([
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+        "Service", "Deployment",
+    ])  # fmt: skip
     assert dockerfile_instruction("CMD") == ["--log-format=json", "--all-namespaces"]
     assert operator_container(docs)["args"] == dockerfile_instruction("CMD")
 
@@ -156,16 +161,30 @@ def test_deployment_runs_one_standalone_operator_as_the_image_does(render: Rende
     docs = render()
     spec = only(docs, "Deployment")["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
     command = operator_container(docs)["command"]
     assert "--standalone" in command
     assert command == dockerfile_instruction("ENTRYPOINT")
 
 
+def test_replicas_elect_a_leader_on_a_lease_in_the_release_namespace(render: Render) -> None:
+    docs = render(**OPTION_VALUES["replicas"])
+    assert only(docs, "Deployment")["spec"]["replicas"] == 2
+    env = {var["name"]: var.get("value") for var in operator_container(docs)["env"]}
+    assert (env["RLOOP_LEASE_NAMESPACE"], env["RLOOP_LEASE_NAME"]) == (
+        NAMESPACE,
+        f"{RELEASE}-rloop-operator",
+    )
+    [role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == LEADER]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert grants(role) == LEASE_GRANTS
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == LEADER]
+    assert binding["roleRef"]["name"] == LEADER
+
+
 def test_images_default_to_the_app_version(render: Render) -> None:
     container = operator_container(render())
     assert container["image"] == f"ghcr.io/rloop-io/rloop-operator:{APP_VERSION}"
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = {var["name"]: var.get("value") for var in container["env"]}
     assert env["RLOOP_TRAINER_IMAGE"] == f"ghcr.io/rloop-io/rloop-trainer:{APP_VERSION}"
 
 
@@ -178,7 +197,7 @@ def test_image_values_choose_the_operator_and_trainer_images(render: Render) -> 
     )
     assert container["image"] == "registry.local/op:dev"
     assert container["imagePullPolicy"] == "Always"
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = {var["name"]: var.get("value") for var in container["env"]}
     assert env["RLOOP_TRAINER_IMAGE"] == "registry.local/trainer:t1"
 
 
@@ -221,7 +240,7 @@ def test_probes_ask_kopf_liveness_endpoint(render: Render) -> None:
 def test_metrics_port_reaches_the_operator_and_the_service(render: Render) -> None:
     docs = render(metrics={"port": 9191})
     container = operator_container(docs)
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = {var["name"]: var.get("value") for var in container["env"]}
     assert env["RLOOP_METRICS_PORT"] == "9191"
     assert {"name": "metrics", "containerPort": 9191, "protocol": "TCP"} in container["ports"]
     service = only(docs, "Service")
@@ -238,16 +257,35 @@ def test_cluster_wide_rbac_grants_exactly_what_the_operator_uses(render: Render)
     assert binding["roleRef"]["name"] == only(docs, "ClusterRole")["metadata"]["name"]
 
 
+@pytest.mark.parametrize("option", ["defaults", "watchNamespaces"])
+def test_the_operator_may_read_no_secrets_but_may_set_owner_references(
+    render: Render, option: str
+) -> None:
+    docs = render(**OPTION_VALUES[option])
+    roles = [doc for doc in docs if doc["kind"] in ("ClusterRole", "Role")]
+    granted = set().union(*(grants(role) for role in roles))
+    assert not [grant for grant in granted if grant[1] in ("secrets", "*")]
+    assert ("rloop.io", "rloopruns/finalizers", "update") in granted
+
+
 def test_watch_namespaces_confines_the_operator_to_them(render: Render) -> None:
     docs = render(**OPTION_VALUES["watchNamespaces"])
     args = operator_container(docs)["args"]
     assert args == ["--log-format=json", "--namespace=team-a", "--namespace=team-b"]
     assert grants(only(docs, "ClusterRole")) == CLUSTER_GRANTS | NAMESPACE_GRANTS
-    roles = {doc["metadata"]["namespace"]: doc for doc in docs if doc["kind"] == "Role"}
+    roles = {
+        doc["metadata"]["namespace"]: doc
+        for doc in docs
+        if doc["kind"] == "Role" and doc["metadata"]["name"] != LEADER
+    }
     assert sorted(roles) == ["team-a", "team-b"]
     assert all(grants(role) == NAMESPACED_GRANTS for role in roles.values())
-    bindings = [doc for doc in docs if doc["kind"] == "RoleBinding"]
+    bindings = [
+        doc for doc in docs if doc["kind"] == "RoleBinding" and doc["metadata"]["name"] != LEADER
+    ]
     assert sorted(binding["metadata"]["namespace"] for binding in bindings) == sorted(roles)
+    env = {var["name"]: var.get("value") for var in operator_container(docs)["env"]}
+    assert env["RLOOP_WATCH_NAMESPACES"] == "team-a,team-b"
     for binding in bindings:
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -318,11 +356,7 @@ def test_resources_value_sets_requests_and_limits(render: Render) -> None:
 
 def test_extra_env_follows_the_operator_env(render: Render) -> None:
     env = operator_container(render(**OPTION_VALUES["extraEnv"]))["env"]
-    assert [var["name"] for var in env] == [
-        "RLOOP_METRICS_PORT",
-        "RLOOP_TRAINER_IMAGE",
-        "HTTPS_PROXY",
-    ]
+    assert [var["name"] for var in env][-2:] == ["RLOOP_TRAINER_IMAGE", "HTTPS_PROXY"]
 
 
 @pytest.mark.parametrize(
@@ -337,6 +371,7 @@ def test_extra_env_follows_the_operator_env(render: Render) -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"extraEnv": [{"name": "N", "value": 1}]}, "extraEnv"),
         ({"resources": {"request": {"cpu": "1"}}}, "resources"),
+        ({"replicas": 0}, "replicas"),
     ],
 )
 def test_schema_rejects_wrong_values(

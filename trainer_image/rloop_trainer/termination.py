@@ -1,15 +1,17 @@
 """What a phase container leaves in its termination message, for the operator.
 
 Kubernetes copies up to 4,096 bytes that a container writes to its
-termination-message file into the pod's status. The operator reads it there with
-pod access alone: no store credentials, and it works for a file:// store on a
-volume the operator does not mount. The operator's manifests and the local executor
-set RLOOP_TERMINATION_MESSAGE_PATH; elsewhere nothing is written. Two kinds of
-message, both compact JSON objects:
+termination-message file into the pod's status. The operator reads it there and
+nowhere else: it needs pod access alone, no store credentials (it reads no Secrets), and
+it works for a file:// store on a volume the operator does not mount. The operator's
+manifests and the local executor set RLOOP_TERMINATION_MESSAGE_PATH; elsewhere nothing
+is written. Two kinds of message, both compact JSON objects:
 
-    a report    a finished filter or eval phase's report.json (written by the phase);
-                one that does not fit, or cannot be written, is left out and the
-                operator reads the store instead: the output is complete without it.
+    a report    a finished filter or eval phase's report.json (written by the phase). One
+                that does not fit is cut down to what the run's status shows (the filter's
+                counts; avg@n, samples and pass@k of each validation set), then, if it still
+                does not fit, whole validation sets are left out from the end and named
+                under "omitted". The full report is always in the store.
     a failure   {"error": "<the trainer's one-line message>", "reason": "InvalidInput",
                  "permanent": true}: why the phase stopped, and whether a retry can
                 succeed. torchrun turns a worker's exit code into its own, so this is
@@ -24,23 +26,55 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 PATH_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
 MESSAGE_LIMIT_BYTES = 4096
+# What rloop_operator.reports reads into the status.
+STATUS_KEYS = ("rollouts", "hard_prompts", "kept_samples", "sets")
+SET_KEYS = ("avg@n", "samples", "pass@k")
+
+
+def _encoded(report: Mapping[str, Any]) -> bytes:
+    return json.dumps(report, separators=(",", ":")).encode()
+
+
+def status_form(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report cut to the keys the run's status shows."""
+    kept: dict[str, Any] = {key: report[key] for key in STATUS_KEYS if key in report}
+    if isinstance(kept.get("sets"), Mapping):
+        kept["sets"] = {
+            name: {key: figures[key] for key in SET_KEYS if key in figures}
+            for name, figures in kept["sets"].items()
+        }
+    return kept
+
+
+def fitted(report: Mapping[str, Any], limit: int = MESSAGE_LIMIT_BYTES) -> bytes:
+    """The report as compact JSON within `limit` bytes: whole, in its status form, or in
+    its status form without the last validation sets (named under "omitted")."""
+    whole = _encoded(report)
+    if len(whole) <= limit:
+        return whole
+    compact = status_form(report)
+    sets = dict(compact.get("sets") or {})
+    omitted: list[str] = []
+    while True:
+        message = _encoded({**compact, "sets": sets, "omitted": omitted} if omitted else compact)
+        if len(message) <= limit or not sets:
+            return message
+        name = next(reversed(sets))
+        del sets[name]
+        omitted.insert(0, name)
 
 
 def write_report(report: Mapping[str, object], env: Mapping[str, str] | None = None) -> bool:
-    """Write `report` as compact JSON to the termination-message file; True if written."""
-    message = json.dumps(report, separators=(",", ":")).encode()
+    """Write `report`, fitted to the limit, to the termination-message file; True if written."""
+    message = fitted(report)
     if len(message) > MESSAGE_LIMIT_BYTES:
-        log.warning(
-            "report is %d bytes, over the %d-byte termination message: the operator will "
-            "read it from the store",
-            len(message),
-            MESSAGE_LIMIT_BYTES,
-        )
+        log.warning("even the status form of the report is over %d bytes", MESSAGE_LIMIT_BYTES)
         return False
     return _write(message, env)
 

@@ -88,16 +88,12 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 - apiGroups: ["trainer.kubeflow.org"]
   resources: ["trainingruntimes"]
   verbs: ["get"]
-# A run's storage.credentialsSecret, read by name; never list (that would read every
-# Secret in the namespace).
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
 # A run's storage.volume.claimName: checked to exist before any pod would wait on it.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get"]
-# The filter and eval reports in their pods' termination messages.
+# The filter and eval reports in their pods' termination messages. No Secrets: the operator
+# holds no store credentials (the phase pods read storage.credentialsSecret themselves).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]

@@ -94,6 +94,15 @@ def test_an_unreadable_report_warns_and_the_run_goes_on() -> None:
     assert any(e.reason == "ReportUnavailable" and "NoSuchKey" in e.message for e in world.events)
 
 
+def test_an_incomplete_report_is_recorded_and_says_what_it_lacks() -> None:
+    world = World()
+    world.reports["demo-i00-filter"] = replace(FILTER_REPORT, incomplete="the metrics of x")
+    world.run_to_end()
+    assert world.status.iterations[0].expert_samples == FILTER_REPORT.expert_samples
+    [event] = [e for e in world.events if e.reason == "ReportIncomplete"]
+    assert event.type == "Warning" and event.message == "demo-i00-filter: the metrics of x"
+
+
 def test_validation_sets_add_an_evaluation_stage_whose_metrics_are_recorded() -> None:
     world = World(
         data={
@@ -251,16 +260,16 @@ def test_a_child_still_being_deleted_is_waited_for() -> None:
     assert not [a for a in result.actions if isinstance(a, CreateChild)]
 
 
-def test_a_missing_secret_blocks_with_a_condition_then_recovers() -> None:
+def test_a_missing_object_blocks_with_a_condition_then_recovers() -> None:
     world = World()
-    world.missing_secret = "s3-creds"
+    world.unserved_kinds = frozenset({"PyTorchJob"})
     result = world.step()
     assert result.actions and all(isinstance(a, EmitEvent) for a in result.actions)
     assert world.status.phase is Phase.PENDING
     blocked = next(c for c in world.status.conditions if c.type == "Blocked")
-    assert blocked.status == "True" and "s3-creds" in blocked.message
+    assert blocked.status == "True" and "PyTorchJob" in blocked.message
     assert result.requeue_after == 30
-    world.missing_secret = None
+    world.unserved_kinds = frozenset()
     assert [a.name for a in world.step().actions if isinstance(a, CreateChild)] == ["demo-i00-rl"]
     blocked = next(c for c in world.status.conditions if c.type == "Blocked")
     assert blocked.status == "False"
@@ -284,10 +293,11 @@ def test_a_missing_volume_claim_blocks_until_it_exists_and_says_which_one() -> N
 
 
 def test_a_second_missing_object_gets_its_own_event() -> None:
-    world = World()
-    world.missing_secret = "s3-creds"
+    world = World(storage={"uri": "file:///shared/rloop", "volume": {
+        "claimName": "lustre-rw", "mountPath": "/shared"}})  # fmt: skip
+    world.unserved_kinds = frozenset({"PyTorchJob"})
     world.step()
-    world.missing_secret, world.missing_claim = None, "lustre-rw"
+    world.unserved_kinds, world.missing_claim = frozenset(), "lustre-rw"
 
     events = [a.reason for a in world.step().actions if isinstance(a, EmitEvent)]
 
@@ -350,9 +360,12 @@ def test_a_trainjob_run_waits_for_its_missing_runtime_then_starts() -> None:
     world.missing_prerequisites = prerequisites(parse_spec(world.spec), (Stage.EXPLORING,))
     result = world.step()
     assert not [a for a in result.actions if isinstance(a, CreateChild)]
-    assert (world.status.phase, world.status.reason) == (Phase.PENDING, "Blocked")
+    assert (world.status.phase, world.status.reason) == (
+        Phase.PENDING,
+        "ClusterTrainingRuntimeNotFound",
+    )
     blocked = next(c for c in world.status.conditions if c.type == "Blocked")
-    assert blocked.status == "True"
+    assert (blocked.status, blocked.reason) == ("True", "ClusterTrainingRuntimeNotFound")
     assert "ClusterTrainingRuntime 'rloop-torch' named by spec.resources.runtimeRef" in (
         blocked.message
     )
@@ -380,7 +393,9 @@ def test_a_run_whose_launcher_the_cluster_lacks_is_blocked_saying_what_to_instal
     world = World()
     world.unserved_kinds = frozenset({"PyTorchJob"})
     world.step()
-    assert (world.status.phase, world.status.reason) == (Phase.PENDING, "Blocked")
+    assert (world.status.phase, world.status.reason) == (Phase.PENDING, "LauncherNotInstalled")
+    blocked = next(c for c in world.status.conditions if c.type == "Blocked")
+    assert (blocked.status, blocked.reason) == ("True", "LauncherNotInstalled")
     assert "does not serve PyTorchJob (kubeflow.org/v1)" in (world.status.message or "")
     assert "spec.resources.launcher: trainjob" in (world.status.message or "")
 

@@ -63,9 +63,19 @@ def test_an_eval_report_is_read_from_a_termination_message() -> None:
     assert report is not None and report.metrics == {"v/avg@4": 0.5, "v/pass@4": 0.75}
 
 
-def test_without_a_usable_message_the_store_is_read_instead() -> None:
+def test_without_a_usable_message_there_is_no_report() -> None:
     assert report_from_messages([], filtering=True) is None
     assert report_from_messages(["[1, 2]", "{}"], filtering=False) is None
+
+
+def test_sets_left_out_of_a_termination_message_make_the_report_incomplete() -> None:
+    message = json.dumps({
+        "sets": {"aime": {"avg@n": 0.5, "pass@k": {"4": 0.75}, "samples": 4}},
+        "omitted": ["math500", "minerva"],
+    })  # fmt: skip
+    report = report_from_messages([message], filtering=False)
+    assert report is not None and report.metrics == {"aime/avg@4": 0.5, "aime/pass@4": 0.75}
+    assert report.incomplete is not None and "math500, minerva" in report.incomplete
 
 
 def failure(error: str, reason: str, permanent: bool) -> str:

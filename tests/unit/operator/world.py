@@ -8,7 +8,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rloop_operator.api import RLoopRunStatus, parse_spec
+from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError
+from rloop_operator.blocking import Refusal
 from rloop_operator.children import Child
 from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.plan import (
@@ -23,6 +24,8 @@ from rloop_operator.plan import (
     StageReport,
     plan,
 )
+from rloop_operator.settle import settle
+from rloop_operator.unknown_fields import parse_cluster_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FILTER_REPORT = StageReport(trajectories=640, hard_prompts=12, expert_samples=30)
@@ -48,43 +51,65 @@ class World:
         self.status = RLoopRunStatus()
         self.children: dict[str, Child] = {}
         self.now = T0
-        self.missing_secret: str | None = None
         self.missing_claim: str | None = None
         self.missing_prerequisites: tuple[Prerequisite, ...] = ()
         self.unserved_kinds: frozenset[str] = frozenset()
+        self.deleting = False
+        # Children the API server refuses to create, as it answers.
+        self.refusing: dict[str, Refusal] = {}
+        self.create_attempts: list[tuple[datetime, str]] = []
         self.reports: dict[str, StageReport] = {}
         self.events: list[EmitEvent] = []
         self.settings = PlanSettings(backoff_base_seconds=10, backoff_cap_seconds=60)
 
     def view(self) -> RunView:
-        return RunView(self.name, "ns", "uid-1", 1, parse_spec(self.spec), self.status)
+        """The run as the reconciler reads it from the API server."""
+        spec: RLoopRunSpec | SpecError
+        ignored: tuple[str, ...] = ()
+        try:
+            spec, ignored = parse_cluster_spec(self.spec)
+        except SpecError as error:
+            spec = error
+        return RunView(
+            self.name, "ns", "uid-1", 1, spec, self.status, ignored, deleting=self.deleting
+        )
+
+    def observed(self, reports: Mapping[str, StageReport] | None = None) -> Observed:
+        return Observed(
+            children=tuple(self.children.values()),
+            reports=dict(reports or {}),
+            missing_claim=self.missing_claim,
+            missing_prerequisites=self.missing_prerequisites,
+            unserved_kinds=self.unserved_kinds,
+        )
 
     def plan_once(self, reports: Mapping[str, StageReport] | None = None) -> Plan:
-        observed = Observed(
-            tuple(self.children.values()),
-            self.missing_secret,
-            dict(reports or {}),
-            self.missing_claim,
-            self.missing_prerequisites,
-            self.unserved_kinds,
-        )
-        return plan(self.view(), observed, self.now, self.settings)
+        return plan(self.view(), self.observed(reports), self.now, self.settings)
+
+    def read_report(self, read: ReadReport) -> StageReport:
+        default = FILTER_REPORT if "filter" in read.child else EVAL_REPORT
+        return self.reports.get(read.child, default)
+
+    def create(self, action: CreateChild) -> Refusal | None:
+        """The API server's answer to a create; the child itself is added by step()."""
+        self.create_attempts.append((self.now, action.name))
+        return self.refusing.get(action.name)
 
     def step(self) -> Plan:
-        """Plan, answer report reads like the handler does, then apply the actions."""
-        reports: dict[str, StageReport] = {}
-        result = self.plan_once(reports)
-        while reads := [a for a in result.actions if isinstance(a, ReadReport)]:
-            for read in reads:
-                reports[read.child] = self.reports.get(
-                    read.child, FILTER_REPORT if "filter" in read.child else EVAL_REPORT
-                )
-            result = self.plan_once(reports)
+        """Plan as the reconciler does (reports read), then apply the actions."""
+        result = settle(
+            self.view(),
+            self.observed(),
+            self.now,
+            self.settings,
+            self.read_report,
+            self.create,
+        )
         for action in result.actions:
             if isinstance(action, CreateChild) and action.name not in self.children:
                 self.children[action.name] = Child(
                     action.name,
-                    launcher_for(parse_spec(self.spec), action.stage).kind,
+                    launcher_for(parse_cluster_spec(self.spec)[0], action.stage).kind,
                     action.iteration,
                     action.stage,
                     ChildPhase.PENDING,

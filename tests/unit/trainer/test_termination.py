@@ -24,13 +24,41 @@ def test_nothing_is_written_without_the_variable(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_report_over_the_kubernetes_limit_is_left_to_the_store(tmp_path: Path) -> None:
+def test_a_filter_report_over_the_limit_keeps_the_counts_of_the_status(tmp_path: Path) -> None:
     path = tmp_path / "termination-log"
-    report = {"sets": {f"set-{i}": {"avg@n": 0.5} for i in range(400)}}
+    histogram = {f"{i / 1024:.6f}": i for i in range(1024)}  # a large group size
+    report = {"rollouts": 65536, "hard_prompts": 9, "kept_samples": 21, "prompts": 64,
+              "success_rate_histogram": histogram}  # fmt: skip
     assert len(json.dumps(report, separators=(",", ":"))) > MESSAGE_LIMIT_BYTES
 
-    assert not write_report(report, {PATH_ENV: str(path)})
-    assert not path.exists()
+    assert write_report(report, {PATH_ENV: str(path)})
+
+    assert json.loads(path.read_text()) == {
+        "rollouts": 65536,
+        "hard_prompts": 9,
+        "kept_samples": 21,
+    }
+
+
+def test_an_eval_report_over_the_limit_leaves_out_whole_sets_and_names_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "termination-log"
+    pass_at = {str(k): 0.123456789 for k in range(1, 17)}
+    sets = {f"validation-set-with-a-long-name-{i:02d}": {
+        "avg@n": 0.5, "samples": 1024, "pass@k": pass_at, "problems": 500,
+        "per_problem": [0.5] * 100} for i in range(16)}  # fmt: skip
+    report = {"policy_uri": "s3://b/p", "sets": sets}
+
+    assert write_report(report, {PATH_ENV: str(path)})
+
+    message = path.read_text()
+    written = json.loads(message)
+    assert len(message.encode()) <= MESSAGE_LIMIT_BYTES
+    assert set(written) == {"sets", "omitted"}
+    assert list(written["sets"]) + written["omitted"] == list(sets), "every set, in order"
+    first = next(iter(written["sets"].values()))
+    assert first == {"avg@n": 0.5, "samples": 1024, "pass@k": pass_at}
 
 
 def test_an_unwritable_path_does_not_fail_the_phase(tmp_path: Path) -> None:

@@ -1,0 +1,28 @@
+"""settle(): plan, read the reports the plan asks for, plan again."""
+
+from __future__ import annotations
+
+from rloop_operator.api import Stage
+from rloop_operator.plan import CreateChild, ReadReport, StageReport
+from rloop_operator.settle import settle
+
+from tests.unit.operator.world import FILTER_REPORT, World
+
+
+def test_a_finished_filter_is_read_once_and_the_next_child_created_in_one_settle() -> None:
+    world = World()
+    world.step()
+    world.finish("demo-i00-rl")
+    world.step()
+    world.finish("demo-i00-filter")
+    reads: list[str] = []
+
+    def read(action: ReadReport) -> StageReport:
+        reads.append(action.child)
+        return FILTER_REPORT
+
+    result = settle(world.view(), world.observed(), world.now, world.settings, read)
+
+    assert reads == ["demo-i00-filter"]
+    assert CreateChild("demo-i00-rft", 0, Stage.CONSOLIDATING) in result.actions
+    assert result.status.iterations[0].expert_samples == FILTER_REPORT.expert_samples
