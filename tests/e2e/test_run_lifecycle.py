@@ -57,7 +57,10 @@ def test_kubectl_apply_runs_two_iterations_to_succeeded(
     def watch_columns() -> None:
         while not done.wait(0.2):
             row = printed_columns(control_plane, namespace).get(RUN)
-            if row and (not seen or seen[-1] != f"{row['ITERATION']} {row['STAGE']}"):
+            # Until the operator's first status write the columns are blank.
+            if not row or not row["ITERATION"].strip():
+                continue
+            if not seen or seen[-1] != f"{row['ITERATION']} {row['STAGE']}":
                 seen.append(f"{row['ITERATION']} {row['STAGE']}")
 
     policy = WorkloadPolicy(running_s=1.5, messages=filter_messages(expert=[7, 5]))
