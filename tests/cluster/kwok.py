@@ -170,6 +170,7 @@ def scripted_stage(name: str, pods: PodSelection, outcome: PodOutcome) -> dict[s
     expressions = [_jq(".metadata.namespace", "In", pods.namespace)]
     if pods.names:
         expressions.append(_jq(".metadata.name", "In", *pods.names))
+    step: dict[str, Any]
     match outcome:
         case Succeed(after_s, message):
             step, delay_s = (
