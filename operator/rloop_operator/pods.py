@@ -43,6 +43,7 @@ class Exit:
 class PodState:
     name: str
     phase: str  # Pending, Running, Succeeded, Failed or Unknown
+    node: str = ""  # spec.nodeName: empty until the scheduler binds the pod
     deleting: bool = False
     # (reason, message) of a cause that keeps the pod from starting (see STUCK_WAITING).
     stuck: tuple[str, str] | None = None
@@ -54,9 +55,11 @@ class PodState:
 
     @property
     def may_write(self) -> bool:
-        """Whether the pod may still write to the store: anything but a finished pod (a
-        Pending pod may start yet, a terminating one runs until its containers stop)."""
-        return self.phase not in FINISHED_PHASES
+        """Whether the pod may still write to the store: a pod bound to a node that has not
+        finished (a Pending one may start yet, a terminating one runs until its containers
+        stop). An unbound pod runs nothing; the controllers delete the pending pods of a
+        failed attempt (Job controller, training operator cleanPodPolicy Running, JobSet)."""
+        return bool(self.node) and self.phase not in FINISHED_PHASES
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     return PodState(
         name=str(metadata.get("name", "")),
         phase=str(status.get("phase") or "Pending"),
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
         deleting=bool(metadata.get("deletionTimestamp")),
         stuck=_stuck(status.get("conditions") or (), containers),
         exits=tuple(_exits(containers)),

@@ -62,9 +62,9 @@ def test_a_retry_starts_only_once_the_failed_attempts_pods_have_stopped(
         done = wait_for_phase(full_cluster, namespace, "retry", "Succeeded")
 
     assert done["iterations"][0]["failedJobs"] == ["retry-i00-rl"]
-    assert names(full_cluster, namespace, PYTORCHJOBS) == [
-        "retry-i00-rl", "retry-i00-rl-r1", "retry-i00-rl-rft",
-    ]  # fmt: skip
+    assert names(full_cluster, namespace, PYTORCHJOBS) == sorted(
+        ["retry-i00-rl", "retry-i00-rl-r1", "retry-i00-rft"]
+    )
     old_pods = (old_master, old_worker)
     stopping = [pods for pods in history.snapshots if old_worker in named(pods, is_stopping)]
     assert len(stopping) > 10, "the old worker was never seen stopping for a while"

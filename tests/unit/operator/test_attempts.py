@@ -18,7 +18,8 @@ pytestmark = pytest.mark.filterwarnings("error")
 RL = "demo-i00-rl"
 SCHEDULER_SAYS = "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."
 UNSCHEDULABLE = PodState(f"{RL}-master-0", "Pending", stuck=("Unschedulable", SCHEDULER_SAYS))
-RUNNING = PodState(f"{RL}-master-0", "Running")
+NODE = "gpu-node-1"
+RUNNING = PodState(f"{RL}-master-0", "Running", NODE)
 
 
 def progressing(world: World) -> Condition:
@@ -159,8 +160,8 @@ def test_a_retry_waits_until_the_failed_attempts_pods_stopped() -> None:
     world.step()
     world.finish(RL, ok=False, message="master exited 1")
     world.pods[RL] = (
-        PodState(f"{RL}-master-0", "Failed"),
-        PodState(f"{RL}-worker-0", "Running", deleting=True),
+        PodState(f"{RL}-master-0", "Failed", NODE),
+        PodState(f"{RL}-worker-0", "Running", NODE, deleting=True),
     )
     world.step()
     world.advance_clock(60)  # past the backoff
@@ -172,7 +173,7 @@ def test_a_retry_waits_until_the_failed_attempts_pods_stopped() -> None:
     assert (condition.status, condition.reason) == ("False", "PreviousAttemptRunning")
     assert f"{RL}-worker-0 (Running, terminating)" in condition.message
     assert waiting.requeue_after == 2.0
-    world.pods[RL] = (PodState(f"{RL}-master-0", "Failed"),)  # kept for `kubectl logs`
+    world.pods[RL] = (PodState(f"{RL}-master-0", "Failed", NODE),)  # kept for `kubectl logs`
     assert created(world.step()) == [f"{RL}-r1"]
 
 
@@ -180,7 +181,7 @@ def test_a_resumed_child_waits_for_the_pods_of_its_deleted_incarnation() -> None
     world = World(suspend=True)
     world.step()
     world.spec["suspend"] = False
-    world.pods[RL] = (PodState(f"{RL}-abcde", "Running", deleting=True),)
+    world.pods[RL] = (PodState(f"{RL}-abcde", "Running", NODE, deleting=True),)
     assert created(world.step()) == []
     world.pods[RL] = ()
     assert created(world.step()) == [RL]

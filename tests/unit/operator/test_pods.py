@@ -108,14 +108,16 @@ def test_pods_not_created_or_still_pending_are_waited_for_without_being_stuck() 
     )  # fmt: skip
 
 
-def test_only_finished_pods_cannot_write_any_more() -> None:
+def test_only_finished_or_unbound_pods_cannot_write() -> None:
+    node = "gpu-node-1"
     pods = [
-        PodState("done", "Succeeded"),
-        PodState("failed", "Failed", deleting=True),
-        PodState("running", "Running"),
-        PodState("stopping", "Running", deleting=True),
-        PodState("waiting", "Pending"),
-        PodState("lost", "Unknown"),
+        PodState("done", "Succeeded", node),
+        PodState("failed", "Failed", node, deleting=True),
+        PodState("running", "Running", node),
+        PodState("stopping", "Running", node, deleting=True),
+        PodState("waiting", "Pending", node),
+        PodState("lost", "Unknown", node),
+        PodState("unscheduled", "Pending"),
     ]
     assert writers(pods) == [
         "lost (Unknown)", "running (Running)", "stopping (Running, terminating)",
@@ -123,6 +125,8 @@ def test_only_finished_pods_cannot_write_any_more() -> None:
     ]  # fmt: skip
 
 
-def test_a_deleting_pod_is_known_as_deleting() -> None:
-    deleting = pod_state(pod(phase="Running", deletionTimestamp="2026-01-01T00:00:00Z"))
-    assert deleting.deleting and deleting.may_write
+def test_a_bound_pod_being_deleted_may_still_write() -> None:
+    deleting = pod(phase="Running", deletionTimestamp="2026-01-01T00:00:00Z")
+    deleting["spec"] = {"nodeName": "gpu-node-1"}
+    state = pod_state(deleting)
+    assert (state.node, state.deleting, state.may_write) == ("gpu-node-1", True, True)
