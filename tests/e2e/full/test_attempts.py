@@ -4,6 +4,7 @@ calls permanent, told by the pods' termination messages."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,16 +22,17 @@ SNAPSHOT_S = 0.2
 
 
 class PodHistory:
-    """Snapshots of a namespace's pods, taken every SNAPSHOT_S seconds until stopped."""
+    """Snapshots of a namespace's pods, (time.monotonic(), pods), taken every SNAPSHOT_S
+    seconds until stopped."""
 
     def __init__(self, full: FullCluster, namespace: str) -> None:
-        self.snapshots: list[list[dict[str, Any]]] = []
+        self.snapshots: list[tuple[float, list[dict[str, Any]]]] = []
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._take, args=(full, namespace))
 
     def _take(self, full: FullCluster, namespace: str) -> None:
         while not self._stopped.wait(SNAPSHOT_S):
-            self.snapshots.append(full.pods(namespace))
+            self.snapshots.append((time.monotonic(), full.pods(namespace)))
 
     def __enter__(self) -> PodHistory:
         self._thread.start()
@@ -66,11 +68,10 @@ def test_a_retry_starts_only_once_the_failed_attempts_pods_have_stopped(
         ["retry-i00-rl", "retry-i00-rl-r1", "retry-i00-rft"]
     )
     old_pods = (old_master, old_worker)
-    stopping = [pods for pods in history.snapshots if old_worker in named(pods, is_stopping)]
-    assert len(stopping) > 10, "the old worker was never seen stopping for a while"
-    retried = [pods for pods in history.snapshots if named(pods, is_retry)]
-    assert retried, "no snapshot shows the retry's pods"
-    for pods in history.snapshots:
+    stopping = [at for at, pods in history.snapshots if old_worker in named(pods, is_stopping)]
+    assert stopping and stopping[-1] - stopping[0] > 4, "the old worker never stopped slowly"
+    assert any(named(pods, is_retry) for _, pods in history.snapshots), "no retry pods seen"
+    for _, pods in history.snapshots:
         old = [name for name in named(pods, may_write) if name in old_pods]
         assert not (old and named(pods, is_retry)), f"{old} still ran beside the retry's pods"
 

@@ -80,9 +80,9 @@ def test_a_pytorchjob_run_goes_through_two_iterations_on_gpu_nodes(
     done = wait_for_phase(full_cluster, namespace, "happy", "Succeeded", timeout_s=360)
 
     assert_two_iterations(done)
-    assert names(full_cluster, namespace, PYTORCHJOBS) == [
+    assert names(full_cluster, namespace, PYTORCHJOBS) == sorted(
         f"happy-i0{i}-{slug}" for i in range(2) for slug in ("rl", "rft")
-    ]
+    )
     rl = get(full_cluster, namespace, PYTORCHJOBS, "happy-i00-rl")
     assert rl["metadata"]["labels"][QUEUE_LABEL] == "gpus"
     pods = full_cluster.pods(namespace, "training.kubeflow.org/job-name=happy-i00-rl")
@@ -103,9 +103,9 @@ def test_a_trainjob_run_goes_through_two_iterations_on_gpu_nodes(
     done = wait_for_phase(full_cluster, namespace, "happy-tj", "Succeeded", timeout_s=360)
 
     assert_two_iterations(done)
-    assert names(full_cluster, namespace, TRAINJOBS) == [
+    assert names(full_cluster, namespace, TRAINJOBS) == sorted(
         f"happy-tj-i0{i}-{slug}" for i in range(2) for slug in ("rl", "rft")
-    ]
+    )
     rl = get(full_cluster, namespace, TRAINJOBS, "happy-tj-i00-rl")
     assert rl["metadata"]["labels"][QUEUE_LABEL] == "gpus"
     pods = full_cluster.pods(namespace, "jobset.sigs.k8s.io/jobset-name=happy-tj-i00-rl")
