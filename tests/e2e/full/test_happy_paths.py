@@ -63,6 +63,17 @@ def assert_gpu_pods(pods: list[dict[str, Any]], run: str) -> None:
         assert env_of(pod)["PET_NPROC_PER_NODE"] == "8"
 
 
+def both_pods(full: FullCluster, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The two pods of the first DAPO attempt, once both are bound to nodes: taken while
+    they run, since a finished PyTorchJob deletes the pods still running (cleanPodPolicy)."""
+
+    def bound() -> list[dict[str, Any]]:
+        pods = full.pods(namespace, selector)
+        return pods if len(pods) == 2 and all(p["spec"].get("nodeName") for p in pods) else []
+
+    return eventually(bound, 120, f"two bound pods selected by {selector}")
+
+
 def assert_two_iterations(done: dict[str, Any]) -> None:
     assert done["progress"] == "2/2"
     assert [r["expertSamples"] for r in done["iterations"]] == [7, 7]
@@ -76,6 +87,7 @@ def test_a_pytorchjob_run_goes_through_two_iterations_on_gpu_nodes(
     full_cluster.kueue_queue(namespace, "gpus", gpu_quota=16)
     script_reports(full_cluster, namespace)
     apply_run(full_cluster, namespace, run_manifest("happy", resources={"queueName": "gpus"}))
+    pods = both_pods(full_cluster, namespace, "training.kubeflow.org/job-name=happy-i00-rl")
 
     done = wait_for_phase(full_cluster, namespace, "happy", "Succeeded", timeout_s=360)
 
@@ -85,7 +97,6 @@ def test_a_pytorchjob_run_goes_through_two_iterations_on_gpu_nodes(
     )
     rl = get(full_cluster, namespace, PYTORCHJOBS, "happy-i00-rl")
     assert rl["metadata"]["labels"][QUEUE_LABEL] == "gpus"
-    pods = full_cluster.pods(namespace, "training.kubeflow.org/job-name=happy-i00-rl")
     assert_gpu_pods(pods, "happy")
     by_rank = {env_of(pod)["PET_NODE_RANK"]: pod["metadata"]["name"] for pod in pods}
     assert by_rank == {"0": "happy-i00-rl-master-0", "1": "happy-i00-rl-worker-0"}
@@ -99,6 +110,7 @@ def test_a_trainjob_run_goes_through_two_iterations_on_gpu_nodes(
     script_reports(full_cluster, namespace)
     run = run_manifest("happy-tj", resources={"queueName": "gpus", "launcher": "trainjob"})
     apply_run(full_cluster, namespace, run)
+    pods = both_pods(full_cluster, namespace, "jobset.sigs.k8s.io/jobset-name=happy-tj-i00-rl")
 
     done = wait_for_phase(full_cluster, namespace, "happy-tj", "Succeeded", timeout_s=360)
 
@@ -108,7 +120,6 @@ def test_a_trainjob_run_goes_through_two_iterations_on_gpu_nodes(
     )
     rl = get(full_cluster, namespace, TRAINJOBS, "happy-tj-i00-rl")
     assert rl["metadata"]["labels"][QUEUE_LABEL] == "gpus"
-    pods = full_cluster.pods(namespace, "jobset.sigs.k8s.io/jobset-name=happy-tj-i00-rl")
     assert_gpu_pods(pods, "happy-tj")
     ranks = sorted(
         pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for pod in pods
