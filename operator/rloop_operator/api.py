@@ -8,6 +8,7 @@ in step. Field names are the API's camelCase through aliases.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -25,6 +26,10 @@ _CPU = r"^[0-9]+(\.[0-9]+)?m?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _ABSOLUTE_PATH = r"^(/[A-Za-z0-9._-]+)+$"
+# A duration as hours, minutes and seconds, e.g. 30m, 1h30m, 90s; 0 means never.
+_DURATION = r"^(0|([0-9]+h)?([0-9]+m)?([0-9]+s)?)$"
+_DURATION_PART = re.compile(r"([0-9]+)([hms])")
+_SECONDS = {"h": 3600, "m": 60, "s": 1}
 
 
 class SpecError(ValueError):
@@ -189,6 +194,7 @@ class ResourcesSpec(_Api):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     priority_class_name: str | None = None
     queue_name: Annotated[str, Field(max_length=63)] | None = None
+    start_timeout: Annotated[str, Field(pattern=_DURATION, min_length=1)] = "30m"
 
     @model_validator(mode="after")
     def _trainjob_fields(self) -> ResourcesSpec:
@@ -209,6 +215,13 @@ class ResourcesSpec(_Api):
     def trainjob_runtime(self) -> RuntimeRefSpec:
         """The runtime of the run's TrainJobs: runtimeRef, or Kubeflow's torch runtime."""
         return self.runtime_ref or RuntimeRefSpec()
+
+    @property
+    def start_timeout_seconds(self) -> float | None:
+        """spec.resources.startTimeout in seconds; None when it is 0 (never)."""
+        parts = _DURATION_PART.findall(self.start_timeout)
+        seconds = sum(int(count) * _SECONDS[unit] for count, unit in parts)
+        return float(seconds) or None
 
 
 class StorageVolumeSpec(_Api):

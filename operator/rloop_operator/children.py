@@ -87,10 +87,25 @@ class Child:
     message: str = ""
     finished_at: datetime | None = None
     created_at: datetime | None = None
+    # When Kueue admitted it (its Suspended condition turned False): queued time is not
+    # start time (attempts.watch_start).
+    admitted_at: datetime | None = None
     deleting: bool = False
     # The trainer said its failure will recur (reports.TrainerFailure.permanent); then
     # `reason` and `message` are the trainer's own, and the run fails without retries.
     permanent: bool = False
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _admitted_at(status: Mapping[str, Any]) -> datetime | None:
+    """Every launcher's controller sets Suspended False when the child is resumed."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Suspended" and condition.get("status") == "False":
+            return _parse_time(condition.get("lastTransitionTime"))
+    return None
 
 
 def observe_child(obj: Mapping[str, Any]) -> Child | None:
@@ -116,6 +131,7 @@ def observe_child(obj: Mapping[str, Any]) -> Child | None:
         reason=status.reason,
         message=status.message,
         finished_at=status.finished_at,
-        created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
+        created_at=_parse_time(created),
+        admitted_at=_admitted_at(obj.get("status") or {}),
         deleting=bool(metadata.get("deletionTimestamp")),
     )

@@ -15,19 +15,25 @@ from rloop_operator.blocking import Blocker
 Truth = Literal["True", "False", "Unknown"]
 
 
-def _desired(status: RLoopRunStatus, blocker: Blocker | None) -> list[tuple[str, Truth, str, str]]:
+def _desired(
+    status: RLoopRunStatus, blocker: Blocker | None, stall: Blocker | None
+) -> list[tuple[str, Truth, str, str]]:
     phase, stage = status.phase, status.stage.value
     running = phase is Phase.RUNNING
     progress = (
         f"iteration {status.iteration + 1}: {stage}" if running and stage else status.message or ""
     )
+    progressing: tuple[str, Truth, str, str] = (
+        "Progressing",
+        "True" if running else "False",
+        stage if running and stage else (status.reason or phase.value),
+        progress,
+    )
+    if running and stall is not None:
+        # Running, but its pods cannot start (or wait for Kueue): no claim of progress.
+        progressing = ("Progressing", "False", stall.reason, stall.message)
     desired: list[tuple[str, Truth, str, str]] = [
-        (
-            "Progressing",
-            "True" if running else "False",
-            stage if running and stage else (status.reason or phase.value),
-            progress,
-        ),
+        progressing,
         ("Suspended", "True" if phase is Phase.SUSPENDED else "False", phase.value, ""),
     ]
     desired.append(
@@ -44,11 +50,14 @@ def _desired(status: RLoopRunStatus, blocker: Blocker | None) -> list[tuple[str,
 
 
 def conditions_for(
-    status: RLoopRunStatus, now: datetime, blocker: Blocker | None = None
+    status: RLoopRunStatus,
+    now: datetime,
+    blocker: Blocker | None = None,
+    stall: Blocker | None = None,
 ) -> tuple[Condition, ...]:
     previous = {c.type: c for c in status.conditions}
     result = []
-    for type_, truth, reason, message in _desired(status, blocker):
+    for type_, truth, reason, message in _desired(status, blocker, stall):
         old = previous.get(type_)
         if type_ == "Blocked" and old is None and truth == "False":
             continue

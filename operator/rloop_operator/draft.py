@@ -24,6 +24,8 @@ class Draft:
         self.actions: list[Action] = []
         self.requeue_after: float | None = None
         self.blocker: Blocker | None = None
+        # What keeps the active child from progressing (attempts.stall).
+        self.stall: Blocker | None = None
 
     def update(self, **changes: object) -> None:
         self.status = self.status.model_copy(update=changes)
@@ -63,5 +65,5 @@ class Draft:
         """The plan; `total` iterations for the progress column (None: unknown, kept)."""
         if total is not None:
             self.update(progress=f"{self.status.iteration}/{total}")
-        self.update(conditions=conditions_for(self.status, self.now, self.blocker))
+        self.update(conditions=conditions_for(self.status, self.now, self.blocker, self.stall))
         return Plan(tuple(self.actions), self.status, self.requeue_after)

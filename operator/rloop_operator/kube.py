@@ -15,6 +15,8 @@ from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
 from rloop_operator.blocking import Refusal
 from rloop_operator.children import LABEL_RUN
 from rloop_operator.launchers import LAUNCHERS, ApiResource, launcher_of_kind
+from rloop_operator.pods import PodState, pod_state
+from rloop_operator.pods import termination_messages as pod_messages
 
 log = logging.getLogger(__name__)
 
@@ -177,19 +179,20 @@ class Kube:
             _request_timeout=self.timeout,
         )
 
+    def list_pods(self, namespace: str, pod_selector: str) -> list[PodState]:
+        """The pods `pod_selector` selects (a launcher's selector of one child's pods)."""
+        metrics.API_REQUESTS.labels(call="list_pods").inc()
+        answer: Any = self.core.list_namespaced_pod(
+            namespace,
+            label_selector=pod_selector,
+            _request_timeout=self.timeout,
+            _preload_content=False,  # plain JSON for pods.pod_state, not client models
+        )
+        return [pod_state(pod) for pod in json.loads(answer.data)["items"]]
+
     def termination_messages(self, namespace: str, pod_selector: str) -> list[str]:
         """Messages of the containers that exited 0 in the pods `pod_selector` selects."""
-        metrics.API_REQUESTS.labels(call="termination_messages").inc()
-        pods = self.core.list_namespaced_pod(
-            namespace, label_selector=pod_selector, _request_timeout=self.timeout
-        )
-        messages = []
-        for pod in pods.items:
-            for container in (pod.status.container_statuses if pod.status else None) or []:
-                ended = container.state.terminated if container.state else None
-                if ended is not None and ended.exit_code == 0 and ended.message:
-                    messages.append(ended.message)
-        return messages
+        return pod_messages(self.list_pods(namespace, pod_selector), succeeded=True)
 
     def claim_exists(self, namespace: str, name: str) -> bool:
         metrics.API_REQUESTS.labels(call="claim_exists").inc()

@@ -33,6 +33,12 @@ from rloop_operator.api import (
     SpecError,
     Stage,
 )
+from rloop_operator.attempts import (
+    Pods,
+    earlier_attempt_writing,
+    failed_attempts,
+    watch_start,
+)
 from rloop_operator.blocking import Refusal, missing_object
 from rloop_operator.children import Child, child_name
 from rloop_operator.draft import Draft as _Draft
@@ -115,6 +121,9 @@ class Observed:
     unserved_kinds: frozenset[str] = frozenset()
     # Children the API server refused to create in this reconcile, by name.
     refused: Mapping[str, Refusal] = field(default_factory=dict)
+    # The pods of children (existing or not yet created), by child name, for the names
+    # attempts.pods_to_read asks for; none when the phases are not pods (`rloop run`).
+    pods: Pods = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -203,7 +212,7 @@ def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: Pl
     child = next((c for c in observed.children if c.name == name), None)
     if child is None:
         if not refused_or_backing_off(draft, spec, name, stage, observed, settings):
-            _start_child(draft, spec, name, index, stage)
+            _start_child(draft, spec, observed, name, index, stage)
         return False
     if child.deleting:
         if spec.suspend:
@@ -214,20 +223,25 @@ def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: Pl
         if spec.suspend:
             draft.act(DeleteChild(child.name, child.kind))
             _suspend(draft)
-        else:
-            draft.update(phase=Phase.RUNNING, active_child=name)
-        return False
+            return False
+        draft.update(phase=Phase.RUNNING, active_child=name)
+        timed_out = watch_start(draft, spec, child, observed.pods)
+        if timed_out is None:
+            return False
+        draft.act(DeleteChild(child.name, child.kind))
+        return _record_failure(draft, spec, timed_out, settings)
     if child.phase is ChildPhase.SUCCEEDED:
         return _complete_stage(draft, spec, observed, child, stages)
     return _record_failure(draft, spec, child, settings)
 
 
 def _failures(record: IterationRecord, run_name: str, index: int, stage: Stage) -> int:
-    base = child_name(run_name, index, stage, 0)
-    return sum(1 for name in record.failed_jobs if name == base or name.startswith(f"{base}-r"))
+    return len(failed_attempts(record, run_name, index, stage))
 
 
-def _start_child(draft: _Draft, spec: RLoopRunSpec, name: str, index: int, stage: Stage) -> None:
+def _start_child(
+    draft: _Draft, spec: RLoopRunSpec, observed: Observed, name: str, index: int, stage: Stage
+) -> None:
     status = draft.status
     if draft.run.deleting:
         return
@@ -237,6 +251,9 @@ def _start_child(draft: _Draft, spec: RLoopRunSpec, name: str, index: int, stage
     if status.retry_after is not None and draft.now < status.retry_after:
         draft.update(phase=Phase.RUNNING)
         draft.requeue((status.retry_after - draft.now).total_seconds())
+        return
+    if earlier_attempt_writing(draft, observed.pods, name, index, stage):
+        draft.update(phase=Phase.RUNNING)
         return
     draft.act(CreateChild(name, index, stage))
     if status.active_child != name:
@@ -317,9 +334,7 @@ def _record_failure(
     if child.permanent:
         # Bad input fails every retry the same way; each retry would cost a pod start and
         # a model load on every GPU. The trainer's line is the message a person acts on.
-        fail(
-            draft, child.reason or STAGE_FAILED, child.message, spec.total_iterations, child.name
-        )
+        fail(draft, child.reason or STAGE_FAILED, child.message, spec.total_iterations, child.name)
         return False
     failures = _failures(
         draft.record(child.iteration), draft.run.name, child.iteration, child.stage

@@ -13,6 +13,7 @@ from typing import Any
 
 from rloop_operator import metrics
 from rloop_operator.api import RLoopRunSpec, SpecError, parse_status
+from rloop_operator.attempts import pods_to_read
 from rloop_operator.blocking import Refusal
 from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
@@ -29,10 +30,12 @@ from rloop_operator.plan import (
     RunView,
     StageReport,
 )
+from rloop_operator.pods import PodState
 from rloop_operator.reports import report_from_messages
 from rloop_operator.settings import OperatorSettings
 from rloop_operator.settle import settle
 from rloop_operator.stages import Report, stages_of
+from rloop_operator.trainer_failures import with_trainer_failure
 from rloop_operator.unknown_fields import parse_cluster_spec
 
 log = logging.getLogger(__name__)
@@ -81,12 +84,15 @@ class Reconciler:
             return None
         run = run_view(obj)
         listed, unserved = self.kube.list_children(namespace, name, run.uid)
-        children = tuple(child for child in map(observe_child, listed) if child is not None)
+        observed_children = [child for child in map(observe_child, listed) if child is not None]
+        pods = self._read_pods(run, observed_children)
+        children = tuple(with_trainer_failure(child, pods) for child in observed_children)
         observed = Observed(
             children=children,
             missing_claim=self._missing_claim(run),
             missing_prerequisites=self._missing_prerequisites(run),
             unserved_kinds=unserved,
+            pods=pods,
         )
 
         def read(action: ReadReport) -> StageReport:
@@ -127,6 +133,16 @@ class Reconciler:
             error=f"no pod of {child.name} left its report in a termination message "
             f"(pods selected by {selector}); the full report is {read.uri}"
         )
+
+    def _read_pods(self, run: RunView, children: list[Child]) -> dict[str, list[PodState]]:
+        """The pods of the children attempts.pods_to_read names, by the launcher's selector."""
+        if not isinstance(run.spec, RLoopRunSpec):
+            return {}
+        spec = run.spec
+        return {
+            name: self.kube.list_pods(run.namespace, launcher_for(spec, stage).pod_selector(name))
+            for name, stage in pods_to_read(run, children).items()
+        }
 
     def _missing_prerequisites(self, run: RunView) -> tuple[Prerequisite, ...]:
         if not isinstance(run.spec, RLoopRunSpec):

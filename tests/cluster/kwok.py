@@ -33,9 +33,11 @@ NODE_CAPACITY = {"cpu": "192", "memory": "2Ti", "pods": "110", "ephemeral-storag
 
 @dataclass(frozen=True)
 class Succeed:
-    """Containers exit 0 `after_s` seconds after the pod starts running."""
+    """Containers exit 0 `after_s` seconds after the pod starts running, leaving `message`
+    (e.g. a filter report) as their termination message."""
 
     after_s: float
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,15 @@ class Waiting:
     message: str
 
 
-PodOutcome = Succeed | Fail | KeepRunning | Waiting
+@dataclass(frozen=True)
+class SlowDeletion:
+    """A deleted pod keeps running for `after_s` seconds before it is gone, as a trainer
+    that takes that long to stop after SIGTERM would."""
+
+    after_s: float
+
+
+PodOutcome = Succeed | Fail | KeepRunning | Waiting | SlowDeletion
 
 
 @dataclass(frozen=True)
@@ -140,13 +150,14 @@ phase: Pending
 
 
 def _stage(
-    name: str, selector: dict[str, Any], template: str, delay_s: float, weight: int
+    name: str, selector: dict[str, Any], step: dict[str, Any], delay_s: float, weight: int
 ) -> dict[str, Any]:
+    """A Stage that takes the selected pods one `step` (kwok's StageNext) after `delay_s`."""
     spec: dict[str, Any] = {
         "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
         "selector": selector,
         "weight": weight,
-        "next": {"statusTemplate": template},
+        "next": step,
     }
     if delay_s > 0:
         spec["delay"] = {"durationMilliseconds": round(delay_s * 1000)}
@@ -159,22 +170,31 @@ def scripted_stage(name: str, pods: PodSelection, outcome: PodOutcome) -> dict[s
     expressions = [_jq(".metadata.namespace", "In", pods.namespace)]
     if pods.names:
         expressions.append(_jq(".metadata.name", "In", *pods.names))
+    step: dict[str, Any]
     match outcome:
-        case Succeed(after_s):
-            template, delay_s = _terminated_template(0, "Completed", None), after_s
+        case Succeed(after_s, message):
+            step, delay_s = (
+                {"statusTemplate": _terminated_template(0, "Completed", message)},
+                after_s,
+            )
             expressions += _phase_is("Running")
         case Fail(exit_code, message, after_s):
-            template, delay_s = _terminated_template(exit_code, "Error", message), after_s
+            template = _terminated_template(exit_code, "Error", message)
+            step, delay_s = {"statusTemplate": template}, after_s
             expressions += _phase_is("Running")
         case KeepRunning():
             # A patch that changes nothing: kwok skips it, and the pod keeps running.
-            template, delay_s = "phase: Running", 0.0
+            step, delay_s = {"statusTemplate": "phase: Running"}, 0.0
             expressions += _phase_is("Running")
         case Waiting(reason, message):
-            template, delay_s = _waiting_template(reason, message), 0.0
+            step, delay_s = {"statusTemplate": _waiting_template(reason, message)}, 0.0
             expressions += _phase_is("Pending")
+        case SlowDeletion(after_s):
+            # kwok's stock pod-delete removes a deleted pod at once; this one waits.
+            step, delay_s = {"delete": True}, after_s
+            expressions.append(_jq(".metadata.deletionTimestamp", "Exists"))
     selector = {"matchLabels": dict(pods.labels), "matchExpressions": expressions}
-    stage = _stage(name, selector, template, delay_s, weight=1)
+    stage = _stage(name, selector, step, delay_s, weight=1)
     stage["metadata"]["labels"] = {SCRIPT_LABEL: pods.namespace}
     return stage
 

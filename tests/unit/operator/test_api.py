@@ -185,3 +185,18 @@ def test_every_example_is_a_valid_run(example: Path) -> None:
     document = yaml.safe_load(example.read_text())
     assert run_name_problem(document["metadata"]["name"]) is None
     parse_spec(document["spec"])
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [("30m", 1800.0), ("1h30m", 5400.0), ("90s", 90.0), ("2h0m5s", 7205.0), ("0", None)],
+)
+def test_start_timeout_is_read_as_hours_minutes_and_seconds(
+    written: str, seconds: float | None
+) -> None:
+    resources = parse_spec(spec_dict(resources={"startTimeout": written})).resources
+    assert resources.start_timeout_seconds == seconds
+
+
+def test_start_timeout_defaults_to_thirty_minutes() -> None:
+    assert parse_spec(spec_dict()).resources.start_timeout_seconds == 1800.0

@@ -164,3 +164,13 @@ def test_a_run_name_that_is_not_a_dns_1035_label_is_refused(name: str) -> None:
 def test_child_names_carry_iteration_stage_and_retry() -> None:
     assert child_name("demo", 3, Stage.FILTERING, 0) == "demo-i03-filter"
     assert child_name("demo", 12, Stage.CONSOLIDATING, 10) == "demo-i12-rft-r10"
+
+
+def test_a_child_kueue_admitted_knows_when_its_suspension_ended() -> None:
+    observed = observe_child(
+        child("Job", {"conditions": [cond("Suspended", "False", reason="JobResumed")]}, "filter")
+    )
+    assert observed is not None and observed.admitted_at is not None
+    assert observed.admitted_at.hour == 1
+    never_queued = observe_child(pytorchjob([cond("Running")]))
+    assert never_queued is not None and never_queued.admitted_at is None

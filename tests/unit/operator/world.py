@@ -24,6 +24,7 @@ from rloop_operator.plan import (
     StageReport,
     plan,
 )
+from rloop_operator.pods import PodState
 from rloop_operator.settle import settle
 from rloop_operator.unknown_fields import parse_cluster_spec
 
@@ -59,6 +60,8 @@ class World:
         self.refusing: dict[str, Refusal] = {}
         self.create_attempts: list[tuple[datetime, str]] = []
         self.reports: dict[str, StageReport] = {}
+        # The pods of children, by child name, as the reconciler reads them.
+        self.pods: dict[str, tuple[PodState, ...]] = {}
         self.events: list[EmitEvent] = []
         self.settings = PlanSettings(backoff_base_seconds=10, backoff_cap_seconds=60)
 
@@ -81,6 +84,7 @@ class World:
             missing_claim=self.missing_claim,
             missing_prerequisites=self.missing_prerequisites,
             unserved_kinds=self.unserved_kinds,
+            pods=dict(self.pods),
         )
 
     def plan_once(self, reports: Mapping[str, StageReport] | None = None) -> Plan:

@@ -1,0 +1,105 @@
+"""Failed attempts on the full-mode cluster: one writer per stage, and failures the trainer
+calls permanent, told by the pods' termination messages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from rloop_trainer.cli import EXIT_PERMANENT
+from rloop_trainer.termination import failure_message
+
+from tests.cluster.fullcluster import FullCluster
+from tests.cluster.kwok import Fail, KeepRunning, SlowDeletion
+from tests.e2e.full.runs import PYTORCHJOBS, apply_run, names, run_manifest, wait_for_phase
+from tests.e2e.operator_process import OperatorProcess
+
+pytestmark = [pytest.mark.cluster, pytest.mark.full]
+SNAPSHOT_S = 0.2
+
+
+class PodHistory:
+    """Snapshots of a namespace's pods, (time.monotonic(), pods), taken every SNAPSHOT_S
+    seconds until stopped."""
+
+    def __init__(self, full: FullCluster, namespace: str) -> None:
+        self.snapshots: list[tuple[float, list[dict[str, Any]]]] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._take, args=(full, namespace))
+
+    def _take(self, full: FullCluster, namespace: str) -> None:
+        while not self._stopped.wait(SNAPSHOT_S):
+            self.snapshots.append((time.monotonic(), full.pods(namespace)))
+
+    def __enter__(self) -> PodHistory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
+def may_write(pod: dict[str, Any]) -> bool:
+    return pod["status"].get("phase") not in ("Succeeded", "Failed")
+
+
+def test_a_retry_starts_only_once_the_failed_attempts_pods_have_stopped(
+    full_cluster: FullCluster, full_operator: OperatorProcess, namespace: str
+) -> None:
+    # The master fails; the training operator deletes the worker (cleanPodPolicy Running),
+    # which takes 8 s to stop: the retry (1 s backoff here) must wait for it.
+    old_master, old_worker = "retry-i00-rl-master-0", "retry-i00-rl-worker-0"
+    full_cluster.script_pods(namespace, Fail(1, "CUDA error: out of memory"), names=[old_master])
+    full_cluster.script_pods(namespace, KeepRunning(), names=[old_worker])
+    full_cluster.script_pods(namespace, SlowDeletion(after_s=8), names=[old_worker])
+    run = run_manifest("retry", iterations=1)
+    run["spec"]["data"].pop("validation")
+
+    with PodHistory(full_cluster, namespace) as history:
+        apply_run(full_cluster, namespace, run)
+        done = wait_for_phase(full_cluster, namespace, "retry", "Succeeded")
+
+    assert done["iterations"][0]["failedJobs"] == ["retry-i00-rl"]
+    assert names(full_cluster, namespace, PYTORCHJOBS) == sorted(
+        ["retry-i00-rl", "retry-i00-rl-r1", "retry-i00-rft"]
+    )
+    old_pods = (old_master, old_worker)
+    stopping = [at for at, pods in history.snapshots if old_worker in named(pods, is_stopping)]
+    assert stopping and stopping[-1] - stopping[0] > 4, "the old worker never stopped slowly"
+    assert any(named(pods, is_retry) for _, pods in history.snapshots), "no retry pods seen"
+    for _, pods in history.snapshots:
+        old = [name for name in named(pods, may_write) if name in old_pods]
+        assert not (old and named(pods, is_retry)), f"{old} still ran beside the retry's pods"
+
+
+def named(pods: list[dict[str, Any]], predicate: Callable[[dict[str, Any]], bool]) -> list[str]:
+    return [pod["metadata"]["name"] for pod in pods if predicate(pod)]
+
+
+def is_stopping(pod: dict[str, Any]) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp")) and may_write(pod)
+
+
+def is_retry(pod: dict[str, Any]) -> bool:
+    return "-rl-r1-" in pod["metadata"]["name"]
+
+
+def test_a_failure_the_trainer_calls_permanent_fails_the_run_at_once_in_its_words(
+    full_cluster: FullCluster, full_operator: OperatorProcess, namespace: str
+) -> None:
+    line = "rloop-trainer dapo: s3://rloop/data/train.parquet does not exist; check data.train"
+    message = failure_message(line, "InvalidInput", permanent=True).decode()
+    full_cluster.script_pods(
+        namespace, Fail(EXIT_PERMANENT, message), names=["badinput-i00-rl-master-0"]
+    )
+    apply_run(full_cluster, namespace, run_manifest("badinput", maxRetries=3))
+
+    failed = wait_for_phase(full_cluster, namespace, "badinput", "Failed")
+
+    assert (failed["reason"], failed["message"]) == ("InvalidInput", line)
+    assert failed["iterations"][0]["failedJobs"] == ["badinput-i00-rl"]
+    assert names(full_cluster, namespace, PYTORCHJOBS) == ["badinput-i00-rl"]
