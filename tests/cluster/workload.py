@@ -123,6 +123,7 @@ class WorkloadLayer:
     history: list[FinishedChild] = field(default_factory=list)
     # pod name -> why admission refused it (the latest refusal)
     refusals: dict[str, str] = field(default_factory=dict)
+    polls: int = 0  # passes over the namespace completed, for tests that wait on the layer
     _running_since: dict[str, float] = field(default_factory=dict)
     _failed_so_far: dict[str, int] = field(default_factory=dict)
     _paused: threading.Event = field(default_factory=threading.Event)
@@ -152,6 +153,7 @@ class WorkloadLayer:
                     for kind in TRAINING_KINDS:
                         self._advance_training(custom, kind)
                     self._advance_jobs(kubernetes.client.BatchV1Api(api), core)
+                    self.polls += 1
         except BaseException as error:  # surfaced by running_workload() in the test thread
             self.error = error
 
@@ -193,8 +195,8 @@ class WorkloadLayer:
         )
         for job in json.loads(listed.data)["items"]:
             status = job.get("status") or {}
-            # The Job controller sets startTime when it creates the pod; the API server
-            # refuses a finished Job without one and any later change of it.
+            # The API server refuses a finished Job without a startTime; the Job controller
+            # sets one even when admission refuses the pod, so the pod must exist too.
             name = job["metadata"]["name"]
             if is_finished(status) or "startTime" not in status or not self._has_pod(core, name):
                 continue

@@ -13,7 +13,7 @@ import yaml
 
 from tests.cluster.controlplane import ControlPlane, KubectlError
 from tests.cluster.workload import WorkloadPolicy, running_workload
-from tests.e2e.helpers import run_status, wait_for_phase
+from tests.e2e.helpers import eventually, run_status, wait_for_phase
 from tests.e2e.operator_process import OperatorProcess
 from tests.e2e.test_run_lifecycle import EXAMPLE, RUN, STORE
 
@@ -95,3 +95,39 @@ def test_a_run_with_a_pod_template_runs_its_pods_in_a_restricted_namespace(
     assert container["resources"]["limits"]["rdma/hca"] == "1"
     assert container["resources"]["limits"]["cpu"] == container["resources"]["requests"]["cpu"]
     assert spec.get("automountServiceAccountToken") is (None if launcher == "trainjob" else False)
+
+
+def test_a_job_whose_pod_admission_refuses_is_never_finished_by_the_workload_layer(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    # The Job controller sets startTime even when its pod is refused; finishing such a Job
+    # would hide a phase pod that a hardened cluster refuses.
+    container = {"name": "filter", "image": "trainer", "command": ["rloop-trainer", "filter"]}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "tiny-i00-filter", "labels": {"rloop.io/run": RUN}},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }
+    with running_workload(control_plane, namespace, WorkloadPolicy(running_s=0.1)) as workload:
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(job))
+
+        def refused() -> str:
+            return control_plane.kubectl(
+                "get", "events", "-n", namespace, "--field-selector=reason=FailedCreate",
+                "-o", "jsonpath={.items[*].message}",
+            ).stdout  # fmt: skip
+
+        assert "violates PodSecurity" in eventually(refused, 60, "the Job controller's refusal")
+        started = json.loads(
+            control_plane.kubectl(
+                "get", "job", "tiny-i00-filter", "-n", namespace, "-o", "json"
+            ).stdout
+        )["status"]
+        assert "startTime" in started
+        after = workload.polls + 3  # passes that each see the Job started, past running_s
+        eventually(lambda: workload.polls >= after, 60, "three passes of the workload layer")
+    assert workload.history == []
