@@ -68,6 +68,9 @@ POD_SECURITY_CONTEXT: Mapping[str, Any] = {
     "runAsUser": TRAINER_UID,
     "runAsGroup": TRAINER_UID,
     "fsGroup": TRAINER_UID,
+    # Without it the kubelet chowns every file of the store's volume at each pod start: on
+    # a shared filesystem with a run's checkpoints that alone can take many minutes.
+    "fsGroupChangePolicy": "OnRootMismatch",
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 CONTAINER_SECURITY_CONTEXT: Mapping[str, Any] = {

@@ -33,8 +33,8 @@ TEMPLATE: dict[str, Any] = {
         }
     },
     "env": [{"name": "NCCL_IB_HCA", "value": "mlx5"}],
-    "volumes": [{"name": "ib", "hostPath": {"path": "/dev/infiniband"}}],
-    "volumeMounts": [{"name": "ib", "mountPath": "/dev/infiniband"}],
+    "volumes": [{"name": "nccl-topology", "configMap": {"name": "nccl-topology"}}],
+    "volumeMounts": [{"name": "nccl-topology", "mountPath": "/etc/nccl"}],
     "limits": {"rdma/hca": 1},
 }
 
@@ -73,6 +73,8 @@ def test_every_phase_pod_meets_the_restricted_pod_security_profile(launcher: str
             gid,
         )
         assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        # fsGroup without it walks the whole store volume at every pod start.
+        assert security["fsGroupChangePolicy"] == "OnRootMismatch"
         [container] = pod["spec"]["containers"]
         assert container["securityContext"] == {
             "allowPrivilegeEscalation": False,
@@ -152,7 +154,7 @@ def test_the_filter_pod_gets_only_the_labels_and_annotations_of_the_pod_template
     assert "affinity" not in pod["spec"]
     [container] = pod["spec"]["containers"]
     assert "rdma/hca" not in container["resources"]["limits"]
-    assert all(v["name"] != "ib" for v in pod["spec"]["volumes"])
+    assert all(v["name"] != "nccl-topology" for v in pod["spec"]["volumes"])
 
 
 def test_a_trainjob_carries_the_pod_template_through_its_patch_and_trainer_fields() -> None:
