@@ -284,7 +284,7 @@ class RLoopRunSpec(_Api):
         if template is None or volume is None:
             return self
         if any(m.mount_path == volume.mount_path for m in template.volume_mounts):
-            raise ValueError(MOUNT_ON_STORAGE)
+            raise ValueError(f"{MOUNT_ON_STORAGE}; got {volume.mount_path}")
         return self
 
     @property

@@ -108,8 +108,7 @@ class PodTemplateSpec(_Overlay):
     @field_validator("env")
     @classmethod
     def _env_is_not_ours(cls, env: list[EnvVarSpec]) -> list[EnvVarSpec]:
-        if any(v.name in RESERVED_ENV or v.name.startswith(RESERVED_ENV_PREFIXES) for v in env):
-            raise ValueError(ENV_RESERVED)
+        _refuse(ENV_RESERVED, [v.name for v in env if _reserved_env(v.name)])
         return env
 
     @field_validator("volumes")
@@ -118,39 +117,47 @@ class PodTemplateSpec(_Overlay):
         if not all(isinstance(v.get("name"), str) and v["name"] for v in volumes):
             raise ValueError("resources.podTemplate.volumes[].name is required")
         names = [v["name"] for v in volumes]
-        if any(name in RESERVED_VOLUMES for name in names):
-            raise ValueError(VOLUME_RESERVED)
-        if len(set(names)) < len(names):
-            raise ValueError(VOLUME_TWICE)
+        _refuse(VOLUME_RESERVED, [name for name in names if name in RESERVED_VOLUMES])
+        _refuse(VOLUME_TWICE, _repeated(names))
         return volumes
 
     @field_validator("volume_mounts")
     @classmethod
     def _mounts_are_not_ours(cls, mounts: list[VolumeMountSpec]) -> list[VolumeMountSpec]:
         paths = [m.mount_path for m in mounts]
-        if any(path in RESERVED_MOUNT_PATHS for path in paths):
-            raise ValueError(MOUNT_RESERVED)
-        if len(set(paths)) < len(paths):
-            raise ValueError(MOUNT_PATH_TWICE)
+        _refuse(MOUNT_RESERVED, [path for path in paths if path in RESERVED_MOUNT_PATHS])
+        _refuse(MOUNT_PATH_TWICE, _repeated(paths))
         return mounts
 
     @field_validator("labels")
     @classmethod
     def _labels_are_not_ours(cls, labels: dict[str, str]) -> dict[str, str]:
-        if any(k == RESERVED_LABEL or k.startswith(RESERVED_LABEL_PREFIXES) for k in labels):
-            raise ValueError(LABEL_RESERVED)
+        ours = [k for k in labels if k == RESERVED_LABEL or k.startswith(RESERVED_LABEL_PREFIXES)]
+        _refuse(LABEL_RESERVED, ours)
         return labels
 
     @field_validator("limits")
     @classmethod
     def _limits_are_not_ours(cls, limits: dict[str, int | str]) -> dict[str, int | str]:
-        if any(name in RESERVED_RESOURCES for name in limits):
-            raise ValueError(LIMIT_RESERVED)
+        _refuse(LIMIT_RESERVED, [name for name in limits if name in RESERVED_RESOURCES])
         return limits
 
     @model_validator(mode="after")
     def _mounts_name_our_volumes(self) -> PodTemplateSpec:
         names = {v["name"] for v in self.volumes}
-        if any(m.name not in names for m in self.volume_mounts):
-            raise ValueError(MOUNT_UNKNOWN_VOLUME)
+        _refuse(MOUNT_UNKNOWN_VOLUME, [m.name for m in self.volume_mounts if m.name not in names])
         return self
+
+
+def _reserved_env(name: str) -> bool:
+    return name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES)
+
+
+def _repeated(values: list[str]) -> list[str]:
+    return sorted({value for value in values if values.count(value) > 1})
+
+
+def _refuse(message: str, offending: list[str]) -> None:
+    """The CRD's message (shared with its CEL rule), then the values that break it."""
+    if offending:
+        raise ValueError(f"{message}; got {', '.join(offending)}")

@@ -176,12 +176,12 @@ def test_a_trainjob_carries_the_pod_template_through_its_patch_and_trainer_field
 
 
 COLLISIONS = [
-    ({"env": [{"name": "PET_NNODES", "value": "4"}]}, "podTemplate.env: TMPDIR"),
+    ({"env": [{"name": "PET_NNODES", "value": "4"}]}, "choose another name; got PET_NNODES"),
     ({"env": [{"name": "AWS_ACCESS_KEY_ID", "value": "x"}]}, "podTemplate.env: TMPDIR"),
     ({"volumes": [{"name": "dshm", "emptyDir": {}}]}, "the names scratch, dshm and storage"),
     (
         {"volumes": [{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]},
-        "volumes[].name must be unique",
+        "volumes[].name must be unique; name each volume once; got a",
     ),
     (
         {
@@ -191,7 +191,7 @@ COLLISIONS = [
         "/scratch, /dev/shm and /dev/termination-log are the operator's mounts",
     ),
     ({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}, "must name a volume of"),
-    ({"labels": {"rloop.io/run": "other"}}, "keys under rloop.io/"),
+    ({"labels": {"rloop.io/run": "other", "team": "x"}}, "resources.queueName); got rloop.io/run"),
     ({"labels": {"app.kubernetes.io/managed-by": "me"}}, "app.kubernetes.io/managed-by"),
     ({"limits": {"memory": "1Ti"}}, "set resources.cpu, resources.memory"),
 ]
