@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from rloop_operator.pod_template import MOUNT_ON_STORAGE, PodTemplateSpec
+
 GROUP = "rloop.io"
 VERSION = "v1alpha1"
 PLURAL = "rloopruns"
@@ -142,6 +144,7 @@ class FilterSpec(_Api):
     dedupe: bool = True
     cpu: Annotated[str, Field(pattern=_CPU)] = "2"
     memory: Annotated[str, Field(pattern=_QUANTITY)] = "8Gi"
+    scratch_size: Annotated[str, Field(pattern=_QUANTITY)] = "10Gi"
 
     @field_validator("hard_threshold")
     @classmethod
@@ -195,6 +198,11 @@ class ResourcesSpec(_Api):
     priority_class_name: str | None = None
     queue_name: Annotated[str, Field(max_length=63)] | None = None
     start_timeout: Annotated[str, Field(pattern=_DURATION, min_length=1)] = "30m"
+    service_account_name: Annotated[str, Field(max_length=253, pattern=_DNS_SUBDOMAIN)] | None = (
+        None
+    )
+    scratch_size: Annotated[str, Field(pattern=_QUANTITY)] = "100Gi"
+    pod_template: PodTemplateSpec | None = None
 
     @model_validator(mode="after")
     def _trainjob_fields(self) -> ResourcesSpec:
@@ -282,6 +290,15 @@ class RLoopRunSpec(_Api):
     resources: ResourcesSpec = ResourcesSpec()
     suspend: bool = False
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+
+    @model_validator(mode="after")
+    def _pod_template_mounts_beside_the_store(self) -> RLoopRunSpec:
+        template, volume = self.resources.pod_template, self.storage.volume
+        if template is None or volume is None:
+            return self
+        if any(m.mount_path == volume.mount_path for m in template.volume_mounts):
+            raise ValueError(f"{MOUNT_ON_STORAGE}; got {volume.mount_path}")
+        return self
 
     @property
     def total_iterations(self) -> int:

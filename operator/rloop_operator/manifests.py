@@ -11,7 +11,7 @@ command can be run anywhere.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rloop_operator.api import GROUP, KIND, VERSION, RLoopRunSpec, Stage
@@ -109,6 +109,7 @@ def _volumes(
     spec: RLoopRunSpec, gpu_pod: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, mounts): scratch space, /dev/shm on GPU pods, and the storage volume."""
+    # No sizeLimit: checkpoints are staged here, and the kubelet would evict a pod over it.
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
     if gpu_pod:
@@ -125,13 +126,65 @@ def _volumes(
 
 
 def _requests_and_gpus(spec: RLoopRunSpec, stage: Stage) -> tuple[dict[str, str], int]:
-    """CPU/memory requests and GPUs of one pod of the stage."""
+    """CPU, memory and scratch (ephemeral-storage) requests and GPUs of one pod of the stage."""
     resources = spec.resources
+    on_gpu_nodes = {
+        "cpu": resources.cpu,
+        "memory": resources.memory,
+        "ephemeral-storage": resources.scratch_size,
+    }
     if stage_info(stage).distributed:
-        return {"cpu": resources.cpu, "memory": resources.memory}, resources.gpus_per_node
+        return on_gpu_nodes, resources.gpus_per_node
     if stage is Stage.EVALUATING:
-        return {"cpu": resources.cpu, "memory": resources.memory}, min(resources.gpus_per_node, 1)
-    return {"cpu": spec.filter.cpu, "memory": spec.filter.memory}, 0
+        return on_gpu_nodes, min(resources.gpus_per_node, 1)
+    cpu_node = {
+        "cpu": spec.filter.cpu,
+        "memory": spec.filter.memory,
+        "ephemeral-storage": spec.filter.scratch_size,
+    }
+    return cpu_node, 0
+
+
+def _resources(spec: RLoopRunSpec, stage: Stage, gpu_pod: bool) -> dict[str, Any]:
+    """Requests and limits of the phase container. Pods on the GPU nodes are Guaranteed
+    (CPU and memory limits equal their requests): the kubelet evicts them last, and its CPU
+    manager can pin their cores for NCCL and the data loaders. Scratch is requested, never
+    limited: a phase that stages a larger checkpoint is not evicted for it."""
+    requests, gpus = _requests_and_gpus(spec, stage)
+    limits: dict[str, Any] = {}
+    if gpu_pod:
+        limits = {"cpu": requests["cpu"], "memory": requests["memory"]}
+    if gpus:
+        limits["nvidia.com/gpu"] = gpus
+    template = spec.resources.pod_template
+    if gpu_pod and template is not None:
+        limits.update(template.limits)
+    return {"requests": requests, "limits": limits}
+
+
+def _with_pod_template(spec: RLoopRunSpec, pod: PhasePod, gpu_pod: bool) -> PhasePod:
+    """spec.resources.podTemplate on top of our pod: everything on the pods of the GPU
+    nodes, like nodeSelector and tolerations; labels and annotations on every pod."""
+    template = spec.resources.pod_template
+    if template is None:
+        return pod
+    pod = replace(
+        pod,
+        labels={**template.labels, **pod.labels},
+        annotations={**pod.annotations, **template.annotations},
+    )
+    if not gpu_pod:
+        return pod
+    return replace(
+        pod,
+        affinity=template.affinity,
+        env=(*pod.env, *(v.model_dump(by_alias=True, exclude_none=True) for v in template.env)),
+        volumes=(*pod.volumes, *template.volumes),
+        mounts=(
+            *pod.mounts,
+            *(m.model_dump(by_alias=True, exclude_defaults=True) for m in template.volume_mounts),
+        ),
+    )
 
 
 def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) -> PhasePod:
@@ -139,27 +192,28 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     spec = run.spec
     assert isinstance(spec, RLoopRunSpec)
     info = stage_info(request.stage)
-    requests, gpus = _requests_and_gpus(spec, request.stage)
     gpu_pod = info.distributed or request.stage is Stage.EVALUATING
     volumes, mounts = _volumes(spec, gpu_pod)
     env = [
         *_env(spec),
         {"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
     ]
-    return PhasePod(
+    pod = PhasePod(
         phase=info.phase,
         labels=_pod_labels(run, request.iteration, request.stage),
         image=spec.resources.image or settings.trainer_image,
         command=tuple(trainer_command(run, request.iteration, request.stage)),
         env=tuple(env),
-        resources={"requests": requests, "limits": {"nvidia.com/gpu": gpus} if gpus else {}},
+        resources=_resources(spec, request.stage, gpu_pod),
         volumes=tuple(volumes),
         mounts=tuple(mounts),
         node_selector=spec.resources.node_selector if gpu_pod else {},
         tolerations=tuple(spec.resources.tolerations) if gpu_pod else (),
         priority_class_name=spec.resources.priority_class_name,
         termination_message_path=TERMINATION_MESSAGE_PATH,
+        service_account_name=spec.resources.service_account_name,
     )
+    return _with_pod_template(spec, pod, gpu_pod)
 
 
 def child_manifest(

@@ -7,9 +7,16 @@ all labelled `rloop.io/run`: each child goes Running, stays so for
 `WorkloadPolicy.running_s`, then Succeeded or Failed through the status subresource. A kind
 whose CRD is not installed is skipped.
 
-Observed against kube-controller-manager v1.37: the Job controller creates the Job's pod
-(it stays Pending), sets startTime and active=1, and leaves a Job alone once it carries a
-Complete or Failed condition, so the patched terminal status is kept.
+Only what really ran finishes: a PyTorchJob or TrainJob goes Running once the layer has
+created the pods its controllers would (stand_in_pods.py) through the API server's admission,
+and a Job finishes once the Job controller's pod exists. A pod that admission refuses (Pod
+Security in a restricted namespace) leaves its child Pending, as the real controllers would,
+and its message in `WorkloadLayer.refusals`.
+
+Observed against kube-controller-manager v1.37: the Job controller sets startTime and
+active=1 even when admission refuses its pod, creates the pod otherwise (it stays Pending),
+and leaves a Job alone once it carries a Complete or Failed condition, so the patched
+terminal status is kept.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from .child_status import (
     trainjob_finished_status,
     trainjob_running_status,
 )
-from .controlplane import ControlPlane
+from .controlplane import ControlPlane, KubectlError
+from .stand_in_pods import pytorchjob_pods, trainjob_pods
 
 RUN_LABEL = "rloop.io/run"
 POLL_S = 0.2
@@ -50,6 +58,22 @@ class TrainingKind:
     resource: tuple[str, str, str]  # group, version, plural
     running: Callable[[str, str], dict[str, Any]]
     finished: Callable[[str, Mapping[str, Any], Outcome, str], dict[str, Any]]
+    pods: Callable[[Any, Mapping[str, Any]], list[dict[str, Any]]]  # (CustomObjectsApi, child)
+
+
+def _trainjob_pods(custom: Any, trainjob: Mapping[str, Any]) -> list[dict[str, Any]]:
+    ref = trainjob["spec"]["runtimeRef"]
+    group, version = "trainer.kubeflow.org", "v1alpha1"
+    if ref["kind"] == "ClusterTrainingRuntime":
+        runtime = custom.get_cluster_custom_object(
+            group, version, "clustertrainingruntimes", ref["name"]
+        )
+    else:
+        namespace = trainjob["metadata"]["namespace"]
+        runtime = custom.get_namespaced_custom_object(
+            group, version, namespace, "trainingruntimes", ref["name"]
+        )
+    return trainjob_pods(trainjob, runtime)
 
 
 TRAINING_KINDS = (
@@ -58,12 +82,14 @@ TRAINING_KINDS = (
         ("kubeflow.org", "v1", "pytorchjobs"),
         pytorchjob_running_status,
         pytorchjob_finished_status,
+        lambda _, job: pytorchjob_pods(job),
     ),
     TrainingKind(
         "TrainJob",
         ("trainer.kubeflow.org", "v1alpha1", "trainjobs"),
         trainjob_running_status,
         trainjob_finished_status,
+        _trainjob_pods,
     ),
 )
 
@@ -95,6 +121,9 @@ class WorkloadLayer:
     namespace: str
     policy: WorkloadPolicy
     history: list[FinishedChild] = field(default_factory=list)
+    # pod name -> why admission refused it (the latest refusal)
+    refusals: dict[str, str] = field(default_factory=dict)
+    polls: int = 0  # passes over the namespace completed, for tests that wait on the layer
     _running_since: dict[str, float] = field(default_factory=dict)
     _failed_so_far: dict[str, int] = field(default_factory=dict)
     _paused: threading.Event = field(default_factory=threading.Event)
@@ -119,11 +148,12 @@ class WorkloadLayer:
         try:
             while not self._stopped.wait(POLL_S):
                 if not self._paused.is_set():
+                    core = kubernetes.client.CoreV1Api(api)
+                    custom = kubernetes.client.CustomObjectsApi(api)
                     for kind in TRAINING_KINDS:
-                        self._advance_training(kubernetes.client.CustomObjectsApi(api), kind)
-                    self._advance_jobs(
-                        kubernetes.client.BatchV1Api(api), kubernetes.client.CoreV1Api(api)
-                    )
+                        self._advance_training(custom, kind)
+                    self._advance_jobs(kubernetes.client.BatchV1Api(api), core)
+                    self.polls += 1
         except BaseException as error:  # surfaced by running_workload() in the test thread
             self.error = error
 
@@ -144,6 +174,8 @@ class WorkloadLayer:
                 continue
             outcome = None
             if not status:
+                if not self._created(kind.pods(custom, child)):
+                    continue
                 new_status = kind.running(name, _now())
             elif (outcome := self._due_outcome(child)) is not None:
                 new_status = kind.finished(name, status, outcome, _now())
@@ -163,13 +195,13 @@ class WorkloadLayer:
         )
         for job in json.loads(listed.data)["items"]:
             status = job.get("status") or {}
-            # The Job controller sets startTime when it creates the pod; the API server
-            # refuses a finished Job without one and any later change of it.
-            if is_finished(status) or "startTime" not in status:
+            # The API server refuses a finished Job without a startTime; the Job controller
+            # sets one even when admission refuses the pod, so the pod must exist too.
+            name = job["metadata"]["name"]
+            if is_finished(status) or "startTime" not in status or not self._has_pod(core, name):
                 continue
             if (outcome := self._due_outcome(job)) is None:
                 continue
-            name = job["metadata"]["name"]
             with _unless_gone():
                 if outcome == "Succeeded":
                     self._leave_termination_message(core, name)
@@ -179,6 +211,24 @@ class WorkloadLayer:
                     _content_type=MERGE_PATCH,
                 )  # fmt: skip
                 self._record("Job", name, outcome)
+
+    def _created(self, pods: list[dict[str, Any]]) -> bool:
+        """Create the pods (those that exist stay); False when admission refuses one (Pod
+        Security; or the namespace's ServiceAccount is not there yet, tried again next poll).
+        Through kubectl: the typed client refuses what the API server takes (an integer
+        extended resource quantity)."""
+        for pod in pods:
+            try:
+                self.plane.kubectl("create", "-n", self.namespace, "-f", "-", stdin=json.dumps(pod))
+            except KubectlError as refused:
+                if "AlreadyExists" not in str(refused):
+                    self.refusals[pod["metadata"]["name"]] = str(refused)
+                    return False
+        return True
+
+    def _has_pod(self, core: Any, job: str) -> bool:
+        selector = f"batch.kubernetes.io/job-name={job}"
+        return bool(core.list_namespaced_pod(self.namespace, label_selector=selector).items)
 
     def _leave_termination_message(self, core: Any, job: str) -> None:
         """Play the kubelet: the Job's pod ends with its container's termination message."""

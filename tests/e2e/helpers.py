@@ -86,5 +86,11 @@ def printed_columns(plane: ControlPlane, namespace: str) -> dict[str, dict[str, 
     return rows
 
 
+RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
+
+
 def create_namespace(plane: ControlPlane, name: str) -> None:
+    """A namespace whose pods must meet the Pod Security "restricted" profile, as on a
+    hardened cluster: admission refuses any phase pod that does not."""
     plane.kubectl("create", "namespace", name)
+    plane.kubectl("label", "namespace", name, RESTRICTED)

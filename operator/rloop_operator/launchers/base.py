@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -59,6 +59,26 @@ class Prerequisite:
     hint: str  # how to make it exist
 
 
+# The trainer image's user and group (trainer_image/Dockerfile: USER 65532:65532). Phase pods
+# meet the Pod Security "restricted" profile: non-root, no privilege escalation, no
+# capabilities, the runtime's default seccomp profile.
+TRAINER_UID = 65532
+POD_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": TRAINER_UID,
+    "runAsGroup": TRAINER_UID,
+    "fsGroup": TRAINER_UID,
+    # Without it the kubelet chowns every file of the store's volume at each pod start: on
+    # a shared filesystem with a run's checkpoints that alone can take many minutes.
+    "fsGroupChangePolicy": "OnRootMismatch",
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 @dataclass(frozen=True)
 class PhasePod:
     """One phase's pod, built once from the run's spec whatever launcher wraps it."""
@@ -75,6 +95,10 @@ class PhasePod:
     tolerations: tuple[Mapping[str, Any], ...]
     priority_class_name: str | None = None
     termination_message_path: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    affinity: Mapping[str, Any] | None = None
+    # None: the namespace's default account, without an API token in the pod.
+    service_account_name: str | None = None
 
     def template(self, container_name: str | None = None) -> dict[str, Any]:
         """The pod as a core/v1 PodTemplateSpec with one container (named after the phase)."""
@@ -85,21 +109,33 @@ class PhasePod:
             "env": _plain(self.env),
             "resources": _plain(self.resources),
             "volumeMounts": _plain(self.mounts),
+            "securityContext": _plain(CONTAINER_SECURITY_CONTEXT),
         }
         if self.termination_message_path is not None:
             container["terminationMessagePath"] = self.termination_message_path
         pod: dict[str, Any] = {
             "restartPolicy": "Never",
+            "securityContext": _plain(POD_SECURITY_CONTEXT),
             "containers": [container],
             "volumes": _plain(self.volumes),
         }
+        if self.service_account_name:
+            pod["serviceAccountName"] = self.service_account_name
+        else:
+            # The trainer never calls the API server; a token it does not need is one to leak.
+            pod["automountServiceAccountToken"] = False
         if self.node_selector:
             pod["nodeSelector"] = dict(self.node_selector)
         if self.tolerations:
             pod["tolerations"] = _plain(self.tolerations)
+        if self.affinity:
+            pod["affinity"] = _plain(self.affinity)
         if self.priority_class_name:
             pod["priorityClassName"] = self.priority_class_name
-        return {"metadata": {"labels": dict(self.labels)}, "spec": pod}
+        metadata: dict[str, Any] = {"labels": dict(self.labels)}
+        if self.annotations:
+            metadata["annotations"] = dict(self.annotations)
+        return {"metadata": metadata, "spec": pod}
 
 
 def _plain(value: Any) -> Any:

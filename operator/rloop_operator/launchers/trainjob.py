@@ -10,8 +10,10 @@ pkg/runtime/framework/plugins/{torch,jobset}, manifests/base/runtimes/torch_dist
 - trainer.{image,command,env,numNodes,numProcPerNode,resourcesPerNode} set the `node`
   container; everything else about the pod goes through spec.runtimePatches, one entry per
   manager (listType map). Ours is `rloop.io/operator`; Kueue writes `kueue.x-k8s.io/manager`.
-  Patches allow pod labels, volumes, container volumeMounts, nodeSelector and tolerations,
-  not priorityClassName (the spec refuses it with this launcher).
+  Patches allow pod labels and annotations, volumes, the pod's and the container's
+  securityContext, container volumeMounts, serviceAccountName, nodeSelector, affinity and
+  tolerations; not priorityClassName (the spec refuses it with this launcher) nor
+  automountServiceAccountToken (the runtime's pod template decides it).
 - spec.suspend belongs to Kueue; the operator never writes it (and never updates a TrainJob).
 - Conditions: Complete and Failed are copied from the JobSet's Completed/Failed (reasons
   AllJobsCompleted, FailedJobs); Suspended True while suspended. When the JobSet fails, the
@@ -97,14 +99,21 @@ class TrainJobLauncher(Launcher):
 
 
 def _runtime_patch(template: dict[str, Any]) -> dict[str, Any]:
-    """Our runtimePatches entry: everything about the trainer pod that `trainer` cannot say."""
+    """Our runtimePatches entry: everything about the trainer pod that `trainer` cannot say.
+    Trainer v2.2's PodSpecPatch has no automountServiceAccountToken (README says so)."""
     pod = template["spec"]
     [container] = pod["containers"]
+    node = {
+        "name": TRAINER_NODE,
+        "volumeMounts": container["volumeMounts"],
+        "securityContext": container["securityContext"],
+    }
     pod_patch: dict[str, Any] = {
         "volumes": pod["volumes"],
-        "containers": [{"name": TRAINER_NODE, "volumeMounts": container["volumeMounts"]}],
+        "containers": [node],
+        "securityContext": pod["securityContext"],
     }
-    for field in ("nodeSelector", "tolerations"):
+    for field in ("nodeSelector", "tolerations", "affinity", "serviceAccountName"):
         if field in pod:
             pod_patch[field] = pod[field]
     job_template = {"spec": {"template": {"metadata": template["metadata"], "spec": pod_patch}}}

@@ -140,6 +140,7 @@ SCHEMA_KEYWORDS = {
     "pattern", "format", "maxLength", "minLength", "maxItems", "items", "properties",
     "additionalProperties", "required", "x-kubernetes-validations",
     "x-kubernetes-preserve-unknown-fields", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+    "maxProperties",
 }  # fmt: skip
 
 

@@ -47,7 +47,7 @@ def test_dapo_runs_as_a_pytorchjob_with_one_gpu_process_per_gpu() -> None:
     assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
     container = master_pod(job)["spec"]["containers"][0]
     assert container["name"] == "pytorch"
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": 8}
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert container["image"] == SETTINGS.trainer_image
     assert container["command"][:5] == [
         "torchrun",
@@ -182,18 +182,22 @@ def test_filter_is_a_cpu_job_and_eval_a_one_gpu_job() -> None:
     assert filter_container["command"][:2] == ["rloop-trainer", "filter"]
     assert "nvidia.com/gpu" not in filter_container["resources"]["limits"]
     eval_container = manifest(Stage.EVALUATING, run)["spec"]["template"]["spec"]["containers"][0]
-    assert eval_container["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert eval_container["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
 def test_the_filter_job_requests_the_cpu_and_memory_of_spec_filter() -> None:
     run = run_of(filter={"cpu": "500m", "memory": "3Gi"}, resources={"cpu": "32"})
     container = manifest(Stage.FILTERING, run)["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "3Gi"}, "limits": {}}
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "3Gi", "ephemeral-storage": "10Gi"},
+        "limits": {},
+    }
 
 
 def test_the_filter_job_requests_two_cpus_and_8gi_by_default() -> None:
     container = manifest(Stage.FILTERING)["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
+    requests = container["resources"]["requests"]
+    assert (requests["cpu"], requests["memory"]) == ("2", "8Gi")
 
 
 def test_phase_configs_wire_each_stage_to_the_previous_stage_outputs() -> None:
@@ -260,8 +264,8 @@ def test_dapo_on_trainjob_runs_the_phase_command_on_the_torch_runtime() -> None:
     trainer = job["spec"]["trainer"]
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 8)
     assert trainer["resourcesPerNode"] == {
-        "requests": {"cpu": "16", "memory": "128Gi"},
-        "limits": {"nvidia.com/gpu": 8},
+        "requests": {"cpu": "16", "memory": "128Gi", "ephemeral-storage": "100Gi"},
+        "limits": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": 8},
     }
     assert trainer["image"] == SETTINGS.trainer_image
     assert trainer["command"][:4] == ["torchrun", "--no-python", "rloop-trainer", "dapo"]
@@ -283,7 +287,7 @@ def test_a_cpu_trainjob_runs_one_process_per_node() -> None:
     # numProcPerNode left out would be "auto": one process per requested CPU.
     trainer = manifest(Stage.EXPLORING, trainjob_run(gpusPerNode=0, cpu="8"))["spec"]["trainer"]
     assert trainer["numProcPerNode"] == 1
-    assert trainer["resourcesPerNode"]["limits"] == {}
+    assert "nvidia.com/gpu" not in trainer["resourcesPerNode"]["limits"]
 
 
 def test_trainjob_pod_settings_go_through_our_own_runtime_patch() -> None:
