@@ -129,7 +129,7 @@ def _requests_and_gpus(spec: RLoopRunSpec, stage: Stage) -> tuple[dict[str, str]
     resources = spec.resources
     if stage_info(stage).distributed:
         return {"cpu": resources.cpu, "memory": resources.memory}, resources.gpus_per_node
-    if stage is Stage.EVALUATING:
+    if stage_info(stage).phase == "eval":
         return {"cpu": resources.cpu, "memory": resources.memory}, min(resources.gpus_per_node, 1)
     return {"cpu": spec.filter.cpu, "memory": spec.filter.memory}, 0
 
@@ -140,7 +140,7 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     assert isinstance(spec, RLoopRunSpec)
     info = stage_info(request.stage)
     requests, gpus = _requests_and_gpus(spec, request.stage)
-    gpu_pod = info.distributed or request.stage is Stage.EVALUATING
+    gpu_pod = info.distributed or info.phase == "eval"
     volumes, mounts = _volumes(spec, gpu_pod)
     env = [
         *_env(spec),
