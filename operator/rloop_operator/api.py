@@ -275,6 +275,14 @@ class StorageSpec(_Api):
         return self
 
 
+class SelectionSpec(_Api):
+    """Which evaluated policy is the run's best (status.best): the paper's checkpoint
+    selection on a validation set."""
+
+    validation_set: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=63)] | None = None
+    metric: Annotated[str, Field(pattern=r"^(avg@n|pass@[1-9][0-9]*)$")] = "avg@n"
+
+
 class RLoopRunSpec(_Api):
     model: ModelSpec
     data: DataSpec
@@ -287,6 +295,7 @@ class RLoopRunSpec(_Api):
     rft: RftSpec = RftSpec()
     reward: RewardSpec = RewardSpec()
     eval: EvalSpec = EvalSpec()
+    selection: SelectionSpec = SelectionSpec()
     resources: ResourcesSpec = ResourcesSpec()
     suspend: bool = False
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
@@ -302,8 +311,40 @@ class RLoopRunSpec(_Api):
 
     @property
     def total_iterations(self) -> int:
-        """Iterations the run reports: vanilla mode is one long DAPO phase."""
-        return 1 if self.mode == "vanilla" else self.iterations
+        """Iterations the run reports; in vanilla mode, windows of its one DAPO run."""
+        return self.iterations
+
+    @model_validator(mode="after")
+    def _selection_on_a_validation_set(self) -> RLoopRunSpec:
+        chosen = self.selection.validation_set
+        names = [v.name for v in self.data.validation]
+        if chosen is not None and chosen not in names:
+            raise ValueError(
+                f"selection.validationSet {chosen!r} is not in data.validation "
+                f"(names: {names}); name one of them or leave it out for the first"
+            )
+        metric = self.selection.metric
+        if names and metric.startswith("pass@"):
+            target = next(v for v in self.data.validation if v.name == (chosen or names[0]))
+            if int(metric.removeprefix("pass@")) not in target.pass_at:
+                raise ValueError(
+                    f"selection.metric {metric!r} is not computed on validation set "
+                    f"{target.name!r} (its passAt is {target.pass_at}); add that k to its passAt "
+                    "or choose avg@n"
+                )
+        return self
+
+    @property
+    def selection_metric(self) -> str | None:
+        """The metric status.best maximises, as evaluations name it (e.g. aime24/avg@32);
+        None without validation sets."""
+        sets = {v.name: v for v in self.data.validation}
+        if not sets:
+            return None
+        chosen = sets[self.selection.validation_set or self.data.validation[0].name]
+        metric = self.selection.metric
+        figure = f"avg@{chosen.samples}" if metric == "avg@n" else metric
+        return f"{chosen.name}/{figure}"
 
 
 def parse_spec(raw: dict[str, Any]) -> RLoopRunSpec:
@@ -337,6 +378,7 @@ class Phase(StrEnum):
 
 class Stage(StrEnum):
     NONE = ""
+    EVALUATING_BASE = "EvaluatingBase"  # iteration 0 only: theta_0, before any RL step
     EXPLORING = "Exploring"
     FILTERING = "Filtering"
     CONSOLIDATING = "Consolidating"
@@ -356,6 +398,7 @@ class IterationRecord(_Api):
     index: int
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    base_eval_job: str | None = None
     rl_job: str | None = None
     filter_job: str | None = None
     rft_job: str | None = None
@@ -366,6 +409,15 @@ class IterationRecord(_Api):
     expert_samples: int | None = None
     policy: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class BestPolicy(_Api):
+    """The evaluated policy with the highest spec.selection metric (the earliest of equals)."""
+
+    iteration: int  # iterations completed behind it; 0 is the base policy
+    policy: str
+    metric: str
+    value: float
 
 
 class RLoopRunStatus(_Api):
@@ -390,6 +442,8 @@ class RLoopRunStatus(_Api):
     finished_at: datetime | None = None
     observed_generation: int | None = None
     ignored_fields: tuple[str, ...] = ()
+    base_metrics: dict[str, float] = Field(default_factory=dict)
+    best: BestPolicy | None = None
     iterations: tuple[IterationRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
 

@@ -1,7 +1,8 @@
 """`rloop`: the user's command line.
 
 rloop run FILE [--state-dir DIR]        run an RLoopRun YAML on this machine (resumable)
-rloop demo [--compare] [--workdir DIR]  a tiny RLoop on CPU; --compare adds vanilla DAPO
+rloop demo [--compare] [--workdir DIR]  a tiny RLoop on CPU; --compare adds one vanilla DAPO
+                                        run beside it, compared at equal RL steps
 rloop report RUN [--compare OTHER] [--metric NAME] [--out DIR]
                                         a run's evaluations and analysis, from its store
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -58,13 +59,16 @@ def progress_table(run: RunView) -> Table:
 
 @contextlib.contextmanager
 def live_progress(console: Console) -> Iterator[Reporter]:
-    """A reporter that logs transitions and keeps a live progress table on screen."""
+    """A reporter that logs transitions and keeps a live progress table of each run on
+    screen (the demo follows two)."""
     with Live(console=console, refresh_per_second=2, transient=False) as live:
+        tables: dict[str, Table] = {}
 
         def report(run: RunView, message: str | None) -> None:
             if message:
                 live.console.log(message)
-            live.update(progress_table(run))
+            tables[run.name] = progress_table(run)
+            live.update(Group(*tables.values()))
 
         yield report
 
@@ -93,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("file", type=Path)
     run.add_argument("--state-dir", type=Path, help="where status and logs go (.rloop/<file>)")
     demo = commands.add_parser("demo", help="a tiny RLoop on CPU (resumable)")
-    demo.add_argument("--compare", action="store_true", help="also run vanilla DAPO")
+    demo.add_argument(
+        "--compare", action="store_true", help="also run vanilla DAPO, compared at equal RL steps"
+    )
     demo.add_argument("--workdir", type=Path, default=Path("/tmp/rloop-demo"))
     report = commands.add_parser(
         "report", help="a run's per-iteration table, best policy, pictures"

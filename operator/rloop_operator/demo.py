@@ -1,33 +1,37 @@
-"""`rloop demo`: a tiny RLoop on CPU, and with --compare vanilla DAPO at the same RL steps.
+"""`rloop demo`: a tiny RLoop on CPU, and with --compare one vanilla DAPO run beside it.
 
 Builds a tiny model and the scratchpad-sums task, whose problems have many correct
 solutions (rloop_trainer.demo_assets), writes the RLoopRun YAML of each run into the
 work directory (so `rloop run` can re-run either by hand), runs them with the local
-executor, then prints one table per run and plots the curves. Everything is
-resumable: run it again to continue.
+executor, then prints what `rloop report` prints from their stores: each run's table
+(the base policy first) and best policy, and with --compare Table 1 at equal RL steps
+(vanilla is evaluated after each window of dapo.steps steps, as RLoop after each
+iteration) and one line saying what this run showed. Everything is resumable: run it
+again to continue.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 from rich.console import Console
-from rich.table import Table
 
-from rloop_operator.api import IterationRecord, RLoopRunSpec
 from rloop_operator.local import LocalExecutor, Reporter
 from rloop_operator.plan import RunView
+from rloop_operator.report_tables import RunSummary
+from rloop_operator.run_report import StoreReader, load_summary, print_comparison, print_summary
 
 DEMO_ITERATIONS = 3
 HELDOUT = "heldout"
-# (RL steps taken so far, the iteration's record): a table row and a point on a curve.
-Rows = list[tuple[int, IterationRecord]]
+LABELS = {"rloop": "RLoop", "vanilla": "vanilla DAPO"}
 
 
 def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, Any]:
@@ -36,7 +40,7 @@ def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, An
     return {
         "apiVersion": "rloop.io/v1alpha1",
         "kind": "RLoopRun",
-        "metadata": {"name": "tiny" if mode == "rloop" else f"tiny-vanilla-{iterations}"},
+        "metadata": {"name": "tiny" if mode == "rloop" else "tiny-vanilla"},
         "spec": {
             "model": {"base": f"{root}/assets/policy"},
             "data": {
@@ -73,75 +77,62 @@ def _write_run(workdir: Path, mode: str, iterations: int) -> Path:
     return path
 
 
-def _metrics(uri: str) -> list[dict[str, float]]:
-    path = Path(urlparse(uri).path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def iteration_table(title: str, rows: Rows) -> Table:
-    """One row per iteration: (RL steps so far, that iteration's record)."""
-    table = Table(title=title)
-    for column in ("RL steps", "rollouts", "hard prompts", "expert samples",
-                   f"{HELDOUT} avg@8", "pass@1", "pass@4", "pass@8"):  # fmt: skip
-        table.add_column(column, justify="right")
-    for steps, record in rows:
-        metrics = record.metrics
-        cells = [metrics.get(f"{HELDOUT}/{key}") for key in ("avg@8", "pass@1", "pass@4", "pass@8")]
-        table.add_row(
-            str(steps),
-            *("-" if value is None else str(value)
-              for value in (record.trajectories, record.hard_prompts, record.expert_samples)),
-            *("-" if value is None else f"{value:.3f}" for value in cells),
-        )  # fmt: skip
-    return table
-
-
-def _training_curve(run: RunView) -> tuple[list[float], list[float]]:
-    """Training accuracy against RL steps counted across the run's DAPO phases."""
-    steps: list[float] = []
-    accuracy: list[float] = []
-    for record in run.status.iterations:
-        offset = steps[-1] if steps else 0.0
-        for line in _metrics(f"{run.layout.rl(record.index)}/metrics.jsonl"):
-            steps.append(offset + line["step"])
-            accuracy.append(line["accuracy"])
-    return steps, accuracy
-
-
-def plot_curves(curves: dict[str, tuple[RunView, Rows]], png: Path) -> None:
-    """Training accuracy per RL step, and held-out avg@8 after each iteration's RL steps."""
+def plot_heldout(summaries: Sequence[RunSummary], png: Path) -> None:
+    """Held-out avg@8 and pass@8 against RL steps, the base policy at 0, one line a run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (train_axis, heldout_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, (run, rows) in curves.items():
-        train_axis.plot(*_training_curve(run), marker=".", label=label)
-        heldout = [(steps, r.metrics[f"{HELDOUT}/avg@8"]) for steps, r in rows
-                   if f"{HELDOUT}/avg@8" in r.metrics]  # fmt: skip
-        heldout_axis.plot(*zip(*heldout, strict=True), marker="o", label=label)
-    train_axis.set(title="training accuracy per RL step", xlabel="RL step", ylabel="accuracy")
-    heldout_axis.set(title=f"{HELDOUT} avg@8 (harder split)", xlabel="RL step", ylabel="avg@8")
-    for axis in (train_axis, heldout_axis):
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, figure_name in zip(axes, ("avg@8", "pass@8"), strict=True):
+        metric = f"{HELDOUT}/{figure_name}"
+        for summary in summaries:
+            points = [(r.rl_steps, r.metrics[metric]) for r in summary.rows if metric in r.metrics]
+            if points:
+                axis.plot(*zip(*points, strict=True), marker="o", label=summary.name)
+        axis.set(title=f"{metric} (harder split)", xlabel="RL steps", ylabel=figure_name)
         axis.legend()
         axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(png, dpi=100)
 
 
-def _run(workdir: Path, mode: str, iterations: int, report: Reporter) -> RunView:
-    run_file = _write_run(workdir, mode, iterations)
-    executor = LocalExecutor(run_file, workdir / "state" / run_file.stem, report)
-    executor.run()
-    return executor.view()
+# A run's `rloop run` process, and an executor that reads its state.
+Started = tuple[subprocess.Popen[bytes], LocalExecutor]
 
 
-def _steps_per_iteration(run: RunView) -> int:
-    assert isinstance(run.spec, RLoopRunSpec)
-    return run.spec.dapo.steps
+def _start(workdir: Path, mode: str) -> Started:
+    """`rloop run` of the mode's run in a process of its own, its output in a log file; the
+    executor only reads the run's state for the progress display."""
+    run_file = _write_run(workdir, mode, DEMO_ITERATIONS)
+    state_dir = workdir / "state" / run_file.stem
+    command = [sys.executable, "-m", "rloop_operator.cli", "run", str(run_file)]
+    with (workdir / f"{run_file.stem}.log").open("wb") as log:
+        # Two runs share the cores: one thread each (the model is tiny) keeps them from
+        # oversubscribing them.
+        process = subprocess.Popen(
+            [*command, "--state-dir", str(state_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ | {"OMP_NUM_THREADS": "1"},
+        )
+    return process, LocalExecutor(run_file, state_dir, lambda run, message: None)
+
+
+def _follow(started: Sequence[Started], report: Reporter) -> list[RunView]:
+    """Show the runs' progress until their processes end; their final views."""
+    seen: dict[str, tuple[str, str]] = {}
+    while True:
+        running = [process.poll() is None for process, _ in started]
+        for _, executor in started:
+            run = executor.view()
+            where = (run.status.progress or "", run.status.active_child or run.status.phase.value)
+            report(run, None if seen.get(run.name) == where else f"{run.name}: {' '.join(where)}")
+            seen[run.name] = where
+        if not any(running):
+            return [executor.view() for _, executor in started]
+        time.sleep(1.0)
 
 
 def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -> int:
@@ -150,21 +141,26 @@ def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -
     subprocess.run(
         [sys.executable, "-m", "rloop_trainer.demo_assets", str(workdir / "assets")], check=True
     )
-    rloop = _run(workdir, "rloop", DEMO_ITERATIONS, report)
-    steps = _steps_per_iteration(rloop)
-    curves = {"RLoop": (rloop, [(steps * (r.index + 1), r) for r in rloop.status.iterations])}
-    runs = [rloop]
-    if compare:
-        # Vanilla DAPO stopped after as many RL steps as each RLoop iteration had taken. The
-        # runs are deterministic, so the longer ones repeat the shorter ones' first steps.
-        vanilla = [_run(workdir, "vanilla", k, report) for k in range(1, DEMO_ITERATIONS + 1)]
-        rows = [(steps * k, run.status.iterations[0]) for k, run in enumerate(vanilla, start=1)
-                if run.status.iterations]  # fmt: skip
-        curves["vanilla DAPO"] = (vanilla[-1], rows)
-        runs += vanilla
-    for label, (run, rows) in curves.items():
-        console.print(iteration_table(f"{label}: {run.status.phase.value}", rows))
+    # Vanilla DAPO is one run whose windows of dapo.steps steps are each evaluated, so the
+    # two runs meet at equal RL steps after every iteration.
+    # The two runs go side by side, each in its own `rloop run` (its log: WORKDIR/<run>.log).
+    modes = ("rloop", "vanilla") if compare else ("rloop",)
+    started = [_start(workdir, mode) for mode in modes]
+    try:
+        runs = _follow(started, report)
+    finally:
+        for process, _ in started:
+            process.wait()
+    # Named by what they are, for the tables and the last line.
+    summaries = [
+        replace(load_summary(run.layout.root, StoreReader()), name=LABELS[mode])
+        for mode, run in zip(modes, runs, strict=True)
+    ]
+    for summary in summaries:
+        print_summary(summary, None, console)
     png = workdir / "demo.png"
-    plot_curves(curves, png)
-    console.print(f"curves: {png}")
+    plot_heldout(summaries, png)
+    console.print(f"held-out curves: {png}; each run's analysis pictures: rloop report RUN")
+    if len(summaries) == 2:
+        print_comparison(summaries[0], summaries[1], console)
     return 0 if all(r.status.phase.value == "Succeeded" for r in runs) else 1

@@ -6,6 +6,7 @@
       iter-000/expert/data.parquet + report.json      the filter's expert set
       iter-000/rft/checkpoints/                       RFT resume state
       iter-000/rl/metrics.jsonl                       one line per DAPO step
+      base/eval/report.json + samples.parquet         evaluation of theta_0 (the base)
       iter-000/eval/report.json + samples.parquet     evaluation of theta_1
       iter-001/policy/                                theta_1, the RFT output (HF format)
       analysis/analysis.json + *.png                  the run-level analysis, refreshed by
@@ -60,6 +61,13 @@ class RunLayout:
 
     def eval_report(self, index: int) -> str:
         return f"{self.eval(index)}/report.json"
+
+    def base_eval(self) -> str:
+        """The evaluation of the base policy theta_0, before iteration 0 explores."""
+        return f"{self.root}/base/eval"
+
+    def base_eval_report(self) -> str:
+        return f"{self.base_eval()}/report.json"
 
     def analysis(self) -> str:
         return f"{self.root}/analysis"

@@ -135,7 +135,7 @@ def _requests_and_gpus(spec: RLoopRunSpec, stage: Stage) -> tuple[dict[str, str]
     }
     if stage_info(stage).distributed:
         return on_gpu_nodes, resources.gpus_per_node
-    if stage is Stage.EVALUATING:
+    if stage_info(stage).phase == "eval":
         return on_gpu_nodes, min(resources.gpus_per_node, 1)
     cpu_node = {
         "cpu": spec.filter.cpu,
@@ -192,7 +192,7 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     spec = run.spec
     assert isinstance(spec, RLoopRunSpec)
     info = stage_info(request.stage)
-    gpu_pod = info.distributed or request.stage is Stage.EVALUATING
+    gpu_pod = info.distributed or info.phase == "eval"
     volumes, mounts = _volumes(spec, gpu_pod)
     env = [
         *_env(spec),

@@ -11,11 +11,14 @@ from typing import Any
 
 from rloop_operator.api import RLoopRunSpec, Stage
 from rloop_operator.layout import RunLayout
-from rloop_operator.plan import RunView, produced_policy, starting_policy
+from rloop_operator.plan import RunView
+from rloop_operator.policies import produced_policy, starting_policy
 from rloop_operator.stages import STAGE_SLUG
 
 
 def phase_seed(spec: RLoopRunSpec, iteration: int, stage: Stage) -> int:
+    if spec.mode == "vanilla" and stage is Stage.EXPLORING:
+        iteration = 0  # the windows of one DAPO run share its seed
     return spec.seed + 1000 * iteration + list(STAGE_SLUG).index(stage)
 
 
@@ -40,10 +43,21 @@ def phase_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
         }
     if stage is Stage.CONSOLIDATING:
         return common | _rft_config(spec, run, iteration)
-    return common | {
-        "policy_uri": produced_policy(spec, layout, iteration),
-        "report_uri": layout.eval_report(iteration),
-        "output_uri": layout.eval(iteration),
+    if stage is Stage.EVALUATING_BASE:
+        base = layout.base_eval()
+        return common | _eval_config(spec, spec.model.base, base, _analysis_config(spec, layout, 0))
+    policy = produced_policy(spec, layout, iteration)
+    analysis = _analysis_config(spec, layout, iteration + 1)
+    return common | _eval_config(spec, policy, layout.eval(iteration), analysis)
+
+
+def _eval_config(
+    spec: RLoopRunSpec, policy_uri: str, output_uri: str, analysis: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "policy_uri": policy_uri,
+        "report_uri": f"{output_uri}/report.json",
+        "output_uri": output_uri,
         "validation": [
             {"name": v.name, "uri": v.uri, "samples": v.samples, "pass_at": list(v.pass_at)}
             for v in spec.data.validation
@@ -54,38 +68,42 @@ def phase_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
         "top_p": spec.eval.top_p,
         "reward_format": spec.reward.format,
         "engine": spec.dapo.engine,
-        "analysis": _analysis_config(spec, layout, iteration),
+        "analysis": analysis,
     }
 
 
-def _analysis_config(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> dict[str, Any]:
-    """Every evaluation of the run so far (this one last) and every DAPO phase's metrics,
-    placed on the run's RL steps, for the analysis the eval phase refreshes."""
-    phase_steps = spec.dapo.steps * spec.iterations if spec.mode == "vanilla" else spec.dapo.steps
-    done = range(iteration + 1)
+def _analysis_config(spec: RLoopRunSpec, layout: RunLayout, evaluated: int) -> dict[str, Any]:
+    """Every evaluation of the run so far, the base policy's first and the one being made
+    last (`evaluated` iterations behind it), and every DAPO phase's metrics placed on the
+    run's RL steps, for the analysis the eval phase refreshes. A vanilla window's metrics
+    count the run's steps already, so they start at 0."""
+    steps = spec.dapo.steps
+    done = range(evaluated)
+    base = {"label": "base", "iteration": 0, "rl_steps": 0, "eval_uri": layout.base_eval()}
     return {
         "output_uri": layout.analysis(),
-        "evaluations": [
-            {"label": f"iter {k + 1}", "iteration": k + 1, "rl_steps": phase_steps * (k + 1),
+        "evaluations": [base] + [
+            {"label": f"iter {k + 1}", "iteration": k + 1, "rl_steps": steps * (k + 1),
              "eval_uri": layout.eval(k)}
             for k in done
         ],
         "dapo_metrics": [
-            {"metrics_uri": layout.dapo_metrics(k), "first_step": phase_steps * k} for k in done
+            {"metrics_uri": layout.dapo_metrics(k),
+             "first_step": 0 if spec.mode == "vanilla" else steps * k}
+            for k in done
         ],
     }  # fmt: skip
 
 
 def _dapo_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, Any]:
     dapo = spec.dapo
-    steps = dapo.steps * spec.iterations if spec.mode == "vanilla" else dapo.steps
     return {
         "policy_uri": starting_policy(spec, run.layout, iteration),
         "train_data_uri": spec.data.train,
         "trajectories_uri": run.layout.trajectories(iteration),
         "rl_policy_uri": run.layout.rl_policy(iteration),
         "output_uri": run.layout.rl(iteration),
-        "steps": steps,
+        "steps": dapo.steps,
         "group_size": dapo.group_size,
         "prompts_per_step": dapo.prompts_per_step,
         "max_prompt_tokens": dapo.max_prompt_tokens,
@@ -113,6 +131,19 @@ def _dapo_config(spec: RLoopRunSpec, run: RunView, iteration: int) -> dict[str, 
             "micro_batch": dapo.micro_batch,
             "zero_stage": dapo.zero_stage,
         },
+        "window": _window(spec, run.layout, iteration),
+    }
+
+
+def _window(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> dict[str, Any] | None:
+    """Vanilla mode: iteration i is the (i+1)-th window of one DAPO run of iterations x
+    dapo.steps steps, resuming the state the window before left in its checkpoints."""
+    if spec.mode != "vanilla":
+        return None
+    return {
+        "first_step": spec.dapo.steps * iteration,
+        "run_steps": spec.dapo.steps * spec.iterations,
+        "previous_uri": layout.rl(iteration - 1) if iteration else None,
     }
 
 

@@ -8,7 +8,9 @@ actions (handlers.py, kube.py); `rloop run` drives the same function locally.
 One iteration is a sequence of stages, each run by one child:
 
     rloop:    Exploring (DAPO) -> Filtering -> Consolidating (RFT) [-> Evaluating]
-    vanilla:  Exploring (DAPO for iterations x steps)              [-> Evaluating]
+    vanilla:  Exploring (the next window of one DAPO run)          [-> Evaluating]
+
+With validation sets, iteration 0 first evaluates the base policy (EvaluatingBase).
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ from rloop_operator.children import Child, child_name
 from rloop_operator.draft import Draft as _Draft
 from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.layout import RunLayout, run_layout
+from rloop_operator.policies import produced_policy
+from rloop_operator.selection import note_best, record_base_report
 from rloop_operator.spec_edits import STAGE_FAILED
-from rloop_operator.stages import stage_info, stages_of
+from rloop_operator.stages import Report, iteration_stages, stage_info, stages_of
 from rloop_operator.transitions import (
     block,
     fail,
@@ -70,7 +74,6 @@ __all__ = [
     "StageReport",
     "plan",
     "produced_policy",
-    "starting_policy",
     "unsatisfiable",
 ]
 
@@ -133,16 +136,6 @@ class PlanSettings:
     blocked_requeue_seconds: float = 30.0
 
 
-def starting_policy(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> str:
-    """theta_i: the base model for the first iteration, the last RFT output after."""
-    return spec.model.base if iteration == 0 else layout.policy(iteration)
-
-
-def produced_policy(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> str:
-    """The policy an iteration hands on: RFT's output, or the DAPO end point in vanilla mode."""
-    return layout.rl_policy(iteration) if spec.mode == "vanilla" else layout.policy(iteration + 1)
-
-
 def unsatisfiable(spec: RLoopRunSpec) -> str | None:
     """Spec combinations the schema cannot see but no cluster can run."""
     if spec.resources.gpus_per_node == 0 and spec.dapo.engine == "vllm":
@@ -184,6 +177,7 @@ def plan(
     for _ in range(len(stages_of(spec)) * total + 1):
         if not _advance(draft, spec, observed, settings):
             break
+    note_best(draft, spec)
     return release_children(draft, observed).finish(total)
 
 
@@ -202,7 +196,7 @@ def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: Pl
     if index >= spec.total_iterations:
         _succeed(draft)
         return False
-    stages = stages_of(spec)
+    stages = iteration_stages(spec, index)
     if status.stage is Stage.NONE:
         draft.update(stage=stages[0])
         draft.update_record(index, started_at=draft.record(index).started_at or draft.now)
@@ -290,7 +284,10 @@ def _complete_stage(
         if report is None:
             draft.act(ReadReport(child.name, leaves.uri(layout, index), leaves))
             return False
-        _record_report(draft, index, report, child.name)
+        if leaves is Report.BASE_EVAL:
+            record_base_report(draft, report, child.name)
+        else:
+            _record_report(draft, index, report, child.name)
     draft.event("Normal", "StageSucceeded", f"{child.name} succeeded ({stage.value})", child.name)
     position = stages.index(stage)
     if position + 1 < len(stages):

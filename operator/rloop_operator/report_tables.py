@@ -109,6 +109,37 @@ def comparison_table(first: RunSummary, second: RunSummary) -> Table:
     return table
 
 
+def comparison_verdict(first: RunSummary, second: RunSummary) -> str | None:
+    """One line that says what the comparison showed at the last equal RL step, computed
+    from the numbers: the first set's largest pass@k, then its avg@n; None when the runs
+    share no evaluated RL step or metric."""
+    pairs = matched_rows(first.rows, second.rows)
+    if not pairs:
+        return None
+    ours, theirs = pairs[-1]
+    shared = [name for name in metric_names([ours, theirs])
+              if name in ours.metrics and name in theirs.metrics]  # fmt: skip
+    if not shared:
+        return None
+    set_name = shared[0].rpartition("/")[0]
+    figures = [name for name in shared if name.rpartition("/")[0] == set_name]
+    passes = [name for name in figures if "/pass@" in name]
+    headline = passes[-1] if passes else figures[0]
+    averages = [name for name in figures if "/avg@" in name and name != headline]
+    difference = ours.metrics[headline] - theirs.metrics[headline]
+    standing = "ahead of" if difference > 0 else "behind" if difference < 0 else "level with"
+    versus = "; ".join(_versus(name, ours, theirs) for name in (headline, *averages))
+    return (
+        f"After {ours.rl_steps} RL steps {first.name} is {standing} {second.name} on "
+        f"{headline} in this run: {versus} ({first.name} vs {second.name})"
+    )
+
+
+def _versus(name: str, ours: PolicyRow, theirs: PolicyRow) -> str:
+    value, other = ours.metrics[name], theirs.metrics[name]
+    return f"{name} {value:.3f} vs {other:.3f} ({value - other:+.3f})"
+
+
 def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.3f}"
 

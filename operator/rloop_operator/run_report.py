@@ -31,6 +31,7 @@ from rloop_operator.report_tables import (
     RunSummary,
     best_row,
     comparison_table,
+    comparison_verdict,
     forgetting_table,
     iteration_table,
     metric_names,
@@ -177,6 +178,13 @@ def report_command(
             console.print(f"picture: {str(picture).removeprefix('file://')}", soft_wrap=True)
         summaries.append(summary)
     if len(summaries) == 2:
-        console.print(comparison_table(*summaries))
-        console.print(forgetting_table(*summaries))
+        print_comparison(summaries[0], summaries[1], console)
     return 0
+
+
+def print_comparison(first: RunSummary, second: RunSummary, console: Console) -> None:
+    """Table 1's layout at equal RL steps, the forgetting rates, and what they showed."""
+    console.print(comparison_table(first, second))
+    console.print(forgetting_table(first, second))
+    verdict = comparison_verdict(first, second)
+    console.print(verdict or "the runs have no evaluation at equal RL steps to compare")

@@ -236,6 +236,70 @@ def test_a_killed_phase_resumes_from_its_checkpoint_without_duplicate_rows(
     assert [r["response"] for r in resumed_step_3] == [r["response"] for r in killed_step_3]
 
 
+# Wall-clock measurements: they differ between any two runs, windows or not.
+TIMINGS = {"rollout_tokens_per_s", "train_tokens_per_s", "time_rollout_s", "time_write_s",
+           "time_sync_s", "time_train_s"}  # fmt: skip
+
+
+def _window(first_step: int, run_steps: int, previous_uri: str | None) -> dict[str, Any]:
+    return {"first_step": first_step, "run_steps": run_steps, "previous_uri": previous_uri}
+
+
+def _run_phases(configs: list[DapoPhaseConfig], log: Path) -> None:
+    for config in configs:
+        process = _run_cli(config, log)
+        assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+
+@pytest.mark.slow
+def test_windows_of_a_vanilla_run_take_the_same_steps_as_one_uninterrupted_phase(
+    toy_inputs: ToyInputs, tmp_path: Path
+) -> None:
+    inputs = (str(toy_inputs.policy_dir), str(toy_inputs.train_data))
+    whole = dapo_config(*inputs, str(tmp_path / "whole"), steps=6)
+    windows = [
+        dapo_config(
+            str(toy_inputs.policy_dir) if k == 0 else str(tmp_path / f"w{k - 1}" / "policy"),
+            inputs[1],
+            str(tmp_path / f"w{k}"),
+            steps=2,
+            window=_window(2 * k, 6, str(tmp_path / f"w{k - 1}") if k else None),
+        )
+        for k in range(3)
+    ]
+
+    _run_phases([whole, *windows], tmp_path / "phases.log")
+
+    expected = read_metrics(tmp_path / "whole")
+    got = [m for k in range(3) for m in read_metrics(tmp_path / f"w{k}")]
+    # Every metric but the timings, exactly: the windows restore the exact fp32 weights,
+    # Adam moments, RNG and data position, so the same operations run on the same numbers.
+    assert [{k: v for k, v in m.items() if k not in TIMINGS} for m in got] == [
+        {k: v for k, v in m.items() if k not in TIMINGS} for m in expected
+    ]
+    assert {m["lr"] for m in expected} != {expected[0]["lr"]}, "the warm-up must span windows"
+    assert len({m["accuracy"] for m in expected}) > 1, "the steps must differ from each other"
+    final = load_file(tmp_path / "whole" / "policy" / "model.safetensors")
+    windowed = load_file(tmp_path / "w2" / "policy" / "model.safetensors")
+    assert all(torch.equal(windowed[name], weight) for name, weight in final.items())
+
+
+def test_a_window_whose_previous_window_left_no_state_fails_naming_it(
+    toy_inputs: ToyInputs, tmp_path: Path
+) -> None:
+    (tmp_path / "w0").mkdir()
+    config = dapo_config(
+        str(toy_inputs.policy_dir),
+        str(toy_inputs.train_data),
+        str(tmp_path / "w1"),
+        steps=2,
+        window={"first_step": 2, "run_steps": 4, "previous_uri": str(tmp_path / "w0")},
+    )
+
+    with pytest.raises(PhaseError, match=r"w0 holds no checkpoint of step 2 to resume"):
+        run_dapo_phase(config)
+
+
 def test_a_malformed_prompts_file_fails_before_any_training(
     toy_inputs: ToyInputs, tmp_path: Path
 ) -> None:

@@ -99,6 +99,8 @@ def run(s3_server: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def next_inputs(run: RunView, stage: Stage) -> list[str]:
     """What the stage after `stage` reads, taken from that stage's own phase config."""
     layout: RunLayout = run.layout
+    if stage is Stage.EVALUATING_BASE:
+        return [layout.base_eval_report(), layout.analysis_report()]
     if stage is Stage.EXPLORING:
         trajectories = phase_config(run, 0, Stage.FILTERING)["trajectories_uri"]
         return store.list_uris(trajectories, suffix=".parquet")[:1]

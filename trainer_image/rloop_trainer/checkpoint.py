@@ -44,7 +44,7 @@ class Checkpointable(Protocol):
 
 class Restored(NamedTuple):
     step: int
-    metrics: list[Metrics]  # one record per step, steps 1..step
+    metrics: list[Metrics]  # one record per step of the phase, up to `step`
     state: Any  # the JSON value the phase saved with this checkpoint; None without a file
 
 

@@ -64,6 +64,29 @@ class RftTrainingConfig(TrainingConfig):
     weight_decay: float = Field(0.01, ge=0)
 
 
+class DapoWindow(_Strict):
+    """This phase is one window of a longer DAPO run (vanilla mode): it takes the run's
+    steps first_step+1 .. first_step+steps, resuming the full state (weights, optimizer,
+    RNG, data position) the window before left, so that the windows together are one
+    uninterrupted run. Step numbers, sampling seeds and the warm-up are the run's."""
+
+    first_step: int = Field(ge=0, description="RL steps the run took before this window")
+    run_steps: int = Field(ge=1, description="RL steps of the whole run (all its windows)")
+    previous_uri: str | None = Field(
+        None, description="the output_uri of the window before; None for the first window"
+    )
+
+    @model_validator(mode="after")
+    def _previous_iff_not_first(self) -> DapoWindow:
+        if (self.first_step > 0) != (self.previous_uri is not None):
+            raise ValueError(
+                f"window.previous_uri must be set exactly when window.first_step > 0 (got "
+                f"first_step={self.first_step}, previous_uri={self.previous_uri!r}): a later "
+                "window resumes the state of the one before"
+            )
+        return self
+
+
 class DapoPhaseConfig(_Strict):
     """Exploration: DAPO RL from `policy_uri` for `steps` steps.
 
@@ -105,6 +128,16 @@ class DapoPhaseConfig(_Strict):
     engine: Engine = "auto"
     seed: int = 0
     training: TrainingConfig = TrainingConfig()
+    window: DapoWindow | None = None
+
+    @model_validator(mode="after")
+    def _window_fits_the_run(self) -> DapoPhaseConfig:
+        if self.window is not None and self.window.first_step + self.steps > self.window.run_steps:
+            raise ValueError(
+                f"window.first_step ({self.window.first_step}) + steps ({self.steps}) exceeds "
+                f"window.run_steps ({self.window.run_steps}); a window lies inside its run"
+            )
+        return self
 
     @model_validator(mode="after")
     def _overlong_fits(self) -> DapoPhaseConfig:
@@ -128,6 +161,20 @@ class DapoPhaseConfig(_Strict):
     @property
     def groups_per_update(self) -> int:
         return self.prompts_per_step // self.updates_per_step
+
+    @property
+    def first_step(self) -> int:
+        """RL steps of the run before this phase: 0 unless it is a later window."""
+        return 0 if self.window is None else self.window.first_step
+
+    @property
+    def last_step(self) -> int:
+        return self.first_step + self.steps
+
+    @property
+    def run_steps(self) -> int:
+        """RL steps of the whole run, over which the learning-rate schedule runs."""
+        return self.steps if self.window is None else self.window.run_steps
 
 
 class FilterPhaseConfig(_Strict):

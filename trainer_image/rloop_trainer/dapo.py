@@ -12,6 +12,11 @@ one without a single mini-batch is skipped and counted. The new weights then go 
 the rollout engine. Checkpoints every `checkpoint_every` steps; a restarted phase
 resumes from the last one, draws the same prompts and rewrites (never appends to) a
 step's file.
+
+In vanilla mode the operator cuts one DAPO run into windows, one phase each
+(config.DapoWindow): a window starts from the last checkpoint of the one before, which
+holds the weights, the optimizer, the RNG and the data position, and numbers, seeds and
+schedules its steps as the run's; so the windows make the same run as one phase would.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ def trajectory_uri(trajectories_uri: str, step: int) -> str:
 
 @dataclass(frozen=True)
 class ResumeState:
-    """What a DAPO checkpoint holds besides the DeepSpeed state: its resume.json."""
+    """What a DAPO checkpoint holds besides the DeepSpeed state: its resume.json. `step`
+    counts the run's RL steps (a later window of a vanilla run starts past 0)."""
 
     step: int
     data_position: int
@@ -165,7 +171,7 @@ class DapoPhase:
             max_model_len=config.max_prompt_tokens + config.max_response_tokens,
             seed=config.seed,
         )
-        self.trainer: TrainEngine = build_trainer(model, config.training, config.steps)
+        self.trainer: TrainEngine = build_trainer(model, config.training, config.run_steps)
         self.shape = RewardShape(
             config.reward_format,
             config.max_response_tokens,
@@ -231,19 +237,37 @@ class DapoPhase:
     def push_weights(self) -> None:
         self.engine.load_weights(self.trainer.gathered_state_dict().items())
 
+    def restore(self) -> tuple[ResumeState, list[checkpoint.Metrics]]:
+        """Where this phase starts, and the metrics of its steps before that: its own newest
+        checkpoint (a restarted phase), else the state the window before handed on (a later
+        window of a vanilla run), else the run's first step."""
+        config = self.config
+        own = dapo_checkpoints(config.output_uri).load_latest(self.trainer)
+        if own is not None:
+            log.info("resuming from the checkpoint of step %d", own.step)
+            self.push_weights()
+            return ResumeState(int(own.state["step"]), int(own.state["data_position"])), own.metrics
+        if config.window is None or config.window.previous_uri is None:
+            return ResumeState(step=0, data_position=0), []
+        previous = dapo_checkpoints(config.window.previous_uri).load_latest(self.trainer)
+        if previous is None or previous.step != config.first_step:
+            found = "none" if previous is None else f"step {previous.step}"
+            raise PhaseError(
+                f"window.previous_uri {config.window.previous_uri} holds no checkpoint of step "
+                f"{config.first_step} to resume (found {found}); the window before must finish "
+                "first (its last checkpoint is the state this window starts from)"
+            )
+        log.info("window resumes the run's state after step %d", previous.step)
+        self.push_weights()
+        return ResumeState(previous.step, int(previous.state["data_position"])), []
+
     def run(self) -> None:
         config = self.config
         checkpoints = dapo_checkpoints(config.output_uri)
-        restored = checkpoints.load_latest(self.trainer)
-        start = ResumeState(step=0, data_position=0)
-        if restored is not None:
-            start = ResumeState(int(restored.state["step"]), int(restored.state["data_position"]))
-            log.info("resuming from the checkpoint of step %d", start.step)
-            self.push_weights()
-        history = restored.metrics if restored is not None else []
+        start, history = self.restore()
         metrics = MetricsLog(config.output_uri, config.steps, history) if dist.is_main() else None
         data_position = start.data_position
-        for step in range(start.step + 1, config.steps + 1):
+        for step in range(start.step + 1, config.last_step + 1):
             rollouts = self.collect(step, data_position)
             data_position = rollouts.data_position
             write_started = time.perf_counter()
@@ -258,13 +282,21 @@ class DapoPhase:
                 metrics.record(
                     step_metrics(step, rollouts, train_stats, write_seconds, sync_seconds)
                 )
-            if step % config.checkpoint_every == 0 and step < config.steps:
+            if self.checkpoint_due(step):
                 history = metrics.records if metrics is not None else []
                 resume = asdict(ResumeState(step, data_position))
                 checkpoints.save(self.trainer, step, history, resume)
         if metrics is not None:
             metrics.close()
         self.finish(start.step)
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Every `checkpoint_every` steps inside the phase; and at a window's last step, the
+        full state the next window resumes (a run that grows gets one more window)."""
+        config = self.config
+        if step == config.last_step:
+            return config.window is not None
+        return step % config.checkpoint_every == 0
 
     def update(self, step: int, kept_groups: list[Group]) -> dict[str, float]:
         config = self.config

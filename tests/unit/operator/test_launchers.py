@@ -26,6 +26,7 @@ def test_dapo_and_rft_run_on_the_chosen_launcher_filter_and_eval_on_jobs(
     spec = parse_spec(spec_dict(data=VALIDATION, resources={"launcher": launcher}))
     kinds = {stage: launcher_for(spec, stage).kind for stage in stages_of(spec)}
     assert kinds == {
+        Stage.EVALUATING_BASE: "Job",
         Stage.EXPLORING: training_kind,
         Stage.FILTERING: "Job",
         Stage.CONSOLIDATING: training_kind,

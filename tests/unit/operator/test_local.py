@@ -35,7 +35,7 @@ def test_the_local_example_is_the_demo_run_with_two_iterations() -> None:
 def test_both_demo_runs_are_valid_and_differ_only_in_mode_and_name(tmp_path: Path) -> None:
     rloop = demo_run_document(tmp_path, "rloop", iterations=3)
     vanilla = demo_run_document(tmp_path, "vanilla", iterations=3)
-    assert parse_spec(vanilla["spec"]).total_iterations == 1
+    assert parse_spec(vanilla["spec"]).total_iterations == 3
     assert {**rloop["spec"], "mode": "vanilla"} == vanilla["spec"]
     assert rloop["metadata"]["name"] != vanilla["metadata"]["name"]
 

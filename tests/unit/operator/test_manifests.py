@@ -110,7 +110,7 @@ def _pod_specs(job: dict[str, Any]) -> list[dict[str, Any]]:
     return [r["template"]["spec"] for r in job["spec"]["pytorchReplicaSpecs"].values()]
 
 
-@pytest.mark.parametrize(("launcher", "pods"), [("pytorchjob", 6), ("trainjob", 4)])
+@pytest.mark.parametrize(("launcher", "pods"), [("pytorchjob", 7), ("trainjob", 5)])
 def test_a_storage_volume_is_mounted_in_every_pod_of_every_stage(launcher: str, pods: int) -> None:
     run = run_of(
         resources={"nodes": 2, "launcher": launcher},
@@ -213,9 +213,23 @@ def test_phase_configs_wire_each_stage_to_the_previous_stage_outputs() -> None:
     assert rft["output_uri"] == f"{root}/iter-002/policy"
 
 
-def test_vanilla_mode_explores_for_all_iterations_in_one_phase() -> None:
-    config = phase_config(run_of(mode="vanilla", iterations=3), 0, Stage.EXPLORING)
-    assert config["steps"] == 30
+def test_each_vanilla_window_resumes_the_one_before_with_the_runs_seed_and_schedule() -> None:
+    run = run_of(mode="vanilla", iterations=3)
+    root = "s3://bucket/rloop/team-a/demo/uid-9"
+    windows = [phase_config(run, k, Stage.EXPLORING) for k in range(3)]
+    assert [w["steps"] for w in windows] == [10, 10, 10]
+    assert [w["window"] for w in windows] == [
+        {"first_step": 0, "run_steps": 30, "previous_uri": None},
+        {"first_step": 10, "run_steps": 30, "previous_uri": f"{root}/iter-000/rl"},
+        {"first_step": 20, "run_steps": 30, "previous_uri": f"{root}/iter-001/rl"},
+    ]
+    assert [w["policy_uri"] for w in windows[1:]] == [f"{root}/iter-000/rl/policy",
+                                                      f"{root}/iter-001/rl/policy"]  # fmt: skip
+    assert len({w["seed"] for w in windows}) == 1
+
+
+def test_an_rloop_exploration_is_no_window() -> None:
+    assert phase_config(run_of(iterations=3), 1, Stage.EXPLORING)["window"] is None
 
 
 def test_each_evaluation_lists_every_evaluation_so_far_for_the_run_analysis() -> None:
@@ -227,6 +241,7 @@ def test_each_evaluation_lists_every_evaluation_so_far_for_the_run_analysis() ->
     analysis = config["analysis"]
     assert analysis["output_uri"] == f"{root}/analysis"
     assert analysis["evaluations"] == [
+        {"label": "base", "iteration": 0, "rl_steps": 0, "eval_uri": f"{root}/base/eval"},
         {"label": "iter 1", "iteration": 1, "rl_steps": 10, "eval_uri": f"{root}/iter-000/eval"},
         {"label": "iter 2", "iteration": 2, "rl_steps": 20, "eval_uri": config["output_uri"]},
     ]
@@ -236,12 +251,30 @@ def test_each_evaluation_lists_every_evaluation_so_far_for_the_run_analysis() ->
     ]
 
 
-def test_a_vanilla_evaluation_sits_after_all_of_its_rl_steps() -> None:
+def test_a_vanilla_evaluation_sits_after_its_windows_rl_steps() -> None:
     data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
 
-    config = phase_config(run_of(mode="vanilla", iterations=3, data=data), 0, Stage.EVALUATING)
+    config = phase_config(run_of(mode="vanilla", iterations=3, data=data), 1, Stage.EVALUATING)
 
-    assert [e["rl_steps"] for e in config["analysis"]["evaluations"]] == [30]
+    assert [e["rl_steps"] for e in config["analysis"]["evaluations"]] == [0, 10, 20]
+    # A window's metrics number the run's steps already.
+    assert [s["first_step"] for s in config["analysis"]["dapo_metrics"]] == [0, 0]
+
+
+def test_the_base_evaluation_evaluates_the_base_model_first_in_the_analysis() -> None:
+    data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
+    root = "s3://bucket/rloop/team-a/demo/uid-9"
+
+    config = phase_config(run_of(data=data), 0, Stage.EVALUATING_BASE)
+
+    assert config["policy_uri"] == "s3://bucket/models/base"
+    assert (config["output_uri"], config["report_uri"]) == (
+        f"{root}/base/eval", f"{root}/base/eval/report.json"
+    )  # fmt: skip
+    assert config["analysis"]["evaluations"] == [
+        {"label": "base", "iteration": 0, "rl_steps": 0, "eval_uri": f"{root}/base/eval"}
+    ]
+    assert config["analysis"]["dapo_metrics"] == []
 
 
 def test_the_command_carries_the_phase_config() -> None:
@@ -335,6 +368,7 @@ def test_with_the_trainjob_launcher_filter_and_eval_stay_batch_jobs() -> None:
     )
     kinds = {stage: manifest(stage, run)["kind"] for stage in list(Stage)[1:]}
     assert kinds == {
+        Stage.EVALUATING_BASE: "Job",
         Stage.EXPLORING: "TrainJob",
         Stage.FILTERING: "Job",
         Stage.CONSOLIDATING: "TrainJob",

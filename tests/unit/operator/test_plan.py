@@ -103,25 +103,38 @@ def test_an_incomplete_report_is_recorded_and_says_what_it_lacks() -> None:
     assert event.type == "Warning" and event.message == "demo-i00-filter: the metrics of x"
 
 
+HELDOUT_DATA = {
+    "train": "s3://bucket/data/train.parquet",
+    "validation": [{"name": "heldout", "uri": "s3://bucket/data/heldout.parquet"}],
+}
+
+
 def test_validation_sets_add_an_evaluation_stage_whose_metrics_are_recorded() -> None:
-    world = World(
-        data={
-            "train": "s3://bucket/data/train.parquet",
-            "validation": [{"name": "heldout", "uri": "s3://bucket/data/heldout.parquet"}],
-        }
-    )
+    world = World(data=HELDOUT_DATA)
     children = world.run_to_end()
-    assert children[:4] == ["demo-i00-rl", "demo-i00-filter", "demo-i00-rft", "demo-i00-eval"]
+    assert children[:5] == [
+        "demo-i00-base", "demo-i00-rl", "demo-i00-filter", "demo-i00-rft", "demo-i00-eval"
+    ]  # fmt: skip
+    assert children[5] == "demo-i01-rl", "only iteration 0 evaluates the base policy"
     assert world.status.iterations[1].metrics == {"heldout/avg@8": 0.25, "heldout/pass@8": 0.5}
+    assert world.status.base_metrics == {"heldout/avg@8": 0.25, "heldout/pass@8": 0.5}
+    assert world.status.iterations[0].base_eval_job == "demo-i00-base"
 
 
-def test_vanilla_mode_is_one_exploration_then_done() -> None:
+def test_vanilla_mode_is_one_window_of_one_dapo_run_per_iteration() -> None:
     world = World(mode="vanilla", iterations=3)
     children = world.run_to_end()
-    assert children == ["demo-i00-rl"]
+    assert children == ["demo-i00-rl", "demo-i01-rl", "demo-i02-rl"]
     assert world.status.phase is Phase.SUCCEEDED
-    assert world.status.progress == "1/1"
-    assert world.status.policy == "s3://bucket/rloop/ns/demo/uid-1/iter-000/rl/policy"
+    assert world.status.progress == "3/3"
+    assert world.status.policy == "s3://bucket/rloop/ns/demo/uid-1/iter-002/rl/policy"
+
+
+def test_vanilla_windows_are_each_evaluated_after_the_base_policy() -> None:
+    world = World(mode="vanilla", iterations=2, data=HELDOUT_DATA)
+    children = world.run_to_end()
+    assert children == ["demo-i00-base", "demo-i00-rl", "demo-i00-eval", "demo-i01-rl",
+                        "demo-i01-eval"]  # fmt: skip
 
 
 def test_same_inputs_give_the_same_plan() -> None:

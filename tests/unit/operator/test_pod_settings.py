@@ -63,7 +63,9 @@ def dockerfile_user() -> tuple[int, int]:
 def test_every_phase_pod_meets_the_restricted_pod_security_profile(launcher: str) -> None:
     uid, gid = dockerfile_user()
     pods = every_pod(launcher)
-    assert len(pods) == (6 if launcher == "pytorchjob" else 4)
+    # DAPO and RFT: a Master and a Worker template each under PyTorchJob, one under TrainJob;
+    # filter, base evaluation and evaluation: one Job each.
+    assert len(pods) == (7 if launcher == "pytorchjob" else 5)
     for pod in pods:
         security = pod["spec"]["securityContext"]
         assert security["runAsNonRoot"] is True

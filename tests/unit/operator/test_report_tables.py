@@ -12,6 +12,7 @@ from rloop_operator.report_tables import (
     RunSummary,
     best_row,
     comparison_table,
+    comparison_verdict,
     forgetting_table,
     iteration_table,
     matched_rows,
@@ -96,3 +97,22 @@ def test_tables_render_with_their_titles() -> None:
     console.print(iteration_table(RLOOP))
 
     assert "rloop  (s3://b/ns/rloop/u1)" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_verdict_reads_the_last_equal_step_largest_pass_at_k_first() -> None:
+    # At 8 RL steps: rloop's iter 2 (avg 0.25, pass@8 0.75) against vanilla's iter 1.
+    assert comparison_verdict(RLOOP, VANILLA) == (
+        "After 8 RL steps rloop is ahead of vanilla on h/pass@8 in this run: "
+        "h/pass@8 0.750 vs 0.400 (+0.350); h/avg@8 0.250 vs 0.200 (+0.050) (rloop vs vanilla)"
+    )
+
+
+def test_the_verdict_says_behind_when_the_numbers_say_so() -> None:
+    verdict = comparison_verdict(VANILLA, RLOOP)
+    assert verdict is not None
+    assert verdict.startswith("After 8 RL steps vanilla is behind rloop on h/pass@8")
+
+
+def test_runs_without_an_equal_step_get_no_verdict() -> None:
+    later = RunSummary("later", "s3://b/l", (PolicyRow("iter 1", 1, 100, None, {"h/avg@8": 1.0}),))
+    assert comparison_verdict(RLOOP, later) is None

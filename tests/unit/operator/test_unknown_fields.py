@@ -42,7 +42,7 @@ def test_a_run_with_fields_of_a_newer_crd_runs_and_says_so_once() -> None:
 
     first = world.step()
 
-    assert [a.name for a in first.actions if hasattr(a, "stage")] == ["demo-i00-rl"]
+    assert [a.name for a in first.actions if hasattr(a, "stage")] == ["demo-i00-base"]
     assert world.status.ignored_fields == ignored_paths()
     [event] = [e for e in world.events if e.reason == "UnknownFieldsIgnored"]
     assert event.type == "Warning" and "spec.dapo.kl" in event.message
