@@ -12,9 +12,11 @@ from typing import Any
 API_VERSION = "kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 FLAVOR = "default-flavor"
-# Generous CPU and memory quota: the tests queue on GPUs.
+# Generous CPU, memory and scratch quota: the tests queue on GPUs. A queue must cover
+# ephemeral-storage because phase pods request their scratch space (README, "Pod settings").
 CPU_QUOTA = "1000"
 MEMORY_QUOTA = "64Ti"
+SCRATCH_QUOTA = "1000Ti"
 
 
 def resource_flavor() -> dict[str, Any]:
@@ -31,10 +33,11 @@ def gpu_quota_patch(gpus: int) -> dict[str, Any]:
     quotas = [
         {"name": "cpu", "nominalQuota": CPU_QUOTA},
         {"name": "memory", "nominalQuota": MEMORY_QUOTA},
+        {"name": "ephemeral-storage", "nominalQuota": SCRATCH_QUOTA},
         {"name": "nvidia.com/gpu", "nominalQuota": str(gpus)},
     ]
     group = {
-        "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
+        "coveredResources": ["cpu", "memory", "ephemeral-storage", "nvidia.com/gpu"],
         "flavors": [{"name": FLAVOR, "resources": quotas}],
     }
     return {"spec": {"resourceGroups": [group]}}

@@ -35,10 +35,12 @@ def printed_reason(full: FullCluster, namespace: str, run: str) -> str:
 def test_pods_no_node_matches_are_unschedulable_then_fail_at_the_start_timeout(
     full_cluster: FullCluster, full_operator: OperatorProcess, namespace: str
 ) -> None:
+    # Without validation sets the first child is DAPO's (no base-policy evaluation first).
     run = run_manifest(
         "nowhere",
         iterations=1,
         maxRetries=0,
+        data={"validation": []},
         resources={"nodeSelector": NO_SUCH_GPU, "startTimeout": "45s"},
     )
     apply_run(full_cluster, namespace, run)
@@ -64,7 +66,12 @@ def test_a_missing_s3_secret_shows_as_the_kubelets_create_container_config_error
     # kwok runs no kubelet: it says what the kubelet says when a secretKeyRef is missing.
     kubelet_says = 'secret "s3-creds" not found'
     full_cluster.script_pods(namespace, Waiting("CreateContainerConfigError", kubelet_says))
-    run = run_manifest("nosecret", iterations=1, storage={"credentialsSecret": "s3-creds"})
+    run = run_manifest(
+        "nosecret",
+        iterations=1,
+        data={"validation": []},  # DAPO's child first, not the base evaluation's
+        storage={"credentialsSecret": "s3-creds"},
+    )
     apply_run(full_cluster, namespace, run)
 
     stuck = not_progressing(full_cluster, namespace, "nosecret", "CreateContainerConfigError")
