@@ -15,7 +15,7 @@ from tests.cluster.controlplane import ControlPlane, KubectlError
 from tests.cluster.workload import WorkloadPolicy, running_workload
 from tests.e2e.helpers import child_names, eventually, run_status, wait_for_phase
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.test_run_lifecycle import EXAMPLE, RUN, STORE
+from tests.e2e.test_run_lifecycle import RUN, STORE, example_without_validation
 
 pytestmark = pytest.mark.cluster
 
@@ -54,7 +54,9 @@ def test_a_quota_that_refuses_the_filter_job_blocks_the_run_until_it_is_lifted(
              "spec": {"hard": {"count/jobs.batch": "0"}}}  # fmt: skip
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(quota))
     with running_workload(control_plane, namespace, WorkloadPolicy(running_s=0.3)):
-        control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+        control_plane.kubectl(
+            "apply", "-n", namespace, "-f", "-", stdin=example_without_validation()
+        )
         condition = eventually(
             lambda: blocked_by(control_plane, namespace, "CreateForbidden"),
             60,
@@ -127,7 +129,9 @@ def test_an_admission_policy_that_denies_the_child_blocks_the_run_until_it_is_re
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str, frozen_pytorchjobs: str
 ) -> None:
     with running_workload(control_plane, namespace, WorkloadPolicy(running_s=0.3)):
-        control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+        control_plane.kubectl(
+            "apply", "-n", namespace, "-f", "-", stdin=example_without_validation()
+        )
         condition = eventually(
             lambda: blocked_by(control_plane, namespace, "Create"),
             60,

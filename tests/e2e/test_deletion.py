@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -21,7 +20,7 @@ from tests.cluster.controlplane import ControlPlane, KubectlError
 from tests.cluster.workload import WorkloadPolicy, running_workload
 from tests.e2e.helpers import child_names, eventually, get_run, run_status
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.test_run_lifecycle import EXAMPLE, RUN, STORE
+from tests.e2e.test_run_lifecycle import RUN, STORE, example_without_validation
 
 pytestmark = pytest.mark.cluster
 
@@ -76,7 +75,8 @@ HOLD = "e2e.rloop.io/hold"
 def test_foreground_deletion_of_a_run_creates_no_new_child(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str, store_cleanup: None
 ) -> None:
-    document = yaml.safe_load(EXAMPLE.read_text())
+    # DAPO's PyTorchJob is the first child.
+    document = json.loads(example_without_validation())
     document["metadata"]["finalizers"] = [HOLD]
     with (
         PyTorchJobUids(control_plane, namespace) as children,

@@ -37,7 +37,12 @@ from tests.e2e.operator_process import (
     install_chart,
     running_operator,
 )
-from tests.e2e.test_run_lifecycle import EXAMPLE, EXPECTED_CHILDREN, RUN
+from tests.e2e.test_run_lifecycle import (
+    EXAMPLE,
+    EXPECTED_CHILDREN,
+    RUN,
+    example_without_validation,
+)
 
 pytestmark = pytest.mark.cluster
 PYTORCHJOBS = "pytorchjobs.kubeflow.org"
@@ -106,7 +111,7 @@ def test_the_operator_outlives_its_childrens_crd_being_deleted_and_reinstalled(
     assert status["progress"] == "2/2"
     # The PyTorchJobs went with the CRD; the Jobs show that no stage ran twice.
     assert children_by_kind(plane, namespace, ("jobs.batch",))["jobs.batch"] == [
-        name for name in EXPECTED_CHILDREN if name.endswith(("-filter", "-eval"))
+        name for name in EXPECTED_CHILDREN if name.endswith(("-base", "-filter", "-eval"))
     ]
     assert "has failed" not in operator.log_tail(10**8)
 
@@ -177,7 +182,7 @@ def test_a_permission_the_operator_lacks_shows_on_the_run_until_it_is_granted(
     operator = OperatorProcess(limited_service_account(plane, tmp_path), tmp_path / "log")
     operator.start()
     try:
-        plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+        plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=example_without_validation())
         condition = eventually(
             lambda: (c := blocked(plane, namespace)) and c["reason"] == "CreateForbidden" and c,
             60,

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.workload import WorkloadPolicy, running_workload
@@ -26,9 +27,19 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "local-run.yaml"
 RUN = "tiny"  # metadata.name in the example
 STORE = Path("/tmp/rloop-demo/store")  # spec.storage.uri of the example
+# The example has a validation set, so the base policy is evaluated first.
 EXPECTED_CHILDREN = sorted(
-    f"{RUN}-i{i:02d}-{stage}" for i in range(2) for stage in ("rl", "filter", "rft", "eval")
+    [f"{RUN}-i00-base"]
+    + [f"{RUN}-i{i:02d}-{stage}" for i in range(2) for stage in ("rl", "filter", "rft", "eval")]
 )
+
+
+def example_without_validation() -> str:
+    """The example as JSON without its validation set: DAPO's child comes first, with no
+    base-policy evaluation before it."""
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["spec"]["data"].pop("validation", None)
+    return json.dumps(document)
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ from tests.cluster.controlplane import ControlPlane
 from tests.cluster.workload import WorkloadPolicy, running_workload
 from tests.e2e.helpers import child_names, eventually, run_status, wait_for_phase
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.test_run_lifecycle import EXAMPLE, RUN, STORE
+from tests.e2e.test_run_lifecycle import EXAMPLE, RUN, STORE, example_without_validation
 
 pytestmark = pytest.mark.cluster
 CRD = EXAMPLE.parents[1] / "crds" / "rlooprun.yaml"
@@ -62,7 +62,9 @@ def test_an_unusable_edit_holds_the_run_its_child_runs_on_and_fixing_it_goes_on(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
     with running_workload(control_plane, namespace, WorkloadPolicy(running_s=8)) as workload:
-        control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+        control_plane.kubectl(
+            "apply", "-n", namespace, "-f", "-", stdin=example_without_validation()
+        )
         eventually(
             lambda: run_status(control_plane, namespace, RUN).get("activeChild"), 60, "a child"
         )

@@ -33,7 +33,9 @@ def expected_children(iterations: int) -> dict[str, list[str]]:
     def named(*slugs: str) -> list[str]:
         return sorted(f"{RUN}-i{i:02d}-{slug}" for i in range(iterations) for slug in slugs)
 
-    return {TRAINJOBS: named("rl", "rft"), "jobs.batch": named("filter", "eval")}
+    # The example has a validation set: the base policy's evaluation Job comes first.
+    jobs = sorted([f"{RUN}-i00-base", *named("filter", "eval")])
+    return {TRAINJOBS: named("rl", "rft"), "jobs.batch": jobs}
 
 
 @pytest.fixture()
@@ -51,7 +53,10 @@ def test_a_trainjob_run_goes_through_two_iterations_to_succeeded(
     assert status["progress"] == "2/2"
     resources = (TRAINJOBS, "jobs.batch")
     assert children_by_kind(control_plane, namespace, resources) == expected_children(2)
-    assert [c.kind for c in workload.history] == ["TrainJob", "Job", "TrainJob", "Job"] * 2
+    assert [c.kind for c in workload.history] == [
+        "Job",
+        *["TrainJob", "Job", "TrainJob", "Job"] * 2,
+    ]
     trainjob = json.loads(
         control_plane.kubectl(
             "get", TRAINJOBS, f"{RUN}-i01-rft", "-n", namespace, "-o", "json"

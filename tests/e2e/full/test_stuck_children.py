@@ -60,6 +60,22 @@ def test_pods_no_node_matches_are_unschedulable_then_fail_at_the_start_timeout(
     )
 
 
+def test_pods_asking_more_gpus_than_any_node_has_are_unschedulable(
+    full_cluster: FullCluster, full_operator: OperatorProcess, namespace: str
+) -> None:
+    # The fake GPU nodes have 8 GPUs each.
+    run = run_manifest(
+        "toobig", iterations=1, data={"validation": []}, resources={"gpusPerNode": 16}
+    )
+    apply_run(full_cluster, namespace, run)
+
+    stuck = not_progressing(full_cluster, namespace, "toobig", "Unschedulable", timeout_s=60)
+
+    assert stuck["message"].startswith("PyTorchJob toobig-i00-rl: pod toobig-i00-rl-")
+    assert "Insufficient nvidia.com/gpu" in stuck["message"]
+    assert printed_reason(full_cluster, namespace, "toobig") == "Unschedulable"
+
+
 def test_a_missing_s3_secret_shows_as_the_kubelets_create_container_config_error(
     full_cluster: FullCluster, full_operator: OperatorProcess, namespace: str
 ) -> None:
