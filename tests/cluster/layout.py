@@ -20,6 +20,7 @@ class ClusterLayout:
     cache_dir: Path
     pytorchjob_crd: Path
     trainer_module: Path
+    etcd: Path
 
     @property
     def kube_apiserver(self) -> Path:
@@ -44,10 +45,6 @@ class ClusterLayout:
     def torch_runtime(self) -> Path:
         """ClusterTrainingRuntime torch-distributed, as Kubeflow Trainer ships it."""
         return self.trainer_module / "manifests" / "base" / "runtimes" / "torch_distributed.yaml"
-
-    @property
-    def etcd(self) -> Path:
-        return VENV_BIN / "etcd"
 
     @property
     def kubectl(self) -> Path:
@@ -98,14 +95,16 @@ def cluster_layout() -> ClusterLayout:
         "RLOOP_CACHE",
         "RLOOP_PYTORCHJOB_CRD",
         "RLOOP_TRAINER_MODULE",
+        "RLOOP_ETCD_BIN",
     )
-    version, k8s_bin, cache_dir, crd, trainer = values
+    version, k8s_bin, cache_dir, crd, trainer, etcd = values
     return ClusterLayout(
         k8s_version=version,
         k8s_bin=Path(k8s_bin),
         cache_dir=Path(cache_dir),
         pytorchjob_crd=Path(crd),
         trainer_module=Path(trainer),
+        etcd=Path(etcd),
     )
 
 
