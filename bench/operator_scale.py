@@ -17,6 +17,7 @@ Measure on an idle machine only: under load the figures say little.
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import re
@@ -132,14 +133,20 @@ def measure(plane: ControlPlane, operator: OperatorProcess, runs: int, running_s
 def wait_for_all(plane: ControlPlane, namespace: str, runs: int, deadline: float) -> None:
     """Until every run Succeeded, listing them once a poll (not one kubectl per run)."""
     custom = client.CustomObjectsApi(plane.api_client())
+    shown: dict[str | None, int] = {}
     while time.monotonic() < deadline:
         listing = cast(
             dict[str, Any],
             custom.list_namespaced_custom_object("rloop.io", "v1alpha1", namespace, "rloopruns"),
         )
-        phases = [(item.get("status") or {}).get("phase") for item in listing["items"]]
-        if phases.count("Succeeded") == runs:
+        phases = collections.Counter(
+            (item.get("status") or {}).get("phase") for item in listing["items"]
+        )
+        if phases["Succeeded"] == runs:
             return
+        if phases != shown:  # progress, so that a stall shows while it happens
+            print(f"  runs by phase: {dict(phases)}", flush=True)
+            shown = phases
         time.sleep(2)
     raise TimeoutError(f"not every run of {namespace} succeeded in time")
 
