@@ -163,21 +163,19 @@ def _resources(spec: RLoopRunSpec, stage: Stage, gpu_pod: bool) -> dict[str, Any
 
 
 def _with_pod_template(spec: RLoopRunSpec, pod: PhasePod, gpu_pod: bool) -> PhasePod:
-    """spec.resources.podTemplate on top of our pod: everything on the pods of the GPU
-    nodes, like nodeSelector and tolerations; labels and annotations on every pod."""
+    """spec.resources.podTemplate on top of our pod. Labels, annotations, env, volumes and
+    mounts go on every pod: the filter reads and writes the same store, so a CA bundle or a
+    proxy setting must reach it too. Affinity goes on the pods of the GPU nodes only, like
+    nodeSelector and tolerations (a GPU-node affinity would leave the filter unschedulable);
+    so do the extra limits (_resources)."""
     template = spec.resources.pod_template
     if template is None:
         return pod
-    pod = replace(
+    return replace(
         pod,
         labels={**template.labels, **pod.labels},
         annotations={**pod.annotations, **template.annotations},
-    )
-    if not gpu_pod:
-        return pod
-    return replace(
-        pod,
-        affinity=template.affinity,
+        affinity=template.affinity if gpu_pod else None,
         env=(*pod.env, *(v.model_dump(by_alias=True, exclude_none=True) for v in template.env)),
         volumes=(*pod.volumes, *template.volumes),
         mounts=(

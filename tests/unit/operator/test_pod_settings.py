@@ -148,15 +148,18 @@ def test_the_pod_template_reaches_every_pytorchjob_pod_and_the_eval_job() -> Non
         assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
 
 
-def test_the_filter_pod_gets_only_the_labels_and_annotations_of_the_pod_template() -> None:
-    # An rdma/hca limit or a GPU-node affinity would leave the filter pod unschedulable.
+def test_the_filter_pod_gets_the_pod_template_but_its_affinity_and_limits() -> None:
+    # The filter reads and writes the store: a CA bundle or proxy (env, volume) must reach it;
+    # an rdma/hca limit or a GPU-node affinity would leave it unschedulable.
     [pod] = pods_of(manifest(Stage.FILTERING, run_of(resources={"podTemplate": TEMPLATE})))
     assert pod["metadata"]["labels"]["team"] == "reasoning"
     assert pod["metadata"]["annotations"] == TEMPLATE["annotations"]
-    assert "affinity" not in pod["spec"]
+    assert TEMPLATE["volumes"][0] in pod["spec"]["volumes"]
     [container] = pod["spec"]["containers"]
+    assert {"name": "NCCL_IB_HCA", "value": "mlx5"} in container["env"]
+    assert TEMPLATE["volumeMounts"][0] in container["volumeMounts"]
+    assert "affinity" not in pod["spec"]
     assert "rdma/hca" not in container["resources"]["limits"]
-    assert all(v["name"] != "nccl-topology" for v in pod["spec"]["volumes"])
 
 
 def test_a_trainjob_carries_the_pod_template_through_its_patch_and_trainer_fields() -> None:
