@@ -71,7 +71,7 @@ class Server:
         self.process.wait()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child before exec: if the test process is SIGKILLed, its servers get
     # SIGTERM from the kernel instead of living on as strays (the flag survives exec).
     libc = ctypes.CDLL(None, use_errno=True)
@@ -90,7 +90,7 @@ def start_server(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             env=env,
         )
     return Server(name=name, process=process, log_path=log_path)

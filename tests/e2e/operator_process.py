@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.procs import free_port
+from tests.cluster.procs import die_with_parent, free_port
 from tests.e2e.helpers import eventually
 
 START_TIMEOUT_S = 90.0
@@ -52,8 +52,9 @@ class OperatorProcess:
         ]  # fmt: skip
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,  # a killed test or bench leaves no stray operator
+        )  # fmt: skip
         self.starts += 1
         eventually(self._healthy, START_TIMEOUT_S, "the operator's liveness endpoint")
 
