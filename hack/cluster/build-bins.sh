@@ -101,43 +101,25 @@ install_controller() {
   echo "$(basename "$binary") $version: $(elapsed "$started")s ($binary)"
 }
 
-# `go install sigs.k8s.io/jobset@v` is refused (the proxy does not list jobset's versions,
-# which go install asks for); a module that only requires jobset builds its root main package
-# with jobset's own dependency versions.
-build_jobset() {
-  local started dir
+# Some modules refuse `go install M@v`: the proxy does not list jobset's versions (which go
+# install asks for), and etcd's server module replaces its sibling modules with ../api etc.
+# A module that only requires M builds M's main package with M's own dependency versions
+# (and the published siblings).
+build_in_wrapper() {
+  local binary="$1" module="$2" version="$3" started dir
   started=$(date +%s)
-  dir="$(dirname "$(dirname "$RLOOP_JOBSET_BIN")")"
-  if [[ ! -x "$RLOOP_JOBSET_BIN" ]]; then
+  dir="$(dirname "$(dirname "$binary")")"
+  if [[ ! -x "$binary" ]]; then
     mkdir -p "$dir/wrapper" "$dir/bin"
-    printf 'module rloop.local/jobset-bin\n\ngo %s\n\nrequire sigs.k8s.io/jobset %s\n' \
-      "$(go version | sed -n 's/.* go\([0-9.]*\) .*/\1/p')" "$JOBSET_VERSION" >"$dir/wrapper/go.mod"
-    (cd "$dir/wrapper" && GOCACHE="$dir/gocache" go mod download sigs.k8s.io/jobset &&
-      GOCACHE="$dir/gocache" go get "sigs.k8s.io/jobset@$JOBSET_VERSION" &&
+    printf 'module rloop.local/%s-bin\n\ngo %s\n\nrequire %s %s\n' "$(basename "$binary")" \
+      "$(go version | sed -n 's/.* go\([0-9.]*\) .*/\1/p')" "$module" "$version" >"$dir/wrapper/go.mod"
+    (cd "$dir/wrapper" && GOCACHE="$dir/gocache" go mod download "$module" &&
+      GOCACHE="$dir/gocache" go get "$module@$version" &&
       GOCACHE="$dir/gocache" nice -n 10 go build -trimpath -ldflags "-s -w" \
-        -o "$RLOOP_JOBSET_BIN.partial" sigs.k8s.io/jobset)
-    mv "$RLOOP_JOBSET_BIN.partial" "$RLOOP_JOBSET_BIN"
+        -o "$binary.partial" "$module")
+    mv "$binary.partial" "$binary"
   fi
-  echo "jobset-controller $JOBSET_VERSION: $(elapsed "$started")s ($RLOOP_JOBSET_BIN)"
-}
-
-# etcd's server module carries replace directives (its sibling modules), so `go install` refuses
-# it; a module that only requires it builds its main package against the published siblings.
-build_etcd() {
-  local started dir
-  started=$(date +%s)
-  dir="$(dirname "$(dirname "$RLOOP_ETCD_BIN")")"
-  if [[ ! -x "$RLOOP_ETCD_BIN" ]]; then
-    mkdir -p "$dir/wrapper" "$dir/bin"
-    printf 'module rloop.local/etcd-bin\n\ngo %s\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
-      "$(go version | sed -n 's/.* go\([0-9.]*\) .*/\1/p')" "$ETCD_VERSION" >"$dir/wrapper/go.mod"
-    (cd "$dir/wrapper" && GOCACHE="$dir/gocache" go mod download go.etcd.io/etcd/server/v3 &&
-      GOCACHE="$dir/gocache" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" &&
-      GOCACHE="$dir/gocache" nice -n 10 go build -trimpath -ldflags "-s -w" \
-        -o "$RLOOP_ETCD_BIN.partial" go.etcd.io/etcd/server/v3)
-    mv "$RLOOP_ETCD_BIN.partial" "$RLOOP_ETCD_BIN"
-  fi
-  echo "etcd $ETCD_VERSION: $(elapsed "$started")s ($RLOOP_ETCD_BIN)"
+  echo "$(basename "$binary") $version: $(elapsed "$started")s ($binary)"
 }
 
 build_full_mode_controllers() {
@@ -146,7 +128,7 @@ build_full_mode_controllers() {
     github.com/kubeflow/training-operator/cmd/training-operator.v1 "$TRAINING_OPERATOR_VERSION"
   install_controller "$RLOOP_TRAINER_BIN" \
     github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager "$TRAINER_VERSION"
-  build_jobset
+  build_in_wrapper "$RLOOP_JOBSET_BIN" sigs.k8s.io/jobset "$JOBSET_VERSION"
   install_controller "$RLOOP_KUEUE_BIN" sigs.k8s.io/kueue/cmd/kueue "$KUEUE_VERSION"
 }
 
@@ -169,7 +151,7 @@ main() {
   for component in "${components[@]}"; do
     build_component "$component" "$wrapper"
   done
-  build_etcd
+  build_in_wrapper "$RLOOP_ETCD_BIN" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   if [[ "$full" == true ]]; then
     build_full_mode_controllers
   fi
