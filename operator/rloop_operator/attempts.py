@@ -29,14 +29,16 @@ from rloop_operator.api import IterationRecord, RLoopRunSpec, Stage
 from rloop_operator.blocking import Blocker
 from rloop_operator.children import Child, child_name
 from rloop_operator.draft import Draft
-from rloop_operator.launchers import ChildPhase
+from rloop_operator.launchers import ChildPhase, launcher_for
 from rloop_operator.pods import PodState, not_started, writers
 from rloop_operator.stages import stage_info
+from rloop_operator.trainer_failures import failed_permanently
 
 if TYPE_CHECKING:
     from rloop_operator.plan import RunView
 
-# While pods have not started nothing else wakes the reconciler: pods are not watched.
+# Pods are watched (child_watch.PODS); the poll is the clock of startTimeout and a net
+# for an event the watch missed while it was listing again.
 START_POLL_SECONDS = 10.0
 WRITERS_POLL_SECONDS = 2.0
 QUEUED = "Queued"
@@ -101,6 +103,17 @@ def earlier_attempt_writing(draft: Draft, pods: Pods, name: str, index: int, sta
     )
     draft.requeue(WRITERS_POLL_SECONDS)
     return True
+
+
+def end_early(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
+    """An unfinished child the operator ends itself, as failed: one whose controller would
+    retry in place a pod the trainer stopped on a permanent error, or one whose pods have
+    not all started within spec.resources.startTimeout (watch_start). Else None."""
+    if launcher_for(spec, child.stage).retries_pods_in_place:
+        failed = failed_permanently(child, pods)
+        if failed is not None:
+            return failed
+    return watch_start(draft, spec, child, pods)
 
 
 def watch_start(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:

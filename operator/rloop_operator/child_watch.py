@@ -11,10 +11,16 @@ the runs' children, never every Job of the cluster. A 404 means the kind is not 
 now; the watch asks again every UNSERVED_RETRY_SECONDS, and the runs that need the kind
 are Blocked by their own reconcile (LauncherNotInstalled) until it is back, when the
 watch has every run looked at again (`on_served`).
+
+The phase pods are watched the same way (PODS; they carry the rloop.io/run label of their
+run, while their ownerReferences name the Job, PyTorchJob or JobSet): a pod that cannot
+start, or that the trainer stopped on a permanent error while its controller would replace
+it in place, changes nothing on the child itself.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -36,21 +42,26 @@ WATCH_SECONDS = 300  # one watch request; then it is renewed from the last resou
 UNSERVED_RETRY_SECONDS = 10.0
 ERROR_RETRY_SECONDS = 2.0
 GONE = 410
+PODS = ApiResource("", "v1", "pods", "Pod")
 
 
 def owning_runs(obj: Mapping[str, Any]) -> list[RunKey]:
-    """The runs that own this child, by its ownerReferences."""
+    """The runs this child or phase pod belongs to: its owning runs by ownerReferences,
+    else the run its rloop.io/run label names (a pod's owner is its controller's object)."""
     metadata = obj.get("metadata") or {}
     namespace = metadata.get("namespace", "")
-    return [
+    owners = [
         (namespace, ref["name"])
         for ref in metadata.get("ownerReferences") or []
         if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
     ]
+    labelled = (metadata.get("labels") or {}).get(LABEL_RUN)
+    return owners or ([(namespace, labelled)] if labelled else [])
 
 
 class ChildWatch(threading.Thread):
-    """List, then watch, one kind of child in one namespace (None: all of them)."""
+    """List, then watch, one kind of child (or the phase pods) in one namespace (None: all
+    of them)."""
 
     def __init__(
         self,
@@ -63,7 +74,7 @@ class ChildWatch(threading.Thread):
     ) -> None:
         where = namespace or "all namespaces"
         super().__init__(name=f"watch {resource.plural} in {where}", daemon=True)
-        self.custom = client.CustomObjectsApi(api)
+        self.api = api
         self.resource = resource
         self.namespace = namespace
         self.on_change = on_change
@@ -97,9 +108,15 @@ class ChildWatch(threading.Thread):
 
     def _lister(self) -> tuple[Callable[..., Any], tuple[str, ...]]:
         r = self.resource
+        if r == PODS:
+            core = client.CoreV1Api(self.api)
+            if self.namespace is None:
+                return core.list_pod_for_all_namespaces, ()
+            return core.list_namespaced_pod, (self.namespace,)
+        custom = client.CustomObjectsApi(self.api)
         if self.namespace is None:
-            return self.custom.list_cluster_custom_object, (r.group, r.version, r.plural)
-        return self.custom.list_namespaced_custom_object, (
+            return custom.list_cluster_custom_object, (r.group, r.version, r.plural)
+        return custom.list_namespaced_custom_object, (
             r.group, r.version, self.namespace, r.plural,
         )  # fmt: skip
 
@@ -107,10 +124,11 @@ class ChildWatch(threading.Thread):
         """Every child's runs are told, since events may have been missed; returns the
         list's resourceVersion to watch from."""
         lister, args = self._lister()
-        listing = cast(
-            dict[str, Any],
-            lister(*args, label_selector=LABEL_RUN, _request_timeout=self.timeout),
+        # As JSON, for pods too: the typed client's models cost more than the watch needs.
+        response = lister(
+            *args, label_selector=LABEL_RUN, _request_timeout=self.timeout, _preload_content=False
         )
+        listing = cast(dict[str, Any], json.loads(response.data))
         if self._unserved:
             log.info("%s: %s is served again", self.name, self.resource.kind)
             self._unserved = False
@@ -133,7 +151,7 @@ class ChildWatch(threading.Thread):
                 _request_timeout=(self.timeout, WATCH_SECONDS + self.timeout),
             )
             for event in events:
-                obj = event["object"]
+                obj = event["raw_object"]  # the JSON object, also where a typed one is made
                 version = obj["metadata"]["resourceVersion"]
                 if event["type"] != "BOOKMARK":
                     self._tell(obj)

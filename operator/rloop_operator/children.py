@@ -91,7 +91,7 @@ class Child:
     # start time (attempts.watch_start).
     admitted_at: datetime | None = None
     deleting: bool = False
-    # The trainer said its failure will recur (reports.TrainerFailure.permanent); then
+    # The trainer said its failure will recur (trainer_failures.TrainerFailure.permanent); then
     # `reason` and `message` are the trainer's own, and the run fails without retries.
     permanent: bool = False
 

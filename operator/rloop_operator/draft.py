@@ -31,7 +31,10 @@ class Draft:
         self.status = self.status.model_copy(update=changes)
 
     def act(self, action: Action) -> None:
-        self.actions.append(action)
+        """Plan `action` once: a child the plan ended and then failed the run for is also
+        among those release_children deletes."""
+        if action not in self.actions:
+            self.actions.append(action)
 
     def event(
         self,

@@ -4,9 +4,9 @@ Started as `kopf run --standalone -m rloop_operator.handlers --all-namespaces`
 (or `--namespace=NS` per watched namespace, with RLOOP_WATCH_NAMESPACES=NS,...). kopf
 watches the runs with `on.event` handlers only: they need no finalizers and store
 nothing on the objects, so the state is the run's status and its children alone, and a
-restart changes nothing. The children are watched by child_watch.py, outside kopf, with
-a server-side label selector. Reconciles of one run are serialised by a lock; different
-runs proceed concurrently.
+restart changes nothing. The children and their pods are watched by child_watch.py,
+outside kopf, with a server-side label selector. Reconciles of one run are serialised by a
+lock; different runs proceed concurrently.
 
 With RLOOP_LEASE_NAME set (the chart sets it), replicas elect a leader on a Lease and
 only the leader reconciles; a replica that takes the lead reconciles every run it knows.
@@ -29,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rloop_operator import metrics
 from rloop_operator.api import GROUP, PLURAL, VERSION
-from rloop_operator.child_watch import ChildWatch, RunKey
+from rloop_operator.child_watch import PODS, ChildWatch, RunKey
 from rloop_operator.kube import Kube, refusal_of
 from rloop_operator.launchers import LAUNCHERS
 from rloop_operator.leader import LeaderElector
@@ -78,13 +78,13 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     _state["watches"] = [
         ChildWatch(
             api,
-            launcher.resource,
+            resource,
             namespace,
             _child_changed,
             lambda: _call_in_loop(loop, _look_at_every_run, True),
             operator.api_timeout_seconds,
         )
-        for launcher in LAUNCHERS
+        for resource in (*(launcher.resource for launcher in LAUNCHERS), PODS)
         for namespace in operator.watch_namespaces or (None,)
     ]
     for watch in _state["watches"]:

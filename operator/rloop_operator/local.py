@@ -58,9 +58,10 @@ from rloop_operator.plan import (
     RunView,
     StageReport,
 )
-from rloop_operator.reports import TrainerFailure, failure_from_messages, read_report
+from rloop_operator.reports import read_report
 from rloop_operator.settle import settle
 from rloop_operator.stages import Report
+from rloop_operator.trainer_failures import TrainerFailure, failure_from_messages
 
 LOG_TAIL_CHARS = 2000
 STOP_GRACE_SECONDS = 10.0

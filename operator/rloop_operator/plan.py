@@ -38,8 +38,8 @@ from rloop_operator.api import (
 from rloop_operator.attempts import (
     Pods,
     earlier_attempt_writing,
+    end_early,
     failed_attempts,
-    watch_start,
 )
 from rloop_operator.blocking import Refusal, missing_object
 from rloop_operator.children import Child, child_name
@@ -219,11 +219,11 @@ def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: Pl
             _suspend(draft)
             return False
         draft.update(phase=Phase.RUNNING, active_child=name)
-        timed_out = watch_start(draft, spec, child, observed.pods)
-        if timed_out is None:
+        ended = end_early(draft, spec, child, observed.pods)
+        if ended is None:
             return False
         draft.act(DeleteChild(child.name, child.kind))
-        return _record_failure(draft, spec, timed_out, settings)
+        return _record_failure(draft, spec, ended, settings)
     if child.phase is ChildPhase.SUCCEEDED:
         return _complete_stage(draft, spec, observed, child, stages)
     return _record_failure(draft, spec, child, settings)

@@ -5,17 +5,14 @@ and in the store. The operator reads termination messages only (`report_from_mes
 pure): it holds no store credentials. `read_report` does the store I/O (boto3 for s3://,
 the file system for file://) for `rloop run`, which runs the phases itself. A report that
 cannot be read is not fatal: the run goes on and the status lacks those numbers, with a
-Warning event saying why.
-
-A phase that fails on an error it recognises leaves that instead, with whether a
-retry can succeed; `failure_from_messages` reads it (for Child.permanent).
+Warning event saying why. (A phase that fails leaves its failure there instead:
+trainer_failures.py reads it.)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -62,37 +59,6 @@ def report_from_messages(messages: Sequence[str], filtering: bool) -> StageRepor
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # e.g. a crash's traceback tail, or a report cut by the kubelet
     return None
-
-
-@dataclass(frozen=True)
-class TrainerFailure:
-    """Why a phase's trainer stopped, in its own words."""
-
-    message: str  # one line, e.g. "rloop-trainer dapo: s3://b/train.parquet does not exist; ..."
-    reason: str  # e.g. InvalidInput, InvalidConfig, StoreUnavailable, Superseded
-    permanent: bool  # the same child would fail the same way again: do not retry
-
-
-def _parse_failure(message: str) -> TrainerFailure | None:
-    try:
-        failure = json.loads(message)
-    except ValueError:
-        return None  # e.g. the tail of a crash's traceback
-    if not isinstance(failure, dict) or not isinstance(failure.get("error"), str):
-        return None  # e.g. a report, or a message cut by the kubelet
-    return TrainerFailure(
-        message=failure["error"],
-        reason=str(failure.get("reason") or "TrainerError"),
-        permanent=failure.get("permanent") is True,
-    )
-
-
-def failure_from_messages(messages: Sequence[str]) -> TrainerFailure | None:
-    """The trainer's failure among a failed child's termination messages (one per pod or
-    container): a permanent one if any pod says so, since every retry would hit it; else
-    the first; None when no message is a failure (a crash, an OOM kill, a lost node)."""
-    failures = [f for f in map(_parse_failure, messages) if f is not None]
-    return next((f for f in failures if f.permanent), failures[0] if failures else None)
 
 
 def _read_bytes(uri: str, storage: StorageSpec, credentials: Mapping[str, str]) -> bytes:

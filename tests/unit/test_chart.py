@@ -38,6 +38,7 @@ NAMESPACED_GRANTS: set[Grant] = {
     *{(r.group, r.plural, "get") for r in PREREQUISITES if r.namespaced},
     ("", "persistentvolumeclaims", "get"),
     ("", "pods", "list"),
+    ("", "pods", "watch"),
     ("", "events", "create"),
 }
 CLUSTER_GRANTS: set[Grant] = {

@@ -16,7 +16,7 @@ is written. Two kinds of message, both compact JSON objects:
                  "permanent": true}: why the phase stopped, and whether a retry can
                 succeed. torchrun turns a worker's exit code into its own, so this is
                 what carries the distinction to the executor and the operator
-                (rloop_operator.reports.failure_from_messages reads it).
+                (rloop_operator.trainer_failures.failure_from_messages reads it).
 """
 
 from __future__ import annotations

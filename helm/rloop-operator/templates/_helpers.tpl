@@ -92,13 +92,14 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get"]
-# The pods of a run's children, by each launcher's pod selector: the filter and eval reports
-# and the trainer's failures in their termination messages, why pods do not start, and
-# whether an earlier attempt's pods still run. No Secrets: the operator holds no store
-# credentials (the phase pods read storage.credentialsSecret themselves).
+# The pods of a run's children, by each launcher's pod selector (and watched by the
+# rloop.io/run label): the filter and eval reports and the trainer's failures in their
+# termination messages, why pods do not start, and whether an earlier attempt's pods still
+# run. No Secrets: the operator holds no store credentials (the phase pods read
+# storage.credentialsSecret themselves).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # Transition events of the reconciler and kopf's warnings.
 - apiGroups: [""]
   resources: ["events"]

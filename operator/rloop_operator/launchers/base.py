@@ -208,6 +208,9 @@ class Launcher(ABC):
     install_hint: ClassVar[str]
     # Kinds of the objects prerequisites() may name; the operator may `get` them.
     prerequisite_resources: ClassVar[tuple[ApiResource, ...]] = ()
+    # Whether the child's controller replaces a failed pod in place before the child fails
+    # (the operator then ends it itself on a failure the trainer calls permanent).
+    retries_pods_in_place: ClassVar[bool] = False
 
     @property
     def kind(self) -> str:

@@ -56,6 +56,9 @@ class TrainJobLauncher(Launcher):
     longest_derived_suffix = f"-{TRAINER_NODE}-0-1023-abcde"
     install_hint = "install Kubeflow Trainer v2.2 or later, with JobSet"
     prerequisite_resources = tuple(RUNTIMES.values())
+    # A TrainJob cannot set its Job's backoffLimit (JobSpecPatch has only the pod template),
+    # and torch-distributed leaves it at the Job default: six pod retries in place.
+    retries_pods_in_place = True
 
     def manifest(self, request: LaunchRequest) -> dict[str, Any]:
         template = request.pod.template(TRAINER_NODE)

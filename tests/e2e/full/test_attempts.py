@@ -14,7 +14,15 @@ from rloop_trainer.termination import failure_message
 
 from tests.cluster.fullcluster import FullCluster
 from tests.cluster.kwok import Fail, KeepRunning, SlowDeletion
-from tests.e2e.full.runs import PYTORCHJOBS, apply_run, names, run_manifest, wait_for_phase
+from tests.e2e.full.runs import (
+    PYTORCHJOBS,
+    TRAINJOBS,
+    apply_run,
+    names,
+    run_manifest,
+    wait_for_phase,
+)
+from tests.e2e.helpers import eventually
 from tests.e2e.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.full]
@@ -103,3 +111,31 @@ def test_a_failure_the_trainer_calls_permanent_fails_the_run_at_once_in_its_word
     assert (failed["reason"], failed["message"]) == ("InvalidInput", line)
     assert failed["iterations"][0]["failedJobs"] == ["badinput-i00-rl"]
     assert names(full_cluster, namespace, PYTORCHJOBS) == ["badinput-i00-rl"]
+
+
+def test_a_trainjob_pod_the_trainer_stopped_for_good_is_not_retried_in_place(
+    full_cluster: FullCluster, full_operator: OperatorProcess, namespace: str
+) -> None:
+    # The TrainJob's Job (backoffLimit 6, which a TrainJob cannot change) would replace the
+    # failed pods after 10 s, then 20 s, ...: the operator ends the TrainJob at the first.
+    line = "rloop-trainer dapo: s3://rloop/data/train.parquet does not exist; check data.train"
+    message = failure_message(line, "InvalidInput", permanent=True).decode()
+    jobset = {"jobset.sigs.k8s.io/jobset-name": "badtj-i00-rl"}
+    full_cluster.script_pods(namespace, Fail(EXIT_PERMANENT, message), labels=jobset)
+
+    with PodHistory(full_cluster, namespace) as history:
+        apply_run(
+            full_cluster, namespace, run_manifest("badtj", resources={"launcher": "trainjob"})
+        )
+        failed = wait_for_phase(full_cluster, namespace, "badtj", "Failed")
+        # Deleted, so no GPU stays held; by then a replacement would have been seen.
+        eventually(lambda: not names(full_cluster, namespace, TRAINJOBS), 60, "no TrainJob")
+
+    assert (failed["reason"], failed["message"]) == ("InvalidInput", line)
+    assert failed["iterations"][0]["failedJobs"] == ["badtj-i00-rl"]
+    seen = {name for _, pods in history.snapshots for name in named(pods, is_trainjob_pod)}
+    assert len(seen) == 2, f"the failed pods were replaced in place: {sorted(seen)}"
+
+
+def is_trainjob_pod(pod: dict[str, Any]) -> bool:
+    return pod["metadata"]["name"].startswith("badtj-i00-rl-node-")

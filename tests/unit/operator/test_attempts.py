@@ -10,7 +10,8 @@ from rloop_operator.api import Condition, Phase
 from rloop_operator.attempts import pods_to_read
 from rloop_operator.launchers import ChildPhase
 from rloop_operator.plan import CreateChild, DeleteChild, Plan
-from rloop_operator.pods import PodState
+from rloop_operator.pods import Exit, PodState
+from rloop_trainer.termination import failure_message
 
 from tests.unit.operator.world import World
 
@@ -20,6 +21,7 @@ SCHEDULER_SAYS = "0/4 nodes are available: 4 node(s) didn't match Pod's node aff
 UNSCHEDULABLE = PodState(f"{RL}-master-0", "Pending", stuck=("Unschedulable", SCHEDULER_SAYS))
 NODE = "gpu-node-1"
 RUNNING = PodState(f"{RL}-master-0", "Running", NODE)
+BAD_INPUT = "rloop-trainer dapo: s3://b/train.parquet does not exist; check data.train"
 
 
 def progressing(world: World) -> Condition:
@@ -207,3 +209,37 @@ def test_a_finished_run_reads_no_pods() -> None:
     world.run_to_end()
     world.children = {n: replace(c, phase=ChildPhase.SUCCEEDED) for n, c in world.children.items()}
     assert pods_to_read(world.view(), list(world.children.values())) == {}
+
+
+def permanently_failed_pod(name: str) -> PodState:
+    message = failure_message(BAD_INPUT, "InvalidInput", permanent=True).decode()
+    return PodState(name, "Failed", NODE, exits=(Exit("node", 3, message),))
+
+
+def test_a_trainjob_whose_pod_failed_for_good_is_deleted_and_the_run_fails_at_once() -> None:
+    # Its Job would replace the pod in place (backoffLimit 6), each time on every node.
+    world = World(maxRetries=3, resources={"launcher": "trainjob", "nodes": 2})
+    world.step()
+    world.children[RL] = replace(world.children[RL], phase=ChildPhase.RUNNING)
+    world.pods[RL] = (permanently_failed_pod(f"{RL}-node-0-0-x1"), RUNNING)
+
+    result = world.step()
+
+    assert [a.name for a in result.actions if isinstance(a, DeleteChild)] == [RL]
+    assert (world.status.phase, world.status.reason) == (Phase.FAILED, "InvalidInput")
+    assert world.status.message == BAD_INPUT
+    assert world.status.iterations[0].failed_jobs == (RL,)
+    assert created(result) == []
+
+
+def test_a_pytorchjob_whose_pod_failed_is_left_to_its_controller() -> None:
+    # backoffLimit 0: the training operator fails it at once and keeps the pod for logs.
+    world = World(maxRetries=3)
+    world.step()
+    world.children[RL] = replace(world.children[RL], phase=ChildPhase.RUNNING)
+    world.pods[RL] = (permanently_failed_pod(f"{RL}-master-0"),)
+
+    result = world.step()
+
+    assert not [a for a in result.actions if isinstance(a, DeleteChild)]
+    assert world.status.phase is Phase.RUNNING

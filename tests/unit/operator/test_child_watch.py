@@ -21,3 +21,14 @@ def test_a_child_concerns_the_runs_that_own_it() -> None:
 
 def test_a_child_without_owners_concerns_no_run() -> None:
     assert owning_runs({"metadata": {"namespace": "ns"}}) == []
+
+
+def test_a_phase_pod_concerns_the_run_its_label_names() -> None:
+    pod = {
+        "metadata": {
+            "namespace": "team-a",
+            "labels": {"rloop.io/run": "qwen", "jobset.sigs.k8s.io/jobset-name": "qwen-i00-rl"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "qwen-i00-rl"}],
+        }
+    }
+    assert owning_runs(pod) == [("team-a", "qwen")]

@@ -1,5 +1,4 @@
-"""Filter and eval reports, from pod termination messages or the store, and the trainer's
-failures from termination messages, read by the operator."""
+"""Filter and eval reports, from pod termination messages or the store."""
 
 from __future__ import annotations
 
@@ -8,8 +7,6 @@ from pathlib import Path
 
 from rloop_operator.api import StorageSpec
 from rloop_operator.reports import (
-    TrainerFailure,
-    failure_from_messages,
     parse_eval_report,
     parse_filter_report,
     read_report,
@@ -76,41 +73,3 @@ def test_sets_left_out_of_a_termination_message_make_the_report_incomplete() -> 
     report = report_from_messages([message], filtering=False)
     assert report is not None and report.metrics == {"aime/avg@4": 0.5, "aime/pass@4": 0.75}
     assert report.incomplete is not None and "math500, minerva" in report.incomplete
-
-
-def failure(error: str, reason: str, permanent: bool) -> str:
-    """A termination message as rloop_trainer.termination.write_failure leaves it."""
-    return json.dumps({"error": error, "reason": reason, "permanent": permanent})
-
-
-def test_the_trainers_failure_is_read_from_a_termination_message() -> None:
-    line = "rloop-trainer dapo: s3://b/train.parquet does not exist; check the URI"
-    found = failure_from_messages([failure(line, "InvalidInput", True)])
-    assert found == TrainerFailure(line, "InvalidInput", permanent=True)
-
-
-def test_one_pod_that_says_permanent_makes_the_failure_permanent() -> None:
-    messages = [
-        "Traceback (most recent call last): ...",
-        failure("rloop-trainer dapo: cannot reach the object store", "StoreUnavailable", False),
-        failure("rloop-trainer dapo: policy s3://b/p has no config.json", "InvalidInput", True),
-    ]
-    found = failure_from_messages(messages)
-    assert found is not None and found.permanent and "config.json" in found.message
-
-
-def test_a_transient_failure_is_not_permanent() -> None:
-    line = "rloop-trainer rft: cannot reach the object store"
-    found = failure_from_messages([failure(line, "StoreUnavailable", False)])
-    assert found == TrainerFailure(line, "StoreUnavailable", permanent=False)
-
-
-def test_reports_crashes_and_cut_messages_are_not_failures() -> None:
-    messages = [
-        '{"rollouts": 8, "hard_prompts": 1, "kept_samples": 2}',
-        "Traceback (most recent call last): ...",
-        '{"error": "rloop-trainer dapo: s3://b/tr',  # cut by the kubelet
-        "[1, 2]",
-    ]
-    assert failure_from_messages(messages) is None
-    assert failure_from_messages([]) is None
