@@ -21,7 +21,7 @@ not read is neither waited for nor timed out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ from rloop_operator.blocking import Blocker
 from rloop_operator.children import Child, child_name
 from rloop_operator.draft import Draft
 from rloop_operator.launchers import ChildPhase, launcher_for
-from rloop_operator.pods import PodState, not_started, writers
+from rloop_operator.pods import Pods, not_started, writers
 from rloop_operator.stages import stage_info
 from rloop_operator.trainer_failures import failed_permanently
 
@@ -46,8 +46,6 @@ START_TIMEOUT = "StartTimeout"
 PREVIOUS_ATTEMPT_RUNNING = "PreviousAttemptRunning"
 # The reason launchers give a child whose Suspended condition is True (launchers.base).
 SUSPENDED = "Suspended"
-
-Pods = Mapping[str, Sequence[PodState]]
 
 
 def failed_attempts(record: IterationRecord, run_name: str, index: int, stage: Stage) -> list[str]:

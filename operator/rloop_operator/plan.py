@@ -36,7 +36,6 @@ from rloop_operator.api import (
     Stage,
 )
 from rloop_operator.attempts import (
-    Pods,
     earlier_attempt_writing,
     end_early,
     failed_attempts,
@@ -46,6 +45,7 @@ from rloop_operator.children import Child, child_name
 from rloop_operator.draft import Draft as _Draft
 from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
 from rloop_operator.layout import RunLayout, run_layout
+from rloop_operator.pods import Pods
 from rloop_operator.policies import produced_policy
 from rloop_operator.selection import note_best, record_base_report
 from rloop_operator.spec_edits import STAGE_FAILED

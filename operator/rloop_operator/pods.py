@@ -62,6 +62,10 @@ class PodState:
         return bool(self.node) and self.phase not in FINISHED_PHASES
 
 
+# The pods of each child the reconciler read, by child name (Observed.pods).
+Pods = Mapping[str, Sequence[PodState]]
+
+
 @dataclass(frozen=True)
 class NotStarted:
     """Why the pods of an attempt have not all started."""

@@ -10,14 +10,12 @@ node) leaves no such message and is retried.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from rloop_operator.children import Child
 from rloop_operator.launchers import ChildPhase
-from rloop_operator.pods import PodState, termination_messages
-
-Pods = Mapping[str, Sequence[PodState]]
+from rloop_operator.pods import Pods, termination_messages
 
 
 @dataclass(frozen=True)
