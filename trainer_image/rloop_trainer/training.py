@@ -206,12 +206,30 @@ class TrainEngine:
         return {k: v.detach() for k, v in self.module.state_dict().items()}
 
 
+def _without_shm_comm_op() -> None:
+    """Keep DeepSpeed from building its CPU shared-memory all-reduce op.
+
+    DeepSpeed 0.19's comm backend JIT-builds that op when it starts (deepspeed/comm/torch.py:
+    build_shm_op) under a lock file in torch's extensions dir
+    (`$TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/lock`). A process killed during the build
+    leaves the lock behind, and every later build on the machine waits on it forever in
+    torch's FileBaton.wait. The op serves only `inference_all_reduce`, which DeepSpeed's
+    tensor-parallel inference layers call (deepspeed/module_inject); ZeRO training reduces
+    through torch.distributed. build_shm_op builds nothing for an op marked incompatible,
+    and DeepSpeed keeps that table for the process (deepspeed/ops/__init__.py)."""
+    import deepspeed
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
+
+
 def build_trainer(model: PreTrainedModel, config: TrainingConfig, total_steps: int) -> TrainEngine:
     """Wrap `model` in DeepSpeed (ZeRO stage, clipping, AdamW) for `total_steps` phase steps
     (the warm-up's bound)."""
     import deepspeed
 
     dist.init_distributed()
+    _without_shm_comm_op()
     bf16 = config.bf16 if config.bf16 is not None else torch.cuda.is_available()
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()  # type: ignore[no-untyped-call]
