@@ -204,39 +204,6 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes], timeout_s: float) ->
 
 
 @pytest.mark.slow
-def test_a_build_lock_left_by_a_killed_phase_does_not_hold_up_the_next_one(
-    toy_inputs: ToyInputs, tmp_path: Path
-) -> None:
-    # What a phase killed during DeepSpeed's first JIT build of its CPU shm op leaves in
-    # torch's extensions dir: a lock that torch's FileBaton.wait waits on forever.
-    extensions = tmp_path / "torch_extensions"
-    stale_lock = extensions / "deepspeed_shm_comm" / "lock"
-    stale_lock.parent.mkdir(parents=True)
-    stale_lock.touch()
-    output = tmp_path / "out"
-    config = dapo_config(
-        str(toy_inputs.policy_dir), str(toy_inputs.train_data), str(output), steps=1
-    )
-    command = [sys.executable, "-m", "rloop_trainer.cli", "dapo"]
-    env = _fresh_process_env() | {"TORCH_EXTENSIONS_DIR": str(extensions)}
-    timeout_s = 300
-
-    try:
-        done = subprocess.run(
-            [*command, "--config-json", config.model_dump_json()],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=env,
-        )
-    except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"still running after {timeout_s} s, on {stale_lock}? {expired.stderr!r}")
-
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert store.read_marker(str(output)) is not None
-
-
-@pytest.mark.slow
 def test_a_killed_phase_resumes_from_its_checkpoint_without_duplicate_rows(
     toy_inputs: ToyInputs, tmp_path: Path
 ) -> None:
@@ -397,7 +364,7 @@ def test_the_cli_reports_a_missing_input_as_a_permanent_failure(tmp_path: Path) 
         capture_output=True,
         text=True,
         env=_fresh_process_env() | {"RLOOP_TERMINATION_MESSAGE_PATH": str(termination)},
-        timeout=300,
+        timeout=120,
     )
 
     assert done.returncode == EXIT_PERMANENT

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import pyarrow.parquet as pq
 import torch
 
-from rloop_trainer import checkpoint, data, dist, policy, reward, store
+from rloop_trainer import checkpoint, data, dist, policy, rank_watch, reward, store
 from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo_loss import group_advantages, informative_groups, loss_sample_mask
 from rloop_trainer.dapo_update import TrainSequence, update_policy
@@ -156,7 +156,7 @@ def collect_groups(
 class DapoPhase:
     def __init__(self, config: DapoPhaseConfig) -> None:
         self.config = config
-        self.layout = dist.init_distributed()
+        self.layout = dist.init_distributed(config.training.collective_timeout)
         self.device = dist.device()
         torch.manual_seed(config.seed + self.layout.rank)
         records = data.load_prompts(config.train_data_uri)  # bad data fails before the model loads
@@ -367,6 +367,7 @@ def run_dapo_phase(config: DapoPhaseConfig) -> None:
     if store.read_marker(config.output_uri) is not None:
         log.info("%s already has _SUCCESS; nothing to do", config.output_uri)
         return
-    phase = DapoPhase(config)  # bad input fails here, before this attempt claims the output
-    with dist.claimed_output(config.output_uri):
-        phase.run()
+    with rank_watch.stopped_if_a_peer_is_silent():
+        phase = DapoPhase(config)  # bad input fails here, before this attempt claims the output
+        with dist.claimed_output(config.output_uri):
+            phase.run()

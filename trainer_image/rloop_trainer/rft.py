@@ -29,7 +29,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from rloop_trainer import dist, store
+from rloop_trainer import dist, rank_watch, store
 from rloop_trainer.batches import MicroBatch, accumulate, by_length, collate
 from rloop_trainer.checkpoint import Checkpoints
 from rloop_trainer.config import RftPhaseConfig
@@ -238,14 +238,17 @@ def fine_tune(
 
 def run_rft_phase(config: RftPhaseConfig) -> None:
     """`rloop-trainer rft`: policy_uri + expert_uri -> the next policy at output_uri."""
-    dist.init_distributed()
+    dist.init_distributed(config.training.collective_timeout)
     try:
         if store.read_marker(config.output_uri) is not None:
             log.info("RFT output %s is already complete; nothing to do", config.output_uri)
             return
         expert = read_expert_set(config.expert_uri)  # bad input fails before the model loads
         model, tokenizer = load_policy(config.policy_uri, _policy_dtype(config), dist.device())
-        with dist.claimed_output(config.output_uri, config.checkpoint_uri):
+        with (
+            rank_watch.stopped_if_a_peer_is_silent(),
+            dist.claimed_output(config.output_uri, config.checkpoint_uri),
+        ):
             if len(expert) == 0:
                 carry_over(config, model, tokenizer)
             else:

@@ -228,7 +228,7 @@ def build_trainer(model: PreTrainedModel, config: TrainingConfig, total_steps: i
     (the warm-up's bound)."""
     import deepspeed
 
-    dist.init_distributed()
+    dist.init_distributed(config.collective_timeout)
     _without_shm_comm_op()
     bf16 = config.bf16 if config.bf16 is not None else torch.cuda.is_available()
     if config.gradient_checkpointing:
