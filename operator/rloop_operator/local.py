@@ -10,7 +10,9 @@ One writer per phase output: the executor stops its phase process when it is
 interrupted or terminated, and an executor that was killed outright leaves the
 process's pid in the child's record, where the next `rloop run` finds it and stops
 it before starting the phase again (a torchrun worker dies with its torchrun:
-rloop_trainer.cli.die_with_torchrun; the trainer's writer fence covers the rest).
+rloop_trainer.cli.die_with_torchrun; the trainer's writer fence covers the rest). Either
+way it starts nothing before every process of the run's phases is gone, workers included
+(phase_processes).
 
 A phase that fails leaves its reason in a termination-message file, as in a pod:
 its own one-line error is the status message, and a failure it calls permanent
@@ -48,6 +50,12 @@ from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
 from rloop_operator.launchers import ChildPhase, launcher_for
 from rloop_operator.manifests import trainer_command
+from rloop_operator.phase_processes import (
+    process_start_time,
+    run_marker,
+    stop_marked_processes,
+    stop_process,
+)
 from rloop_operator.plan import (
     CreateChild,
     EmitEvent,
@@ -64,7 +72,6 @@ from rloop_operator.stages import Report
 from rloop_operator.trainer_failures import TrainerFailure, failure_from_messages
 
 LOG_TAIL_CHARS = 2000
-STOP_GRACE_SECONDS = 10.0
 TERMINATION_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
 # Locally a failed phase is usually a bug to fix, not a node to wait for.
 LOCAL_PLAN_SETTINGS = PlanSettings(backoff_base_seconds=2, backoff_cap_seconds=30)
@@ -158,34 +165,6 @@ class LocalState:
         return self.directory / "logs" / f"{child}.termination"
 
 
-def process_start_time(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks after boot; None if it has exited."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; the fields after it do not.
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
-def stop_process(pid: int, started: int | None, grace_seconds: float = STOP_GRACE_SECONDS) -> bool:
-    """SIGTERM the process `pid` that started at `started`, SIGKILL it after the grace
-    period, and wait until it is gone; False if it had already exited."""
-    if started is None or process_start_time(pid) != started:
-        return False
-    # The process may exit between a look and a signal: ProcessLookupError is fine.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while process_start_time(pid) == started:
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-    return True
-
-
 def phase_failure(code: int, log_file: Path, termination_file: Path) -> TrainerFailure:
     """Why a phase process failed: the trainer's own line when it left one (not torchrun's
     traceback around it), else the exit code and the end of the log."""
@@ -277,11 +256,15 @@ class LocalExecutor:
                     time.sleep(result.requeue_after or 1.0)
 
     def _stop_leftovers(self) -> None:
-        """Stop the phase process a killed executor left running, before any retry starts."""
+        """Stop the phases a killed executor left running (their top process first, which
+        stops its workers), and wait until all their processes are gone, before any retry."""
         for record in self.state.records():
             if record.pid is not None and stop_process(record.pid, record.pid_started):
                 message = f"stopped {record.name} (pid {record.pid}), left by an earlier executor"
                 self.report(self.view(), message)
+        stragglers = stop_marked_processes(self.state.directory)
+        if stragglers:
+            self.report(self.view(), f"stopped phase processes {stragglers} of an earlier executor")
 
     def _plan(self) -> Plan:
         credentials = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
@@ -316,12 +299,13 @@ class LocalExecutor:
             record.pid, record.pid_started = process.pid, process_start_time(process.pid)
             self.state.save_child(record)
             try:
-                while (code := process.poll()) is None:
+                while process.poll() is None:
                     self.report(run, None)
                     time.sleep(POLL_SECONDS)
             finally:
                 stop_process(process.pid, record.pid_started)
-                process.wait()
+                code = process.wait()
+                stop_marked_processes(self.state.directory)  # its workers too, before a retry
         record.phase = (ChildPhase.SUCCEEDED if code == 0 else ChildPhase.FAILED).value
         record.finished_at = utcnow().isoformat()
         record.pid = record.pid_started = None
@@ -333,7 +317,7 @@ class LocalExecutor:
         self.state.save_child(record)
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(os.environ) | run_marker(self.state.directory)
         # The training operator hands torchrun its rendezvous port as PET_MASTER_PORT;
         # locally a free one keeps parallel runs on one machine apart.
         env["PET_MASTER_PORT"] = str(_free_port())
