@@ -14,6 +14,10 @@ rloop_trainer.cli.die_with_torchrun; the trainer's writer fence covers the rest)
 way it starts nothing before every process of the run's phases is gone, workers included
 (phase_processes).
 
+A phase that makes no progress for the progress timeout is stopped and retried, the
+trainer resuming from its checkpoint: the executor runs the phase pods' liveness probe
+(stall_watch).
+
 A phase that fails leaves its reason in a termination-message file, as in a pod:
 its own one-line error is the status message, and a failure it calls permanent
 (bad input) fails the run without retries.
@@ -32,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +53,7 @@ from rloop_operator.api import (
 from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
 from rloop_operator.launchers import ChildPhase, launcher_for
-from rloop_operator.manifests import trainer_command
+from rloop_operator.manifests import progress_probe_command, trainer_command
 from rloop_operator.phase_processes import (
     process_start_time,
     run_marker,
@@ -69,10 +73,12 @@ from rloop_operator.plan import (
 from rloop_operator.reports import read_report
 from rloop_operator.settle import settle
 from rloop_operator.stages import Report
+from rloop_operator.stall_watch import DEFAULT_PROGRESS_TIMEOUT, StallWatch, probe_period
 from rloop_operator.trainer_failures import TrainerFailure, failure_from_messages
 
 LOG_TAIL_CHARS = 2000
 TERMINATION_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
+PROGRESS_ENV = "RLOOP_PROGRESS_PATH"
 # Locally a failed phase is usually a bug to fix, not a node to wait for.
 LOCAL_PLAN_SETTINGS = PlanSettings(backoff_base_seconds=2, backoff_cap_seconds=30)
 
@@ -164,6 +170,9 @@ class LocalState:
     def termination_file(self, child: str) -> Path:
         return self.directory / "logs" / f"{child}.termination"
 
+    def progress_file(self, child: str) -> Path:
+        return self.directory / "logs" / f"{child}.progress"
+
 
 def phase_failure(code: int, log_file: Path, termination_file: Path) -> TrainerFailure:
     """Why a phase process failed: the trainer's own line when it left one (not torchrun's
@@ -224,6 +233,7 @@ class LocalExecutor:
         state_dir: Path,
         report: Reporter,
         settings: PlanSettings = LOCAL_PLAN_SETTINGS,
+        progress_timeout: timedelta = DEFAULT_PROGRESS_TIMEOUT,
     ) -> None:
         metadata, self.spec = load_run(run_file)
         self.name = str(metadata["name"])
@@ -232,6 +242,7 @@ class LocalExecutor:
         self.state = LocalState(state_dir)
         self.report = report
         self.settings = settings
+        self.progress_timeout = progress_timeout
 
     def view(self) -> RunView:
         return RunView(self.name, self.namespace, self.uid, 1, self.spec, self.state.load_status())
@@ -288,20 +299,24 @@ class LocalExecutor:
         self.report(run, f"running {action.name}")
         log_file = self.state.log_file(action.name)
         termination_file = self.state.termination_file(action.name)
-        termination_file.unlink(missing_ok=True)
+        progress_file = self.state.progress_file(action.name)
+        for leftover in (termination_file, progress_file):
+            leftover.unlink(missing_ok=True)
+        env = self._env() | {
+            TERMINATION_ENV: str(termination_file),
+            PROGRESS_ENV: str(progress_file),
+        }
         with log_file.open("w") as log:
             process = subprocess.Popen(
                 trainer_command(run, action.iteration, action.stage),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._env() | {TERMINATION_ENV: str(termination_file)},
+                env=env,
             )
             record.pid, record.pid_started = process.pid, process_start_time(process.pid)
             self.state.save_child(record)
             try:
-                while process.poll() is None:
-                    self.report(run, None)
-                    time.sleep(POLL_SECONDS)
+                self._watch(run, action, process, env)
             finally:
                 stop_process(process.pid, record.pid_started)
                 code = process.wait()
@@ -315,6 +330,26 @@ class LocalExecutor:
             record.message, record.reason = failure.message, failure.reason
             record.permanent = failure.permanent
         self.state.save_child(record)
+
+    def _watch(
+        self,
+        run: RunView,
+        action: CreateChild,
+        process: subprocess.Popen[bytes],
+        env: dict[str, str],
+    ) -> None:
+        """Until the phase process exits, or until it has made no progress for the progress
+        timeout (the caller then stops it; the probe has left why)."""
+        command = progress_probe_command(self.progress_timeout)
+        watch = StallWatch(command, env, probe_period(self.progress_timeout))
+        while process.poll() is None:
+            self.report(run, None)
+            stall = watch.stalled()
+            if stall is not None:
+                message = f"{action.name} {stall}; stopping it, to retry from its checkpoint"
+                self.report(run, message)
+                return
+            time.sleep(POLL_SECONDS)
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ) | run_marker(self.state.directory)

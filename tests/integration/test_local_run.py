@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +156,72 @@ def test_an_executor_killed_mid_phase_and_restarted_at_once_leaves_one_writer(
     assert new_writers, "the restarted executor's trainer was never seen"
     assert old_trainer not in writers_in_order[writers_in_order.index(new_writers[0]) :]
     assert status_of(run_file)["phase"] == "Succeeded"
+    assert_same_phase_output(output, uninterrupted)
+
+
+# Longer than any step, and than a trainer's start, of this run on a busy machine.
+PROGRESS_TIMEOUT_S = 120
+# `rloop run` with a progress timeout of argv[3] seconds, each transition on a line.
+EXECUTOR = """
+import sys
+from datetime import timedelta
+from pathlib import Path
+from rloop_operator.local import LocalExecutor
+
+def report(run, line):
+    if line:
+        print(line, flush=True)
+
+timeout = timedelta(seconds=float(sys.argv[3]))
+status = LocalExecutor(Path(sys.argv[1]), Path(sys.argv[2]), report, progress_timeout=timeout).run()
+sys.exit(0 if status.phase.value == "Succeeded" else 1)
+"""
+
+
+@pytest.mark.timeout(1800)
+def test_a_phase_that_stops_making_progress_is_stopped_and_resumed_from_its_checkpoint(
+    workdir: Path, uninterrupted: Path
+) -> None:
+    run_file = write_run(workdir, "stalled", maxRetries=2)
+    state = run_file.with_suffix(".state")
+    output = phase_output(workdir, "stalled")
+    log = workdir / "stalled.log"
+    command = [sys.executable, "-c", EXECUTOR, str(run_file), str(state), str(PROGRESS_TIMEOUT_S)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLOOP_")}
+    with log.open("wb") as sink:
+        executor = subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env | {"OMP_NUM_THREADS": "1"},
+            start_new_session=True,
+        )
+    try:
+        checkpoint = output / "checkpoints" / "step-000002" / "_SUCCESS"
+        wait_for(checkpoint.exists, "the checkpoint of step 2", executor, timeout=600)
+        (stopped,) = trainer_pids(output)
+        os.kill(stopped, signal.SIGSTOP)  # hung, whatever the cause
+
+        code = executor.wait(timeout=1200)
+        stopped_trainer_left = Path(f"/proc/{stopped}").exists()
+    finally:
+        if executor.poll() is None:
+            os.killpg(executor.pid, signal.SIGKILL)
+            executor.wait()
+
+    lines = log.read_text().splitlines()
+    assert code == 0, lines[-20:]
+    stall = [line for line in lines if line.startswith("stalled-i00-rl stalled at step")]
+    assert len(stall) == 1, lines
+    assert re.fullmatch(
+        r"stalled-i00-rl stalled at step [12] since \S+: no progress for \d+ s \(progress "
+        rf"timeout {PROGRESS_TIMEOUT_S} s\); stopping it, to retry from its checkpoint",
+        stall[0],
+    )
+    assert not stopped_trainer_left
+    first_attempt = json.loads((state / "children" / "stalled-i00-rl.json").read_text())
+    assert first_attempt["reason"] == "Stalled"
+    assert first_attempt["message"] == stall[0].removeprefix("stalled-i00-rl ").split(";")[0]
     assert_same_phase_output(output, uninterrupted)
 
 

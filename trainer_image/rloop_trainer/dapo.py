@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import pyarrow.parquet as pq
 import torch
 
-from rloop_trainer import checkpoint, data, dist, policy, rank_watch, reward, store
+from rloop_trainer import checkpoint, data, dist, policy, progress, rank_watch, reward, store
 from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo_loss import group_advantages, informative_groups, loss_sample_mask
 from rloop_trainer.dapo_update import TrainSequence, update_policy
@@ -265,6 +265,7 @@ class DapoPhase:
         config = self.config
         checkpoints = dapo_checkpoints(config.output_uri)
         start, history = self.restore()
+        progress.reached(start.step)
         metrics = MetricsLog(config.output_uri, config.steps, history) if dist.is_main() else None
         data_position = start.data_position
         for step in range(start.step + 1, config.last_step + 1):
@@ -286,6 +287,7 @@ class DapoPhase:
                 history = metrics.records if metrics is not None else []
                 resume = asdict(ResumeState(step, data_position))
                 checkpoints.save(self.trainer, step, history, resume)
+            progress.reached(step)
         if metrics is not None:
             metrics.close()
         self.finish(start.step)

@@ -29,7 +29,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from rloop_trainer import dist, rank_watch, store
+from rloop_trainer import dist, progress, rank_watch, store
 from rloop_trainer.batches import MicroBatch, accumulate, by_length, collate
 from rloop_trainer.checkpoint import Checkpoints
 from rloop_trainer.config import RftPhaseConfig
@@ -209,6 +209,7 @@ def fine_tune(
     torch.manual_seed(config.seed)
     trainer = build_trainer(model, config.training, total_steps=len(batches))
     metrics = resume(trainer, config.checkpoint_uri)
+    progress.reached(len(metrics))
     for step in range(len(metrics), len(batches)):
         trainer.set_schedule_step(step)
         loss, outcome = train_step(trainer, expert, batches[step], config, tokenizer.pad_token_id)
@@ -226,6 +227,7 @@ def fine_tune(
         log.info("rft step %d/%d loss %.4f", step + 1, len(batches), loss)
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < len(batches):
             save_checkpoint(trainer, config.checkpoint_uri, metrics)
+        progress.reached(step + 1)
     state = trainer.gathered_state_dict()
     if dist.is_main():
         save_policy_state(trainer.module, tokenizer, config.output_uri, state)
