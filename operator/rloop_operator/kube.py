@@ -10,11 +10,11 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rloop_operator import metrics
+from rloop_operator import prometheus
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
-from rloop_operator.blocking import Refusal
 from rloop_operator.children import LABEL_RUN
 from rloop_operator.launchers import LAUNCHERS, ApiResource, launcher_of_kind
+from rloop_operator.planning.inputs import Refusal
 from rloop_operator.pods import PodState, pod_state
 from rloop_operator.pods import termination_messages as pod_messages
 
@@ -64,7 +64,7 @@ class Kube:
         self.identity = identity
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
-        metrics.API_REQUESTS.labels(call="get_run").inc()
+        prometheus.API_REQUESTS.labels(call="get_run").inc()
         try:
             run = cast(
                 dict[str, Any],
@@ -86,7 +86,7 @@ class Kube:
         children: list[dict[str, Any]] = []
         unserved: set[str] = set()
         for launcher in LAUNCHERS:
-            metrics.API_REQUESTS.labels(call="list_children").inc()
+            prometheus.API_REQUESTS.labels(call="list_children").inc()
             try:
                 listing = self.custom.list_namespaced_custom_object(
                     *_coordinates(launcher.resource, namespace),
@@ -112,7 +112,7 @@ class Kube:
     def create_child(self, manifest: dict[str, Any]) -> bool:
         """Create a child; False when it already exists (a 409 is never a second child).
         Raises ChildRefused with the API's answer to any other error status."""
-        metrics.API_REQUESTS.labels(call="create_child").inc()
+        prometheus.API_REQUESTS.labels(call="create_child").inc()
         launcher = launcher_of_kind(manifest["kind"])
         assert launcher is not None, manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
@@ -129,7 +129,7 @@ class Kube:
         return True
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
-        metrics.API_REQUESTS.labels(call="delete_child").inc()
+        prometheus.API_REQUESTS.labels(call="delete_child").inc()
         launcher = launcher_of_kind(kind)
         assert launcher is not None, kind
         body = client.V1DeleteOptions(propagation_policy="Background")
@@ -146,7 +146,7 @@ class Kube:
 
     def object_exists(self, resource: ApiResource, namespace: str, name: str) -> bool:
         """Whether the object exists; a kind the cluster does not serve has none."""
-        metrics.API_REQUESTS.labels(call="object_exists").inc()
+        prometheus.API_REQUESTS.labels(call="object_exists").inc()
         try:
             if resource.namespaced:
                 self.custom.get_namespaced_custom_object(
@@ -168,7 +168,7 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource; None values remove fields."""
-        metrics.API_REQUESTS.labels(call="patch_status").inc()
+        prometheus.API_REQUESTS.labels(call="patch_status").inc()
         self.custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
@@ -181,7 +181,7 @@ class Kube:
 
     def list_pods(self, namespace: str, pod_selector: str) -> list[PodState]:
         """The pods `pod_selector` selects (a launcher's selector of one child's pods)."""
-        metrics.API_REQUESTS.labels(call="list_pods").inc()
+        prometheus.API_REQUESTS.labels(call="list_pods").inc()
         answer: Any = self.core.list_namespaced_pod(
             namespace,
             label_selector=pod_selector,
@@ -195,7 +195,7 @@ class Kube:
         return pod_messages(self.list_pods(namespace, pod_selector), succeeded=True)
 
     def claim_exists(self, namespace: str, name: str) -> bool:
-        metrics.API_REQUESTS.labels(call="claim_exists").inc()
+        prometheus.API_REQUESTS.labels(call="claim_exists").inc()
         try:
             self.core.read_namespaced_persistent_volume_claim(
                 name, namespace, _request_timeout=self.timeout
@@ -207,7 +207,7 @@ class Kube:
         return True
 
     def emit_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        metrics.API_REQUESTS.labels(call="emit_event").inc()
+        prometheus.API_REQUESTS.labels(call="emit_event").inc()
         metadata = run["metadata"]
         now = datetime.now(UTC)
         event = client.CoreV1Event(

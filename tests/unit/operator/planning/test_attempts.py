@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 from rloop_operator.api import Condition, Phase
-from rloop_operator.attempts import pods_to_read
 from rloop_operator.launchers import ChildPhase
-from rloop_operator.plan import CreateChild, DeleteChild, Plan
+from rloop_operator.planning.actions import CreateChild, DeleteChild, Plan
+from rloop_operator.planning.attempts import pods_to_read
 from rloop_operator.pods import Exit, PodState
 from rloop_trainer.termination import failure_message
 

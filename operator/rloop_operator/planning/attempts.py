@@ -23,19 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from rloop_operator.api import IterationRecord, RLoopRunSpec, Stage
-from rloop_operator.blocking import Blocker
 from rloop_operator.children import Child, child_name
-from rloop_operator.draft import Draft
 from rloop_operator.launchers import ChildPhase, launcher_for
+from rloop_operator.planning.blockers import Blocker
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.planning.status_draft import StatusDraft
 from rloop_operator.pods import Pods, not_started, writers
 from rloop_operator.stages import stage_info
 from rloop_operator.trainer_failures import failed_permanently
-
-if TYPE_CHECKING:
-    from rloop_operator.plan import RunView
 
 # Pods are watched (child_watch.PODS); the poll is the clock of startTimeout and a net
 # for an event the watch missed while it was listing again.
@@ -71,7 +68,7 @@ def pods_to_read(run: RunView, children: Sequence[Child]) -> dict[str, Stage]:
     return wanted | dict.fromkeys(attempts, status.stage)
 
 
-def stall(draft: Draft, blocker: Blocker) -> None:
+def stall(draft: StatusDraft, blocker: Blocker) -> None:
     """The run is not progressing: Progressing False with the cause, the status message,
     and one Warning event each time the cause changes."""
     previous = draft.previous_condition("Progressing")
@@ -85,7 +82,9 @@ def stall(draft: Draft, blocker: Blocker) -> None:
     draft.update(reason=blocker.reason, message=blocker.message)
 
 
-def earlier_attempt_writing(draft: Draft, pods: Pods, name: str, index: int, stage: Stage) -> bool:
+def earlier_attempt_writing(
+    draft: StatusDraft, pods: Pods, name: str, index: int, stage: Stage
+) -> bool:
     """True (and the run waits) while a pod of an earlier attempt of the stage may write."""
     attempts = [*failed_attempts(draft.record(index), draft.run.name, index, stage), name]
     busy = [pod for attempt in attempts for pod in writers(pods.get(attempt, ()))]
@@ -103,7 +102,7 @@ def earlier_attempt_writing(draft: Draft, pods: Pods, name: str, index: int, sta
     return True
 
 
-def end_early(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
+def end_early(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
     """An unfinished child the operator ends itself, as failed: one whose controller would
     retry in place a pod the trainer stopped on a permanent error, or one whose pods have
     not all started within spec.resources.startTimeout (watch_start). Else None."""
@@ -114,7 +113,7 @@ def end_early(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Chi
     return watch_start(draft, spec, child, pods)
 
 
-def watch_start(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
+def watch_start(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
     """For an unfinished child: say why it does not progress (Queued, or what keeps its
     pods from starting) and look again soon; returns the child as failed once its pods
     have not all started within spec.resources.startTimeout."""

@@ -7,15 +7,10 @@ from dataclasses import replace
 import pytest
 from rloop_operator.api import Phase, SpecError, Stage, parse_spec
 from rloop_operator.launchers import ChildPhase, prerequisites
-from rloop_operator.plan import (
-    CreateChild,
-    DeleteChild,
-    EmitEvent,
-    Observed,
-    RunView,
-    StageReport,
-    plan,
-)
+from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent
+from rloop_operator.planning.inputs import Observed, RunView
+from rloop_operator.planning.plan import plan
+from rloop_operator.stage_reports import StageReport
 
 from tests.unit.operator.world import FILTER_REPORT, World
 

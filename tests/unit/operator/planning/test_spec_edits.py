@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from rloop_operator.api import Phase, Stage
 from rloop_operator.launchers import ChildPhase
-from rloop_operator.plan import CreateChild, DeleteChild, EmitEvent, Plan
+from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan
 
 from tests.unit.operator.world import World
 

@@ -48,18 +48,10 @@ from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
 from rloop_operator.launchers import ChildPhase, launcher_for
 from rloop_operator.manifests import trainer_command
-from rloop_operator.plan import (
-    CreateChild,
-    EmitEvent,
-    Observed,
-    Plan,
-    PlanSettings,
-    ReadReport,
-    RunView,
-    StageReport,
-)
-from rloop_operator.reports import read_report
-from rloop_operator.settle import settle
+from rloop_operator.planning.actions import CreateChild, EmitEvent, Plan, ReadReport
+from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
+from rloop_operator.planning.plan_loop import plan_until_settled
+from rloop_operator.stage_reports import StageReport, read_report
 from rloop_operator.stages import Report
 from rloop_operator.trainer_failures import TrainerFailure, failure_from_messages
 
@@ -291,7 +283,7 @@ class LocalExecutor:
             return read_report(action.uri, filtering, self.spec.storage, credentials)
 
         observed = Observed(self.state.children(self.spec))
-        return settle(self.view(), observed, utcnow(), self.settings, read)
+        return plan_until_settled(self.view(), observed, utcnow(), self.settings, read)
 
     def _run_child(self, run: RunView, action: CreateChild) -> None:
         record = ChildRecord(

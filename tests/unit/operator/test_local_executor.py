@@ -11,7 +11,7 @@ import yaml
 from rloop_operator.api import SpecError, parse_spec
 from rloop_operator.demo import demo_run_document
 from rloop_operator.launchers import ChildPhase
-from rloop_operator.local import (
+from rloop_operator.local_executor import (
     ChildRecord,
     LocalState,
     load_run,
