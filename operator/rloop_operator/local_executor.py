@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from rloop_operator.api import (
+    Phase,
     RLoopRunSpec,
     RLoopRunStatus,
     SpecError,
@@ -46,7 +47,7 @@ from rloop_operator.api import (
 )
 from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
-from rloop_operator.launchers import ChildPhase, launcher_for
+from rloop_operator.launchers import launcher_for
 from rloop_operator.manifests import trainer_command
 from rloop_operator.planning.actions import CreateChild, EmitEvent, Plan, ReadReport
 from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
@@ -137,7 +138,7 @@ class LocalState:
         so that the plan starts it again under the same name."""
         found = []
         for record in self.records():
-            if record.phase == ChildPhase.RUNNING.value:
+            if record.phase == Phase.RUNNING.value:
                 (self.directory / "children" / f"{record.name}.json").unlink()
                 continue
             found.append(_child_of(record, spec))
@@ -214,9 +215,8 @@ def _child_of(record: ChildRecord, spec: RLoopRunSpec) -> Child:
         kind=launcher_for(spec, stage).kind,
         iteration=record.iteration,
         stage=stage,
-        phase=ChildPhase(record.phase),
-        reason=record.reason
-        or ("" if record.phase == ChildPhase.SUCCEEDED.value else "ProcessFailed"),
+        phase=Phase(record.phase),
+        reason=record.reason or ("" if record.phase == Phase.SUCCEEDED.value else "ProcessFailed"),
         message=record.message,
         finished_at=datetime.fromisoformat(record.finished_at) if record.finished_at else None,
         created_at=datetime.fromisoformat(record.created_at),
@@ -290,7 +290,7 @@ class LocalExecutor:
             action.name,
             action.iteration,
             action.stage.value,
-            ChildPhase.RUNNING.value,
+            Phase.RUNNING.value,
             utcnow().isoformat(),
         )
         self.state.save_child(record)
@@ -314,7 +314,7 @@ class LocalExecutor:
             finally:
                 stop_process(process.pid, record.pid_started)
                 process.wait()
-        record.phase = (ChildPhase.SUCCEEDED if code == 0 else ChildPhase.FAILED).value
+        record.phase = (Phase.SUCCEEDED if code == 0 else Phase.FAILED).value
         record.finished_at = utcnow().isoformat()
         record.pid = record.pid_started = None
         if code != 0:

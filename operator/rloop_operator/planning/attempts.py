@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from rloop_operator.api import IterationRecord, RLoopRunSpec, Stage
+from rloop_operator.api import IterationRecord, Phase, RLoopRunSpec, Stage
 from rloop_operator.children import Child, child_name
-from rloop_operator.launchers import ChildPhase, launcher_for
+from rloop_operator.launchers import launcher_for
 from rloop_operator.planning.blockers import Blocker
 from rloop_operator.planning.inputs import RunView
 from rloop_operator.planning.status_draft import StatusDraft
@@ -55,7 +55,7 @@ def pods_to_read(run: RunView, children: Sequence[Child]) -> dict[str, Stage]:
     """{child name: stage} of the children whose pods the plan needs: every unfinished
     child; the current stage's attempt; and, while that attempt does not exist yet, the
     stage's earlier attempts (the pods it must wait for)."""
-    wanted = {child.name: child.stage for child in children if not child.phase.is_finished}
+    wanted = {child.name: child.stage for child in children if not child.phase.is_terminal}
     status = run.status
     if status.stage is Stage.NONE or status.phase.is_terminal:
         return wanted
@@ -118,7 +118,7 @@ def watch_start(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods
     pods from starting) and look again soon; returns the child as failed once its pods
     have not all started within spec.resources.startTimeout."""
     draft.update(reason=None, message=None)
-    if child.phase is ChildPhase.PENDING and child.reason == SUSPENDED:
+    if child.phase is Phase.PENDING and child.reason == SUSPENDED:
         message = f"{child.kind} {child.name} is queued: Kueue admits it once its queue has quota"
         stall(draft, Blocker(QUEUED, f"{message} ({child.message})" if child.message else message))
         return None
@@ -138,7 +138,7 @@ def watch_start(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods
                 f"the pods did not all start within spec.resources.startTimeout="
                 f"{spec.resources.start_timeout}: {waiting.reason}: {waiting.message}"
             )
-            return replace(child, phase=ChildPhase.FAILED, reason=START_TIMEOUT, message=message)
+            return replace(child, phase=Phase.FAILED, reason=START_TIMEOUT, message=message)
         poll = min(poll, left)
     draft.requeue(poll)
     if waiting.stuck:

@@ -25,7 +25,7 @@ from rloop_operator.api import (
     Stage,
 )
 from rloop_operator.children import Child, child_name
-from rloop_operator.launchers import ChildPhase, launcher_for
+from rloop_operator.launchers import launcher_for
 from rloop_operator.planning.actions import (
     CreateChild,
     DeleteChild,
@@ -134,7 +134,7 @@ def _advance(
             _suspend(draft)
         draft.requeue(2.0)
         return False
-    if not child.phase.is_finished:
+    if not child.phase.is_terminal:
         if spec.suspend:
             draft.act(DeleteChild(child.name, child.kind))
             _suspend(draft)
@@ -145,7 +145,7 @@ def _advance(
             return False
         draft.act(DeleteChild(child.name, child.kind))
         return _record_failure(draft, spec, ended, settings)
-    if child.phase is ChildPhase.SUCCEEDED:
+    if child.phase is Phase.SUCCEEDED:
         return _complete_stage(draft, spec, observed, child, stages)
     return _record_failure(draft, spec, child, settings)
 

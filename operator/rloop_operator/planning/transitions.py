@@ -44,7 +44,7 @@ def release_children(draft: StatusDraft, observed: Observed) -> StatusDraft:
     if not draft.status.phase.is_terminal:
         return draft
     for child in observed.children:
-        if not child.phase.is_finished and not child.deleting:
+        if not child.phase.is_terminal and not child.deleting:
             draft.act(DeleteChild(child.name, child.kind))
             draft.event(
                 "Normal",
@@ -81,7 +81,7 @@ def unusable_spec(draft: StatusDraft, observed: Observed, problem: str) -> Plan:
         (
             f"{c.kind} {c.name}"
             for c in observed.children
-            if c.name == status.active_child and not c.phase.is_finished and not c.deleting
+            if c.name == status.active_child and not c.phase.is_terminal and not c.deleting
         ),
         None,
     )
