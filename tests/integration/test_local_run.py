@@ -166,7 +166,7 @@ EXECUTOR = """
 import sys
 from datetime import timedelta
 from pathlib import Path
-from rloop_operator.local import LocalExecutor
+from rloop_operator.local_executor import LocalExecutor
 
 def report(run, line):
     if line:
