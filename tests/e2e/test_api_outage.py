@@ -7,16 +7,14 @@ On a control plane of its own: its API server is stopped and started again.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.controlplane import ControlPlane, running_control_plane
-from tests.cluster.devcluster import install_project_objects, project_crds
-from tests.cluster.layout import ensure_binaries
+from tests.cluster.controlplane import ControlPlane
 from tests.e2e.helpers import child_names, create_namespace, eventually
 from tests.e2e.operator_process import RELEASE, RELEASE_NAMESPACE, install_chart, running_operator
+from tests.e2e.test_operator_process import plane  # noqa: F401 (a control plane of its own)
 from tests.e2e.test_run_lifecycle import EXAMPLE, RUN
 
 pytestmark = pytest.mark.cluster
@@ -27,16 +25,9 @@ OUTAGE_STARTS = "WARNING.*the API server does not answer"
 OUTAGE_ENDS = "WARNING.*the API server answers again"
 
 
-@pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    work_dir = tmp_path_factory.mktemp("outage-plane")
-    with running_control_plane(ensure_binaries(), work_dir, project_crds()) as started:
-        install_project_objects(started)
-        yield started
-
-
 def test_an_api_server_restart_is_one_warning_when_it_starts_and_one_when_it_ends(
-    plane: ControlPlane, tmp_path: Path
+    plane: ControlPlane,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     chart_kubeconfig = install_chart(plane, tmp_path)
     create_namespace(plane, "outage")

@@ -16,13 +16,13 @@ import pytest
 from rloop_trainer import store
 from rloop_trainer.config import TrainingConfig
 
-from tests.cluster.procs import free_port
 from tests.integration.test_dapo_phase import (
     ToyInputs,
     _fresh_process_env,
     _wait_for,
     dapo_config,
     toy_inputs,  # noqa: F401 (the module-scoped fixture)
+    two_rank_command,
 )
 
 pytestmark = pytest.mark.slow
@@ -96,12 +96,11 @@ def test_a_rank_stopped_mid_step_makes_the_other_fail_naming_it_and_the_phase_en
     )
     termination = tmp_path / "termination-log"
     log = tmp_path / "phase.log"
-    command = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2"]
-    command += ["--master_addr=127.0.0.1", f"--master_port={free_port()}"]
-    command += ["-m", "rloop_trainer.cli", "dapo", "--config-json", config.model_dump_json()]
     env = _fresh_process_env() | {"RLOOP_TERMINATION_MESSAGE_PATH": str(termination)}
     with log.open("wb") as sink:
-        torchrun = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        torchrun = subprocess.Popen(
+            two_rank_command(config), stdout=sink, stderr=subprocess.STDOUT, env=env
+        )
     silent = None
     try:
         # Rank 0 caches step 1's rollouts between generation and the update's collectives.
