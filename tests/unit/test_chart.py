@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -388,13 +387,3 @@ def test_existing_service_account_must_be_named(helm: str, tmp_path: Path) -> No
     result = _helm_template(helm, tmp_path, {"serviceAccount": {"create": False}})
     assert result.returncode != 0
     assert "serviceAccount.name is required" in result.stderr
-
-
-def test_readme_values_table_is_generated_from_the_chart() -> None:
-    check = subprocess.run(
-        [sys.executable, str(ROOT / "hack" / "values_table.py"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr

@@ -171,9 +171,9 @@ class DapoPhase:
             max_model_len=config.max_prompt_tokens + config.max_response_tokens,
             seed=config.seed,
         )
-        self.trainer: TrainEngine = build_trainer(model, config.training, config.run_steps)
+        self.trainer: TrainEngine = build_trainer(model, config, config.run_steps)
         self.shape = RewardShape(
-            config.reward_format,
+            config.reward.format,
             config.max_response_tokens,
             config.overlong_buffer,
             config.overlong_penalty,

@@ -70,7 +70,7 @@ def _rank_micro_batches(
             torch.tensor([s.advantage for s in micro]),
         )
         for micro in by_length(
-            share, config.training.micro_batch, lambda s: len(s.prompt_ids) + len(s.response_ids)
+            share, config.micro_batch, lambda s: len(s.prompt_ids) + len(s.response_ids)
         )
     ]
 

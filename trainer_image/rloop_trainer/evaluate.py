@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from typing import TypedDict
 
 import torch
+from rloop_contract.sections import AnswerFormat, ValidationSet
 from transformers import PreTrainedTokenizerBase
 
 from rloop_trainer import data, dist, fencing, policy, reward, store, termination
-from rloop_trainer.config import AnswerFormat, EvalPhaseConfig, RunAnalysisConfig, ValidationSet
+from rloop_trainer.config import EvalPhaseConfig, RunAnalysisConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.eval_samples import ProblemSamples, write_samples
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
@@ -134,7 +135,7 @@ def evaluate_set(
         max_tokens=config.max_response_tokens,
         seed=config.seed,
     )
-    sampled = sample_problems(engine, validation.name, problems, sampling, config.reward_format)
+    sampled = sample_problems(engine, validation.name, problems, sampling, config.reward.format)
     summary = summarize_set([s.verdicts for s in sampled], validation.pass_at)
     log.info("%s: avg@%d %.4f", validation.name, validation.samples, summary["avg@n"])
     return summary, sampled

@@ -131,7 +131,7 @@ def train_step(
     global_tokens = max(expert.target_tokens(batch.indices, config.max_seq_tokens), 1)
     micro_batches = [
         expert.micro_batch(indices, pad_token_id, config.max_seq_tokens)
-        for indices in by_length(share, config.training.micro_batch, expert.length)
+        for indices in by_length(share, config.micro_batch, expert.length)
     ]
     local_nll = 0.0
 
@@ -178,7 +178,7 @@ def _jsonl(rows: list[dict[str, float]]) -> str:
 
 
 def _policy_dtype(config: RftPhaseConfig) -> torch.dtype:
-    bf16 = config.training.bf16
+    bf16 = config.bf16
     return (
         torch.bfloat16 if (torch.cuda.is_available() if bf16 is None else bf16) else torch.float32
     )
@@ -207,7 +207,7 @@ def fine_tune(
     """Train from the newest checkpoint (if any) to the end; publish the next policy."""
     batches = plan_batches(len(expert), config.epochs, config.batch_size, config.seed)
     torch.manual_seed(config.seed)
-    trainer = build_trainer(model, config.training, total_steps=len(batches))
+    trainer = build_trainer(model, config, total_steps=len(batches))
     metrics = resume(trainer, config.checkpoint_uri)
     for step in range(len(metrics), len(batches)):
         trainer.set_schedule_step(step)

@@ -9,13 +9,12 @@ from collections.abc import Sequence
 import pytest
 import torch
 from rloop_trainer import toy
-from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo_update import TrainSequence, update_policy
 from rloop_trainer.training import build_trainer
 from transformers import PreTrainedModel, Qwen2ForCausalLM
 
 LR, WEIGHT_DECAY, WARMUP_STEPS = 1e-3, 0.1, 4
-TRAINING = TrainingConfig(
+CONFIG = toy.dapo_config(
     lr=LR,
     weight_decay=WEIGHT_DECAY,
     warmup_steps=WARMUP_STEPS,
@@ -23,13 +22,6 @@ TRAINING = TrainingConfig(
     micro_batch=2,
     zero_stage=2,
     bf16=False,
-)
-CONFIG = DapoPhaseConfig(
-    policy_uri="-",
-    train_data_uri="-",
-    trajectories_uri="-",
-    rl_policy_uri="-",
-    output_uri="-",
     prompts_per_step=2,
     updates_per_step=2,
     max_prompt_tokens=8,
@@ -39,7 +31,6 @@ CONFIG = DapoPhaseConfig(
     clip_low=0.2,
     clip_high=0.28,
     dual_clip=3.0,
-    training=TRAINING,
 )
 MINI_BATCHES = [
     [
@@ -116,7 +107,7 @@ def assert_same_weights(ours: PreTrainedModel, theirs: PreTrainedModel) -> None:
 
 @pytest.mark.parametrize("updates", [1, 2])
 def test_update_policy_equals_a_per_token_reference(model: PreTrainedModel, updates: int) -> None:
-    trainer = build_trainer(copy.deepcopy(model), TRAINING, total_steps=10)
+    trainer = build_trainer(copy.deepcopy(model), CONFIG, total_steps=10)
     trainer.set_schedule_step(WARMUP_STEPS)  # past the warm-up
 
     stats = update_policy(trainer, MINI_BATCHES[:updates], CONFIG, pad_token_id=0)
@@ -128,7 +119,7 @@ def test_update_policy_equals_a_per_token_reference(model: PreTrainedModel, upda
 
 
 def test_every_update_of_an_rl_step_takes_that_steps_warm_up_rate(model: PreTrainedModel) -> None:
-    trainer = build_trainer(copy.deepcopy(model), TRAINING, total_steps=10)
+    trainer = build_trainer(copy.deepcopy(model), CONFIG, total_steps=10)
     trainer.set_schedule_step(1)  # the second RL step: 2/4 of the rate, for both updates
 
     update_policy(trainer, MINI_BATCHES, CONFIG, pad_token_id=0)
@@ -141,7 +132,7 @@ def test_every_update_of_an_rl_step_takes_that_steps_warm_up_rate(model: PreTrai
 def test_an_update_with_a_non_finite_gradient_is_skipped_and_counted(
     model: PreTrainedModel,
 ) -> None:
-    trainer = build_trainer(copy.deepcopy(model), TRAINING, total_steps=10)
+    trainer = build_trainer(copy.deepcopy(model), CONFIG, total_steps=10)
     poisoned = [[TrainSequence([3, 4], [5, 6], float("nan"))], MINI_BATCHES[1]]
 
     stats = update_policy(trainer, poisoned, CONFIG, pad_token_id=0)
