@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rloop_trainer.tracking.settings import TrackingSettings
+
 Engine = Literal["auto", "vllm", "hf"]
 # Which part of a response is graded (reward.gradable_answer): the last \boxed{}, else the
 # last "Answer:" line; only one of them; or the whole response (base models).
@@ -39,6 +41,32 @@ class RunRef(_Strict):
     name: str = "local"
     uid: str = "local"
     iteration: int = Field(0, ge=0)
+    rl_step: int = Field(
+        0,
+        ge=0,
+        description="RL steps the run had taken when this phase began, which places the "
+        "phase on the run's axis of RL steps: a DAPO step numbered s lies at "
+        "rl_step + s - first_step (so a vanilla window has rl_step = window.first_step); "
+        "filter, RFT and eval lie at rl_step",
+    )
+
+
+class PhaseTracking(TrackingSettings):
+    """spec.tracking, and what the trackers need besides it from the operator."""
+
+    files_uri: str = Field(
+        description="the run's tracker files: <run root>/tracking (TensorBoard event files "
+        "under tensorboard/, offline W&B runs under wandb/)"
+    )
+    run_spec: dict[str, object] = Field(
+        default_factory=dict,
+        description="the RLoopRun's spec as applied, logged as the run's parameters",
+    )
+    selection_metric: str | None = Field(
+        None,
+        description="the metric status.best maximises, e.g. heldout/avg@8; the eval phase "
+        "logs the best evaluation by it",
+    )
 
 
 class TrainingConfig(_Strict):
@@ -99,6 +127,7 @@ class DapoPhaseConfig(_Strict):
     """
 
     run: RunRef = RunRef()
+    tracking: PhaseTracking | None = None
     policy_uri: str
     train_data_uri: str
     trajectories_uri: str
@@ -186,6 +215,7 @@ class FilterPhaseConfig(_Strict):
     """
 
     run: RunRef = RunRef()
+    tracking: PhaseTracking | None = None
     trajectories_uri: str
     expert_uri: str
     report_uri: str
@@ -205,6 +235,7 @@ class RftPhaseConfig(_Strict):
     """
 
     run: RunRef = RunRef()
+    tracking: PhaseTracking | None = None
     policy_uri: str
     expert_uri: str
     output_uri: str
@@ -272,6 +303,7 @@ class EvalPhaseConfig(_Strict):
     """
 
     run: RunRef = RunRef()
+    tracking: PhaseTracking | None = None
     policy_uri: str
     report_uri: str
     output_uri: str
