@@ -205,6 +205,10 @@ class DapoPhaseConfig(_Strict):
         """RL steps of the whole run, over which the learning-rate schedule runs."""
         return self.steps if self.window is None else self.window.run_steps
 
+    def rl_step_of(self, step: int) -> int:
+        """Where the run's step `step` lies on the run's axis of RL steps (RunRef.rl_step)."""
+        return self.run.rl_step + step - self.first_step
+
 
 class FilterPhaseConfig(_Strict):
     """Keep the correct rollouts of hard prompts (success rate < hard_threshold).
