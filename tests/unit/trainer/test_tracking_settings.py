@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from rloop_trainer.config import PHASE_CONFIGS, PhaseConfigError, parse_phase_config
+from rloop_trainer.config import (
+    PHASE_CONFIGS,
+    DapoPhaseConfig,
+    PhaseConfigError,
+    parse_phase_config,
+)
 from rloop_trainer.tracking.settings import TrackingSettings
 
 TRACKING: dict[str, Any] = {
@@ -81,3 +86,33 @@ def test_a_phase_tracking_section_without_its_files_uri_names_the_key() -> None:
     tracking = {k: v for k, v in TRACKING.items() if k != "files_uri"}
     with pytest.raises(PhaseConfigError, match=r"tracking\.files_uri"):
         parse_phase_config("rft", json.dumps(RFT | {"tracking": tracking}))
+
+
+DAPO: dict[str, Any] = {
+    "policy_uri": "s3://b/p",
+    "train_data_uri": "s3://b/t",
+    "trajectories_uri": "s3://b/r/t",
+    "rl_policy_uri": "s3://b/r/p",
+    "output_uri": "s3://b/r",
+    "steps": 4,
+}
+
+
+@pytest.mark.parametrize(
+    ("iteration", "window", "expected"),
+    [
+        # An RLoop iteration's DAPO numbers its steps 1..4 again; rl_step places them.
+        (0, None, [1, 2, 3, 4]),
+        (2, None, [9, 10, 11, 12]),
+        # A vanilla window numbers the run's steps already: rl_step = window.first_step.
+        (2, {"first_step": 8, "run_steps": 12, "previous_uri": "s3://b/w1"}, [9, 10, 11, 12]),
+    ],
+)
+def test_dapo_steps_land_on_the_runs_rl_steps_in_both_modes(
+    iteration: int, window: dict[str, Any] | None, expected: list[int]
+) -> None:
+    run = {"iteration": iteration, "rl_step": 4 * iteration}
+    config = parse_phase_config("dapo", json.dumps(DAPO | {"run": run, "window": window}))
+    assert isinstance(config, DapoPhaseConfig)
+    steps = range(config.first_step + 1, config.last_step + 1)
+    assert [config.rl_step_of(step) for step in steps] == expected

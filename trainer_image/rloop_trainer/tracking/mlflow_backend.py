@@ -32,7 +32,8 @@ HTTP_DEFAULTS = {
 # MLflow's limits on one log_batch request.
 PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
-RUN_TAG = "rloop.run"
+RUN_TAG = "rloop.run"  # namespace/name/uid, on the RLoopRun's run and on its phases' runs
+LEVEL_TAG = "rloop.level"  # "run" or "phase"
 PHASE_TAG = "rloop.phase"
 
 
@@ -55,9 +56,10 @@ class MlflowTracker(Tracker):
         assert settings is not None
         self.client = MlflowClient(tracking_uri=settings.tracking_uri)
         experiment = self._experiment_id(settings.experiment_name)
-        run_tags = {RUN_TAG: phase.run_key}
+        run_tags = {RUN_TAG: phase.run_key, LEVEL_TAG: "run"}
         self.run_id = self._open(experiment, phase.run.name, run_tags, phase.run_params)
-        phase_tags = run_tags | {PHASE_TAG: phase.label, "mlflow.parentRunId": self.run_id}
+        phase_tags = {RUN_TAG: phase.run_key, LEVEL_TAG: "phase", PHASE_TAG: phase.label}
+        phase_tags["mlflow.parentRunId"] = self.run_id
         self.phase_run_id = self._open(experiment, phase.label, phase_tags, phase.phase_params)
         self.client.update_run(self.run_id, status="RUNNING")
 
