@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 from rloop_operator.demo import HELDOUT, demo_run_document
-from rloop_operator.run_report import StoreReader, load_summary
+from rloop_operator.report_command import StoreReader, load_summary
 
 MODES = ("rloop", "vanilla")
 

@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 from rloop_operator.api import IterationRecord, Phase, RLoopRunStatus, Stage, parse_spec
 from rloop_operator.children import Child, child_name
-from rloop_operator.launchers import ChildPhase, launcher_for
-from rloop_operator.plan import Observed, RunView, plan
+from rloop_operator.launchers import launcher_for
+from rloop_operator.planning.inputs import Observed, RunView
+from rloop_operator.planning.plan import plan
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -67,7 +68,7 @@ def run_with_history(iterations: int) -> tuple[RunView, Observed]:
             launcher_for(spec, stage).kind,
             i,
             stage,
-            ChildPhase.SUCCEEDED,
+            Phase.SUCCEEDED,
             finished_at=T0,
         )
         for i in range(iterations + 1)

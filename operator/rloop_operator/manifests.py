@@ -24,7 +24,8 @@ from rloop_operator.children import (
 )
 from rloop_operator.launchers import LaunchRequest, PhasePod, launcher_for
 from rloop_operator.phase_config import phase_config
-from rloop_operator.plan import CreateChild, RunView
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.planning.inputs import RunView
 from rloop_operator.stages import stage_info
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"

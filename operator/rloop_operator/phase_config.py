@@ -11,8 +11,8 @@ from typing import Any
 
 from rloop_operator.api import RLoopRunSpec, Stage
 from rloop_operator.layout import RunLayout
-from rloop_operator.plan import RunView
-from rloop_operator.policies import produced_policy, starting_policy
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.policy_uris import produced_policy, starting_policy
 from rloop_operator.stages import STAGE_SLUG
 
 

@@ -26,8 +26,9 @@ from rloop_operator.manifests import (
     child_manifest,
     phase_config,
 )
-from rloop_operator.plan import CreateChild, RunView
-from rloop_operator.reports import read_report, report_from_messages
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.stage_reports import read_report, report_from_messages
 from rloop_operator.stages import stages_of
 from rloop_trainer import s3, store, toy
 

@@ -36,7 +36,7 @@ from rloop_trainer.dapo_loss import group_advantages, informative_groups, loss_s
 from rloop_trainer.dapo_metrics import StepTimings, step_metrics
 from rloop_trainer.dapo_update import TrainSequence, update_policy
 from rloop_trainer.errors import PhaseError
-from rloop_trainer.metrics import MetricsLog
+from rloop_trainer.metrics_log import MetricsLog
 from rloop_trainer.rollout import RolloutEngine, SamplingSpec, make_engine
 from rloop_trainer.rollout.groups import (
     Group,

@@ -61,7 +61,7 @@ _CANDIDATE_COLUMNS = sorted(
 @dataclass(frozen=True)
 class FilterReport:
     """What `report.json` holds. The operator copies `rollouts`, `hard_prompts` and
-    `kept_samples` into the run's status (rloop_operator.reports): keep those names.
+    `kept_samples` into the run's status (rloop_operator.stage_reports): keep those names.
 
     hard_prompts counts every prompt below the threshold; only the
     hard_prompts_with_successes give candidates (their correct rollouts), of which

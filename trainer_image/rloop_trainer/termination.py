@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 PATH_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
 MESSAGE_LIMIT_BYTES = 4096
-# What rloop_operator.reports reads into the status.
+# What rloop_operator.stage_reports reads into the status.
 STATUS_KEYS = ("rollouts", "hard_prompts", "kept_samples", "sets")
 SET_KEYS = ("avg@n", "samples", "pass@k")
 

@@ -7,10 +7,9 @@ launcher is one entry here plus its line in the chart's RBAC list (_helpers.tpl)
 
 from __future__ import annotations
 
-from rloop_operator.api import RLoopRunSpec, Stage
+from rloop_operator.api import Phase, RLoopRunSpec, Stage
 from rloop_operator.launchers.base import (
     ApiResource,
-    ChildPhase,
     ChildStatus,
     Launcher,
     LaunchRequest,
@@ -36,10 +35,10 @@ __all__ = [
     "LAUNCHERS",
     "TRAINING_LAUNCHERS",
     "ApiResource",
-    "ChildPhase",
     "ChildStatus",
     "LaunchRequest",
     "Launcher",
+    "Phase",
     "PhasePod",
     "Prerequisite",
     "launcher_for",

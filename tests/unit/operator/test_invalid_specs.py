@@ -6,7 +6,7 @@ import pytest
 from rloop_operator.api import Phase, SpecError, parse_spec
 from rloop_operator.children import run_name_problem
 from rloop_operator.launchers import prerequisites
-from rloop_operator.plan import CreateChild
+from rloop_operator.planning.actions import CreateChild
 from rloop_operator.stages import stages_of
 
 from tests.unit.operator.invalid_specs import InvalidSpec, invalid_specs, merge_patch

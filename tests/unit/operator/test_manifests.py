@@ -10,7 +10,8 @@ from rloop_operator.api import Stage, parse_spec, parse_status
 from rloop_operator.children import child_name
 from rloop_operator.manifests import ManifestSettings, child_manifest
 from rloop_operator.phase_config import phase_config
-from rloop_operator.plan import CreateChild, RunView
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.planning.inputs import RunView
 
 from tests.unit.operator.world import spec_dict
 

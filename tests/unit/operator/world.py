@@ -8,24 +8,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError
-from rloop_operator.blocking import Refusal
+from rloop_operator.api import Phase, RLoopRunSpec, RLoopRunStatus, SpecError
 from rloop_operator.children import Child
-from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
-from rloop_operator.plan import (
-    CreateChild,
-    DeleteChild,
-    EmitEvent,
-    Observed,
-    Plan,
-    PlanSettings,
-    ReadReport,
-    RunView,
-    StageReport,
-    plan,
-)
+from rloop_operator.launchers import Prerequisite, launcher_for
+from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
+from rloop_operator.planning.inputs import Observed, PlanSettings, Refusal, RunView
+from rloop_operator.planning.plan import plan
+from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.pods import PodState
-from rloop_operator.settle import settle
+from rloop_operator.stage_reports import StageReport
 from rloop_operator.unknown_fields import parse_cluster_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -101,7 +92,7 @@ class World:
 
     def step(self) -> Plan:
         """Plan as the reconciler does (reports read), then apply the actions."""
-        result = settle(
+        result = plan_until_settled(
             self.view(),
             self.observed(),
             self.now,
@@ -116,7 +107,7 @@ class World:
                     launcher_for(parse_cluster_spec(self.spec)[0], action.stage).kind,
                     action.iteration,
                     action.stage,
-                    ChildPhase.PENDING,
+                    Phase.PENDING,
                     created_at=self.now,
                 )
             elif isinstance(action, DeleteChild):
@@ -127,7 +118,7 @@ class World:
         return result
 
     def finish(self, name: str, ok: bool = True, message: str = "") -> None:
-        phase = ChildPhase.SUCCEEDED if ok else ChildPhase.FAILED
+        phase = Phase.SUCCEEDED if ok else Phase.FAILED
         self.children[name] = replace(
             self.children[name],
             phase=phase,

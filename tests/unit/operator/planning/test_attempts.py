@@ -7,9 +7,8 @@ from dataclasses import replace
 
 import pytest
 from rloop_operator.api import Condition, Phase
-from rloop_operator.attempts import pods_to_read
-from rloop_operator.launchers import ChildPhase
-from rloop_operator.plan import CreateChild, DeleteChild, Plan
+from rloop_operator.planning.actions import CreateChild, DeleteChild, Plan
+from rloop_operator.planning.attempts import pods_to_read
 from rloop_operator.pods import Exit, PodState
 from rloop_trainer.termination import failure_message
 
@@ -207,7 +206,7 @@ def test_the_reconciler_reads_the_pods_of_the_active_attempt_only_while_it_exist
 def test_a_finished_run_reads_no_pods() -> None:
     world = World()
     world.run_to_end()
-    world.children = {n: replace(c, phase=ChildPhase.SUCCEEDED) for n, c in world.children.items()}
+    world.children = {n: replace(c, phase=Phase.SUCCEEDED) for n, c in world.children.items()}
     assert pods_to_read(world.view(), list(world.children.values())) == {}
 
 
@@ -220,7 +219,7 @@ def test_a_trainjob_whose_pod_failed_for_good_is_deleted_and_the_run_fails_at_on
     # Its Job would replace the pod in place (backoffLimit 6), each time on every node.
     world = World(maxRetries=3, resources={"launcher": "trainjob", "nodes": 2})
     world.step()
-    world.children[RL] = replace(world.children[RL], phase=ChildPhase.RUNNING)
+    world.children[RL] = replace(world.children[RL], phase=Phase.RUNNING)
     world.pods[RL] = (permanently_failed_pod(f"{RL}-node-0-0-x1"), RUNNING)
 
     result = world.step()
@@ -236,7 +235,7 @@ def test_a_pytorchjob_whose_pod_failed_is_left_to_its_controller() -> None:
     # backoffLimit 0: the training operator fails it at once and keeps the pod for logs.
     world = World(maxRetries=3)
     world.step()
-    world.children[RL] = replace(world.children[RL], phase=ChildPhase.RUNNING)
+    world.children[RL] = replace(world.children[RL], phase=Phase.RUNNING)
     world.pods[RL] = (permanently_failed_pod(f"{RL}-master-0"),)
 
     result = world.step()

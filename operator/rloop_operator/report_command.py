@@ -25,7 +25,7 @@ from rich.console import Console
 
 from rloop_operator.api import SpecError
 from rloop_operator.layout import RunLayout, run_layout
-from rloop_operator.local import load_run
+from rloop_operator.local_executor import load_run
 from rloop_operator.report_tables import (
     PolicyRow,
     RunSummary,
@@ -36,7 +36,7 @@ from rloop_operator.report_tables import (
     iteration_table,
     metric_names,
 )
-from rloop_operator.reports import parse_eval_report, parse_filter_report
+from rloop_operator.stage_reports import parse_eval_report, parse_filter_report
 
 
 class ReportError(Exception):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rloop_operator.run_report import ReportError, resolve_run
+from rloop_operator.report_command import ReportError, resolve_run
 
 
 def test_a_store_uri_is_the_prefix_itself() -> None:

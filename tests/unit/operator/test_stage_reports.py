@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from rloop_operator.api import StorageSpec
-from rloop_operator.reports import (
+from rloop_operator.stage_reports import (
     parse_eval_report,
     parse_filter_report,
     read_report,

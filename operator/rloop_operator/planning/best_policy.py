@@ -9,15 +9,11 @@ starting point names the base policy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rloop_operator.api import BestPolicy, RLoopRunSpec, RLoopRunStatus
-from rloop_operator.draft import Draft
 from rloop_operator.layout import RunLayout
-from rloop_operator.policies import produced_policy
-
-if TYPE_CHECKING:
-    from rloop_operator.plan import StageReport
+from rloop_operator.planning.status_draft import StatusDraft
+from rloop_operator.policy_uris import produced_policy
+from rloop_operator.stage_reports import StageReport
 
 
 def best_policy(spec: RLoopRunSpec, status: RLoopRunStatus, layout: RunLayout) -> BestPolicy | None:
@@ -36,7 +32,7 @@ def best_policy(spec: RLoopRunSpec, status: RLoopRunStatus, layout: RunLayout) -
     return BestPolicy(iteration=iteration, policy=policy, metric=metric, value=value)
 
 
-def note_best(draft: Draft, spec: RLoopRunSpec) -> None:
+def note_best(draft: StatusDraft, spec: RLoopRunSpec) -> None:
     """Keep status.best up to date, with an event when it changes."""
     best = best_policy(spec, draft.status, draft.run.layout)
     if best == draft.status.best:
@@ -55,7 +51,7 @@ def note_best(draft: Draft, spec: RLoopRunSpec) -> None:
         )
 
 
-def record_base_report(draft: Draft, report: StageReport, child: str) -> None:
+def record_base_report(draft: StatusDraft, report: StageReport, child: str) -> None:
     """The base policy's evaluation: its metrics go to status.baseMetrics."""
     if report.error is not None:
         draft.event("Warning", "ReportUnavailable", f"{child}: {report.error}")

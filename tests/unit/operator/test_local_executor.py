@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rloop_operator.api import SpecError, parse_spec
+from rloop_operator.api import Phase, SpecError, parse_spec
 from rloop_operator.demo import demo_run_document
-from rloop_operator.launchers import ChildPhase
-from rloop_operator.local import (
+from rloop_operator.local_executor import (
     ChildRecord,
     LocalState,
     load_run,
@@ -62,7 +61,7 @@ def test_a_child_left_running_by_an_interrupted_executor_is_run_again(tmp_path: 
     state.save_child(ChildRecord("tiny-i00-rl", 0, "Exploring", "Succeeded", created, created))
     state.save_child(ChildRecord("tiny-i00-filter", 0, "Filtering", "Running", created))
     children = state.children(parse_spec(spec_dict()))
-    assert [(c.name, c.phase) for c in children] == [("tiny-i00-rl", ChildPhase.SUCCEEDED)]
+    assert [(c.name, c.phase) for c in children] == [("tiny-i00-rl", Phase.SUCCEEDED)]
     assert not (tmp_path / "children" / "tiny-i00-filter.json").exists()
 
 

@@ -1,15 +1,16 @@
-"""settle(): plan, read the reports the plan asks for, plan again."""
+"""plan_until_settled(): plan, read the reports the plan asks for, plan again."""
 
 from __future__ import annotations
 
 from rloop_operator.api import Stage
-from rloop_operator.plan import CreateChild, ReadReport, StageReport
-from rloop_operator.settle import settle
+from rloop_operator.planning.actions import CreateChild, ReadReport
+from rloop_operator.planning.plan_loop import plan_until_settled
+from rloop_operator.stage_reports import StageReport
 
 from tests.unit.operator.world import FILTER_REPORT, World
 
 
-def test_a_finished_filter_is_read_once_and_the_next_child_created_in_one_settle() -> None:
+def test_a_finished_filter_is_read_once_and_the_next_child_created_in_one_planning_loop() -> None:
     world = World()
     world.step()
     world.finish("demo-i00-rl")
@@ -21,7 +22,7 @@ def test_a_finished_filter_is_read_once_and_the_next_child_created_in_one_settle
         reads.append(action.child)
         return FILTER_REPORT
 
-    result = settle(world.view(), world.observed(), world.now, world.settings, read)
+    result = plan_until_settled(world.view(), world.observed(), world.now, world.settings, read)
 
     assert reads == ["demo-i00-filter"]
     assert CreateChild("demo-i00-rft", 0, Stage.CONSOLIDATING) in result.actions

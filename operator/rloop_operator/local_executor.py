@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from rloop_operator.api import (
+    Phase,
     RLoopRunSpec,
     RLoopRunStatus,
     SpecError,
@@ -46,20 +47,12 @@ from rloop_operator.api import (
 )
 from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
-from rloop_operator.launchers import ChildPhase, launcher_for
+from rloop_operator.launchers import launcher_for
 from rloop_operator.manifests import trainer_command
-from rloop_operator.plan import (
-    CreateChild,
-    EmitEvent,
-    Observed,
-    Plan,
-    PlanSettings,
-    ReadReport,
-    RunView,
-    StageReport,
-)
-from rloop_operator.reports import read_report
-from rloop_operator.settle import settle
+from rloop_operator.planning.actions import CreateChild, EmitEvent, Plan, ReadReport
+from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
+from rloop_operator.planning.plan_loop import plan_until_settled
+from rloop_operator.stage_reports import StageReport, read_report
 from rloop_operator.stages import Report
 from rloop_operator.trainer_failures import TrainerFailure, failure_from_messages
 
@@ -145,7 +138,7 @@ class LocalState:
         so that the plan starts it again under the same name."""
         found = []
         for record in self.records():
-            if record.phase == ChildPhase.RUNNING.value:
+            if record.phase == Phase.RUNNING.value:
                 (self.directory / "children" / f"{record.name}.json").unlink()
                 continue
             found.append(_child_of(record, spec))
@@ -222,9 +215,8 @@ def _child_of(record: ChildRecord, spec: RLoopRunSpec) -> Child:
         kind=launcher_for(spec, stage).kind,
         iteration=record.iteration,
         stage=stage,
-        phase=ChildPhase(record.phase),
-        reason=record.reason
-        or ("" if record.phase == ChildPhase.SUCCEEDED.value else "ProcessFailed"),
+        phase=Phase(record.phase),
+        reason=record.reason or ("" if record.phase == Phase.SUCCEEDED.value else "ProcessFailed"),
         message=record.message,
         finished_at=datetime.fromisoformat(record.finished_at) if record.finished_at else None,
         created_at=datetime.fromisoformat(record.created_at),
@@ -291,14 +283,14 @@ class LocalExecutor:
             return read_report(action.uri, filtering, self.spec.storage, credentials)
 
         observed = Observed(self.state.children(self.spec))
-        return settle(self.view(), observed, utcnow(), self.settings, read)
+        return plan_until_settled(self.view(), observed, utcnow(), self.settings, read)
 
     def _run_child(self, run: RunView, action: CreateChild) -> None:
         record = ChildRecord(
             action.name,
             action.iteration,
             action.stage.value,
-            ChildPhase.RUNNING.value,
+            Phase.RUNNING.value,
             utcnow().isoformat(),
         )
         self.state.save_child(record)
@@ -322,7 +314,7 @@ class LocalExecutor:
             finally:
                 stop_process(process.pid, record.pid_started)
                 process.wait()
-        record.phase = (ChildPhase.SUCCEEDED if code == 0 else ChildPhase.FAILED).value
+        record.phase = (Phase.SUCCEEDED if code == 0 else Phase.FAILED).value
         record.finished_at = utcnow().isoformat()
         record.pid = record.pid_started = None
         if code != 0:

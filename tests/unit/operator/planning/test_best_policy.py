@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from rloop_operator.api import BestPolicy, SpecError, parse_spec
-from rloop_operator.plan import StageReport
+from rloop_operator.stage_reports import StageReport
 
 from tests.unit.operator.world import World, spec_dict
 

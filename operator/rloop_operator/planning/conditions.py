@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Literal
 
 from rloop_operator.api import Condition, Phase, RLoopRunStatus
-from rloop_operator.blocking import Blocker
+from rloop_operator.planning.blockers import Blocker
 
 Truth = Literal["True", "False", "Unknown"]
 

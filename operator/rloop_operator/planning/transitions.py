@@ -6,27 +6,24 @@ Pure; plan() calls them.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-from rloop_operator.actions import DeleteChild, Plan
 from rloop_operator.api import Phase, RLoopRunSpec, Stage
-from rloop_operator.blocking import (
+from rloop_operator.launchers import launcher_for
+from rloop_operator.planning.actions import DeleteChild, Plan
+from rloop_operator.planning.blockers import (
     REFUSED,
     Blocker,
     create_retry_delay,
     refused_create,
     spec_unusable,
 )
-from rloop_operator.draft import Draft
-from rloop_operator.launchers import launcher_for
-from rloop_operator.spec_edits import INVALID_SPEC, reopening
-
-if TYPE_CHECKING:
-    from rloop_operator.plan import Observed, PlanSettings
+from rloop_operator.planning.inputs import Observed, PlanSettings
+from rloop_operator.planning.spec_edits import INVALID_SPEC, reopening
+from rloop_operator.planning.status_draft import StatusDraft
 
 
 def fail(
-    draft: Draft, reason: str, message: str, total: int | None, child: str | None = None
+    draft: StatusDraft, reason: str, message: str, total: int | None, child: str | None = None
 ) -> Plan:
     if draft.status.phase is not Phase.FAILED:
         draft.event("Warning", reason, message, child)
@@ -41,13 +38,13 @@ def fail(
     return draft.finish(total)
 
 
-def release_children(draft: Draft, observed: Observed) -> Draft:
+def release_children(draft: StatusDraft, observed: Observed) -> StatusDraft:
     """A finished run holds no GPUs: its children still running are deleted. The
     reconciler writes the status before it deletes, so the outcome is recorded first."""
     if not draft.status.phase.is_terminal:
         return draft
     for child in observed.children:
-        if not child.phase.is_finished and not child.deleting:
+        if not child.phase.is_terminal and not child.deleting:
             draft.act(DeleteChild(child.name, child.kind))
             draft.event(
                 "Normal",
@@ -58,7 +55,7 @@ def release_children(draft: Draft, observed: Observed) -> Draft:
     return draft
 
 
-def note_ignored_fields(draft: Draft) -> None:
+def note_ignored_fields(draft: StatusDraft) -> None:
     """Fields of a newer CRD are ignored, with one event each time the set changes."""
     ignored = draft.run.ignored_fields
     if ignored == draft.status.ignored_fields:
@@ -73,7 +70,7 @@ def note_ignored_fields(draft: Draft) -> None:
         )
 
 
-def unusable_spec(draft: Draft, observed: Observed, problem: str) -> Plan:
+def unusable_spec(draft: StatusDraft, observed: Observed, problem: str) -> Plan:
     """Fail a run that never started; hold one under way until its spec is fixed."""
     status = draft.status
     if status.phase.is_terminal:
@@ -84,7 +81,7 @@ def unusable_spec(draft: Draft, observed: Observed, problem: str) -> Plan:
         (
             f"{c.kind} {c.name}"
             for c in observed.children
-            if c.name == status.active_child and not c.phase.is_finished and not c.deleting
+            if c.name == status.active_child and not c.phase.is_terminal and not c.deleting
         ),
         None,
     )
@@ -95,7 +92,7 @@ def unusable_spec(draft: Draft, observed: Observed, problem: str) -> Plan:
     return draft.finish(None)
 
 
-def reopen(draft: Draft, spec: RLoopRunSpec, failures: int) -> bool:
+def reopen(draft: StatusDraft, spec: RLoopRunSpec, failures: int) -> bool:
     """Whether an edit reopened this finished run (see spec_edits); `failures` counts the
     failed children of the stage it stopped in."""
     why = reopening(spec, draft.status, failures)
@@ -106,7 +103,7 @@ def reopen(draft: Draft, spec: RLoopRunSpec, failures: int) -> bool:
     return True
 
 
-def hold(draft: Draft, blocker: Blocker) -> None:
+def hold(draft: StatusDraft, blocker: Blocker) -> None:
     """Record what blocks the run: the Blocked condition, the status message, and one
     Warning event each time the blocker changes."""
     previous = draft.previous_condition("Blocked")
@@ -121,13 +118,13 @@ def hold(draft: Draft, blocker: Blocker) -> None:
     draft.update(reason=blocker.reason, message=blocker.message)
 
 
-def unblock(draft: Draft) -> None:
+def unblock(draft: StatusDraft) -> None:
     previous = draft.previous_condition("Blocked")
     if previous is not None and previous.status == "True":
         draft.update(reason=None, message=None)
 
 
-def block(draft: Draft, blocker: Blocker, settings: PlanSettings, total: int) -> Plan:
+def block(draft: StatusDraft, blocker: Blocker, settings: PlanSettings, total: int) -> Plan:
     """Wait, without failing, for a missing object the user can still create."""
     if draft.status.phase is not Phase.SUSPENDED:
         draft.update(phase=Phase.PENDING)
@@ -137,7 +134,7 @@ def block(draft: Draft, blocker: Blocker, settings: PlanSettings, total: int) ->
 
 
 def refused_or_backing_off(
-    draft: Draft,
+    draft: StatusDraft,
     spec: RLoopRunSpec,
     name: str,
     stage: Stage,

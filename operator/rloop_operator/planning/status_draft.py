@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from rloop_operator.actions import Action, EmitEvent, Plan
 from rloop_operator.api import Condition, IterationRecord
-from rloop_operator.blocking import Blocker
-from rloop_operator.conditions import conditions_for
+from rloop_operator.planning.actions import Action, EmitEvent, Plan
+from rloop_operator.planning.blockers import Blocker
+from rloop_operator.planning.conditions import conditions_for
+from rloop_operator.planning.inputs import RunView
 
-if TYPE_CHECKING:
-    from rloop_operator.plan import RunView
 
-
-class Draft:
+class StatusDraft:
     """The status being planned, plus the actions that go with it."""
 
     def __init__(self, run: RunView, now: datetime) -> None:

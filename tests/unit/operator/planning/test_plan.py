@@ -6,16 +6,11 @@ from dataclasses import replace
 
 import pytest
 from rloop_operator.api import Phase, SpecError, Stage, parse_spec
-from rloop_operator.launchers import ChildPhase, prerequisites
-from rloop_operator.plan import (
-    CreateChild,
-    DeleteChild,
-    EmitEvent,
-    Observed,
-    RunView,
-    StageReport,
-    plan,
-)
+from rloop_operator.launchers import prerequisites
+from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent
+from rloop_operator.planning.inputs import Observed, RunView
+from rloop_operator.planning.plan import plan
+from rloop_operator.stage_reports import StageReport
 
 from tests.unit.operator.world import FILTER_REPORT, World
 
@@ -221,7 +216,7 @@ def test_a_permanent_failure_fails_the_run_at_once_with_the_trainers_own_line() 
     line = "rloop-trainer dapo: s3://bucket/data/train.parquet does not exist; check the URI"
     world.children["demo-i00-rl"] = replace(
         world.children["demo-i00-rl"],
-        phase=ChildPhase.FAILED,
+        phase=Phase.FAILED,
         finished_at=world.now,
         reason="InvalidInput",
         message=line,
@@ -351,7 +346,7 @@ def test_a_finished_child_is_recorded_even_when_the_run_is_suspended() -> None:
     world.step()
     assert world.status.stage is Stage.FILTERING
     assert world.status.phase is Phase.SUSPENDED
-    assert world.children["demo-i00-rl"].phase is ChildPhase.SUCCEEDED
+    assert world.children["demo-i00-rl"].phase is Phase.SUCCEEDED
 
 
 def test_the_expert_column_shows_the_last_filter_count_after_evaluation() -> None:

@@ -5,7 +5,7 @@ report is a ReadReport action; a child it decides to create may be refused by th
 server (admission, quota, RBAC, a CRD that is gone). Whoever drives plan() (the
 operator's reconciler, `rloop run`, the tests' world) supplies `read`, which fetches one
 report, and `create`, which creates one child and returns the API server's refusal, if
-any. settle() repeats plan() with those answers until it learns nothing new, so one
+any. plan_until_settled() repeats plan() with those answers until it learns nothing new, so one
 reconcile moves from a succeeded filter to the next stage's child, and a refused child
 ends up as a Blocked condition instead of a log line.
 """
@@ -17,18 +17,11 @@ from dataclasses import replace
 from datetime import datetime
 
 from rloop_operator.api import RLoopRunSpec
-from rloop_operator.blocking import Refusal
 from rloop_operator.launchers import launcher_for
-from rloop_operator.plan import (
-    CreateChild,
-    Observed,
-    Plan,
-    PlanSettings,
-    ReadReport,
-    RunView,
-    StageReport,
-    plan,
-)
+from rloop_operator.planning.actions import CreateChild, Plan, ReadReport
+from rloop_operator.planning.inputs import Observed, PlanSettings, Refusal, RunView
+from rloop_operator.planning.plan import plan
+from rloop_operator.stage_reports import StageReport
 
 ReadReportFn = Callable[[ReadReport], StageReport]
 # Creates the child; None when it exists now, else the API server's refusal.
@@ -36,7 +29,7 @@ CreateChildFn = Callable[[CreateChild], Refusal | None]
 NOT_FOUND = 404
 
 
-def settle(
+def plan_until_settled(
     run: RunView,
     observed: Observed,
     now: datetime,

@@ -13,12 +13,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from rloop_operator.api import StorageSpec
-from rloop_operator.plan import StageReport
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What a finished filter or eval child reported (its termination message)."""
+
+    trajectories: int | None = None
+    hard_prompts: int | None = None
+    expert_samples: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+    # What the report leaves out (it is recorded all the same).
+    incomplete: str | None = None
 
 
 def parse_filter_report(report: Mapping[str, Any]) -> StageReport:

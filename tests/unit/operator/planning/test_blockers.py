@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 from rloop_operator.api import Phase, Stage
-from rloop_operator.blocking import Refusal
-from rloop_operator.plan import CreateChild, EmitEvent
+from rloop_operator.planning.actions import CreateChild, EmitEvent
+from rloop_operator.planning.inputs import Refusal
 
 from tests.unit.operator.world import World
 

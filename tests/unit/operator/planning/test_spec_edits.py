@@ -6,8 +6,7 @@ from dataclasses import replace
 
 import pytest
 from rloop_operator.api import Phase, Stage
-from rloop_operator.launchers import ChildPhase
-from rloop_operator.plan import CreateChild, DeleteChild, EmitEvent, Plan
+from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan
 
 from tests.unit.operator.world import World
 
@@ -173,7 +172,7 @@ def test_a_finished_run_deletes_a_child_that_still_runs() -> None:
     world.finish("demo-i00-rl", ok=False)
     # A child of the run that is still running, e.g. left by an older operator version.
     world.children["demo-i00-filter"] = replace(
-        world.children["demo-i00-rl"], name="demo-i00-filter", phase=ChildPhase.RUNNING
+        world.children["demo-i00-rl"], name="demo-i00-filter", phase=Phase.RUNNING
     )
 
     result = world.step()

@@ -15,42 +15,30 @@ With validation sets, iteration 0 first evaluates the base policy (EvaluatingBas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from rloop_operator.actions import (
-    Action,
-    CreateChild,
-    DeleteChild,
-    EmitEvent,
-    Plan,
-    ReadReport,
-)
 from rloop_operator.api import (
     IterationRecord,
     Phase,
     RLoopRunSpec,
-    RLoopRunStatus,
     SpecError,
     Stage,
 )
-from rloop_operator.attempts import (
-    earlier_attempt_writing,
-    end_early,
-    failed_attempts,
-)
-from rloop_operator.blocking import Refusal, missing_object
 from rloop_operator.children import Child, child_name
-from rloop_operator.draft import Draft as _Draft
-from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
-from rloop_operator.layout import RunLayout, run_layout
-from rloop_operator.pods import Pods
-from rloop_operator.policies import produced_policy
-from rloop_operator.selection import note_best, record_base_report
-from rloop_operator.spec_edits import STAGE_FAILED
-from rloop_operator.stages import Report, iteration_stages, stage_info, stages_of
-from rloop_operator.transitions import (
+from rloop_operator.launchers import launcher_for
+from rloop_operator.planning.actions import (
+    CreateChild,
+    DeleteChild,
+    Plan,
+    ReadReport,
+)
+from rloop_operator.planning.attempts import earlier_attempt_writing, end_early, failed_attempts
+from rloop_operator.planning.best_policy import note_best, record_base_report
+from rloop_operator.planning.blockers import missing_object
+from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
+from rloop_operator.planning.spec_edits import STAGE_FAILED
+from rloop_operator.planning.status_draft import StatusDraft
+from rloop_operator.planning.transitions import (
     block,
     fail,
     note_ignored_fields,
@@ -60,80 +48,11 @@ from rloop_operator.transitions import (
     unblock,
     unusable_spec,
 )
+from rloop_operator.policy_uris import produced_policy
+from rloop_operator.stage_reports import StageReport
+from rloop_operator.stages import Report, iteration_stages, stage_info, stages_of
 
-__all__ = [
-    "Action",
-    "CreateChild",
-    "DeleteChild",
-    "EmitEvent",
-    "Observed",
-    "Plan",
-    "PlanSettings",
-    "ReadReport",
-    "RunView",
-    "StageReport",
-    "plan",
-    "produced_policy",
-    "unsatisfiable",
-]
-
-
-@dataclass(frozen=True)
-class RunView:
-    """The run as read from the API server (or a local YAML file)."""
-
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-    spec: RLoopRunSpec | SpecError
-    status: RLoopRunStatus
-    # Spec fields this operator does not know (a newer CRD's), left out of `spec`.
-    ignored_fields: tuple[str, ...] = ()
-    # metadata.deletionTimestamp is set (foreground deletion keeps the run until its
-    # children are gone): it never gets a new child.
-    deleting: bool = False
-
-    @property
-    def layout(self) -> RunLayout:
-        assert isinstance(self.spec, RLoopRunSpec)
-        return run_layout(self.spec.storage.uri, self.namespace, self.name, self.uid)
-
-
-@dataclass(frozen=True)
-class StageReport:
-    """What a finished filter or eval child reported (its termination message)."""
-
-    trajectories: int | None = None
-    hard_prompts: int | None = None
-    expert_samples: int | None = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    error: str | None = None
-    # What the report leaves out (it is recorded all the same).
-    incomplete: str | None = None
-
-
-@dataclass(frozen=True)
-class Observed:
-    children: tuple[Child, ...] = ()
-    reports: Mapping[str, StageReport] = field(default_factory=dict)
-    missing_claim: str | None = None
-    # Launchers' prerequisites (e.g. a TrainJob runtime) that do not exist.
-    missing_prerequisites: tuple[Prerequisite, ...] = ()
-    # Kinds of children the cluster does not serve (their CRD is not installed).
-    unserved_kinds: frozenset[str] = frozenset()
-    # Children the API server refused to create in this reconcile, by name.
-    refused: Mapping[str, Refusal] = field(default_factory=dict)
-    # The pods of children (existing or not yet created), by child name, for the names
-    # attempts.pods_to_read asks for; none when the phases are not pods (`rloop run`).
-    pods: Pods = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PlanSettings:
-    backoff_base_seconds: float = 10.0
-    backoff_cap_seconds: float = 600.0
-    blocked_requeue_seconds: float = 30.0
+DEFAULT_SETTINGS = PlanSettings()
 
 
 def unsatisfiable(spec: RLoopRunSpec) -> str | None:
@@ -147,10 +66,10 @@ def unsatisfiable(spec: RLoopRunSpec) -> str | None:
 
 
 def plan(
-    run: RunView, observed: Observed, now: datetime, settings: PlanSettings = PlanSettings()
+    run: RunView, observed: Observed, now: datetime, settings: PlanSettings = DEFAULT_SETTINGS
 ) -> Plan:
     """Decide what to do next for one run, given everything observed about it."""
-    draft = _Draft(run, now)
+    draft = StatusDraft(run, now)
     note_ignored_fields(draft)
     spec = run.spec
     problem = str(spec) if isinstance(spec, SpecError) else unsatisfiable(spec)
@@ -181,7 +100,7 @@ def plan(
     return release_children(draft, observed).finish(total)
 
 
-def _stopped_stage_failures(draft: _Draft) -> int:
+def _stopped_stage_failures(draft: StatusDraft) -> int:
     """Failed children of the stage a finished run stopped in."""
     status = draft.status
     if status.stage is Stage.NONE:
@@ -189,7 +108,9 @@ def _stopped_stage_failures(draft: _Draft) -> int:
     return _failures(draft.record(status.iteration), draft.run.name, status.iteration, status.stage)
 
 
-def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: PlanSettings) -> bool:
+def _advance(
+    draft: StatusDraft, spec: RLoopRunSpec, observed: Observed, settings: PlanSettings
+) -> bool:
     """Take one step for the current stage; True when a stage finished and planning goes on."""
     status = draft.status
     index = status.iteration
@@ -213,7 +134,7 @@ def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: Pl
             _suspend(draft)
         draft.requeue(2.0)
         return False
-    if not child.phase.is_finished:
+    if not child.phase.is_terminal:
         if spec.suspend:
             draft.act(DeleteChild(child.name, child.kind))
             _suspend(draft)
@@ -224,7 +145,7 @@ def _advance(draft: _Draft, spec: RLoopRunSpec, observed: Observed, settings: Pl
             return False
         draft.act(DeleteChild(child.name, child.kind))
         return _record_failure(draft, spec, ended, settings)
-    if child.phase is ChildPhase.SUCCEEDED:
+    if child.phase is Phase.SUCCEEDED:
         return _complete_stage(draft, spec, observed, child, stages)
     return _record_failure(draft, spec, child, settings)
 
@@ -234,7 +155,7 @@ def _failures(record: IterationRecord, run_name: str, index: int, stage: Stage) 
 
 
 def _start_child(
-    draft: _Draft, spec: RLoopRunSpec, observed: Observed, name: str, index: int, stage: Stage
+    draft: StatusDraft, spec: RLoopRunSpec, observed: Observed, name: str, index: int, stage: Stage
 ) -> None:
     status = draft.status
     if draft.run.deleting:
@@ -264,14 +185,14 @@ def _start_child(
     )
 
 
-def _suspend(draft: _Draft) -> None:
+def _suspend(draft: StatusDraft) -> None:
     if draft.status.phase is not Phase.SUSPENDED:
         draft.event("Normal", "Suspended", "run suspended; the store keeps all artifacts")
     draft.update(phase=Phase.SUSPENDED, active_child=None)
 
 
 def _complete_stage(
-    draft: _Draft,
+    draft: StatusDraft,
     spec: RLoopRunSpec,
     observed: Observed,
     child: Child,
@@ -304,7 +225,7 @@ def _complete_stage(
     return True
 
 
-def _record_report(draft: _Draft, index: int, report: StageReport, child: str) -> None:
+def _record_report(draft: StatusDraft, index: int, report: StageReport, child: str) -> None:
     if report.error is not None:
         draft.event("Warning", "ReportUnavailable", f"{child}: {report.error}")
         return
@@ -323,7 +244,7 @@ def _record_report(draft: _Draft, index: int, report: StageReport, child: str) -
 
 
 def _record_failure(
-    draft: _Draft, spec: RLoopRunSpec, child: Child, settings: PlanSettings
+    draft: StatusDraft, spec: RLoopRunSpec, child: Child, settings: PlanSettings
 ) -> bool:
     record = draft.record(child.iteration)
     if child.name not in record.failed_jobs:
@@ -358,7 +279,7 @@ def _record_failure(
     return True
 
 
-def _succeed(draft: _Draft) -> None:
+def _succeed(draft: StatusDraft) -> None:
     if draft.status.phase is not Phase.SUCCEEDED:
         draft.event(
             "Normal", "Succeeded", f"all iterations done; final policy {draft.status.policy}"

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from rloop_operator.api import Condition, RLoopRunSpec
 from rloop_operator.launchers import Prerequisite, launcher_for, prerequisites
+from rloop_operator.planning.inputs import Refusal
 from rloop_operator.stages import stages_of
 
 
@@ -21,15 +22,6 @@ from rloop_operator.stages import stages_of
 class Blocker:
     reason: str  # the Blocked condition's reason, CamelCase
     message: str
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """The API server's answer to a child it would not create."""
-
-    code: int  # HTTP status, e.g. 403
-    reason: str  # the Status reason, e.g. Forbidden, Invalid
-    message: str  # the Status message, which names the webhook, quota or permission
 
 
 # Blocked reasons of refused creates start with this; a retry waits for their backoff.

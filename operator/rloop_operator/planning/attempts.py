@@ -23,19 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from rloop_operator.api import IterationRecord, RLoopRunSpec, Stage
-from rloop_operator.blocking import Blocker
+from rloop_operator.api import IterationRecord, Phase, RLoopRunSpec, Stage
 from rloop_operator.children import Child, child_name
-from rloop_operator.draft import Draft
-from rloop_operator.launchers import ChildPhase, launcher_for
+from rloop_operator.launchers import launcher_for
+from rloop_operator.planning.blockers import Blocker
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.planning.status_draft import StatusDraft
 from rloop_operator.pods import Pods, not_started, writers
 from rloop_operator.stages import stage_info
 from rloop_operator.trainer_failures import failed_permanently
-
-if TYPE_CHECKING:
-    from rloop_operator.plan import RunView
 
 # Pods are watched (child_watch.PODS); the poll is the clock of startTimeout and a net
 # for an event the watch missed while it was listing again.
@@ -58,7 +55,7 @@ def pods_to_read(run: RunView, children: Sequence[Child]) -> dict[str, Stage]:
     """{child name: stage} of the children whose pods the plan needs: every unfinished
     child; the current stage's attempt; and, while that attempt does not exist yet, the
     stage's earlier attempts (the pods it must wait for)."""
-    wanted = {child.name: child.stage for child in children if not child.phase.is_finished}
+    wanted = {child.name: child.stage for child in children if not child.phase.is_terminal}
     status = run.status
     if status.stage is Stage.NONE or status.phase.is_terminal:
         return wanted
@@ -71,7 +68,7 @@ def pods_to_read(run: RunView, children: Sequence[Child]) -> dict[str, Stage]:
     return wanted | dict.fromkeys(attempts, status.stage)
 
 
-def stall(draft: Draft, blocker: Blocker) -> None:
+def stall(draft: StatusDraft, blocker: Blocker) -> None:
     """The run is not progressing: Progressing False with the cause, the status message,
     and one Warning event each time the cause changes."""
     previous = draft.previous_condition("Progressing")
@@ -85,7 +82,9 @@ def stall(draft: Draft, blocker: Blocker) -> None:
     draft.update(reason=blocker.reason, message=blocker.message)
 
 
-def earlier_attempt_writing(draft: Draft, pods: Pods, name: str, index: int, stage: Stage) -> bool:
+def earlier_attempt_writing(
+    draft: StatusDraft, pods: Pods, name: str, index: int, stage: Stage
+) -> bool:
     """True (and the run waits) while a pod of an earlier attempt of the stage may write."""
     attempts = [*failed_attempts(draft.record(index), draft.run.name, index, stage), name]
     busy = [pod for attempt in attempts for pod in writers(pods.get(attempt, ()))]
@@ -103,7 +102,7 @@ def earlier_attempt_writing(draft: Draft, pods: Pods, name: str, index: int, sta
     return True
 
 
-def end_early(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
+def end_early(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
     """An unfinished child the operator ends itself, as failed: one whose controller would
     retry in place a pod the trainer stopped on a permanent error, or one whose pods have
     not all started within spec.resources.startTimeout (watch_start). Else None."""
@@ -114,12 +113,12 @@ def end_early(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Chi
     return watch_start(draft, spec, child, pods)
 
 
-def watch_start(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
+def watch_start(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
     """For an unfinished child: say why it does not progress (Queued, or what keeps its
     pods from starting) and look again soon; returns the child as failed once its pods
     have not all started within spec.resources.startTimeout."""
     draft.update(reason=None, message=None)
-    if child.phase is ChildPhase.PENDING and child.reason == SUSPENDED:
+    if child.phase is Phase.PENDING and child.reason == SUSPENDED:
         message = f"{child.kind} {child.name} is queued: Kueue admits it once its queue has quota"
         stall(draft, Blocker(QUEUED, f"{message} ({child.message})" if child.message else message))
         return None
@@ -139,7 +138,7 @@ def watch_start(draft: Draft, spec: RLoopRunSpec, child: Child, pods: Pods) -> C
                 f"the pods did not all start within spec.resources.startTimeout="
                 f"{spec.resources.start_timeout}: {waiting.reason}: {waiting.message}"
             )
-            return replace(child, phase=ChildPhase.FAILED, reason=START_TIMEOUT, message=message)
+            return replace(child, phase=Phase.FAILED, reason=START_TIMEOUT, message=message)
         poll = min(poll, left)
     draft.requeue(poll)
     if waiting.stuck:
