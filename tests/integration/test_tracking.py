@@ -24,7 +24,7 @@ import pytest
 from rloop_operator.api import RLoopRunSpec, Stage, parse_spec, parse_status
 from rloop_operator.demo import demo_run_document
 from rloop_operator.phase_config import phase_config
-from rloop_operator.plan import RunView
+from rloop_operator.planning.inputs import RunView
 from rloop_operator.stages import stage_info
 from rloop_trainer.demo_assets import build_demo_assets
 from rloop_trainer.tracking.session import DROPPED

@@ -8,7 +8,7 @@ import json
 import re
 
 import prometheus_client.metrics
-from rloop_operator import metrics
+from rloop_operator import prometheus
 from rloop_operator.pods import STUCK_WAITING
 
 from tests.unit.test_chart import CHART
@@ -27,7 +27,7 @@ PROMQL_WORDS = {"bool", "offset", "and", "or", "unless", "inf", "nan"}
 def exported_series() -> set[str]:
     """Every series name the operator's metrics module exports."""
     names = set()
-    for value in vars(metrics).values():
+    for value in vars(prometheus).values():
         if isinstance(value, prometheus_client.metrics.MetricWrapperBase):
             for family in value.describe():
                 names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
@@ -67,7 +67,7 @@ def test_the_dashboard_queries_only_metrics_the_operator_exports() -> None:
 
 def test_every_operator_metric_has_a_panel() -> None:
     used = {name for _, expr in queries() for name in metric_names(expr)}
-    for value in vars(metrics).values():
+    for value in vars(prometheus).values():
         if isinstance(value, prometheus_client.metrics.MetricWrapperBase):
             [family] = value.describe()
             assert any(name.startswith(family.name) for name in used), family.name
