@@ -82,9 +82,6 @@ class WandbRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
 
-    def curve(self, key: str, axis: str) -> Points:
-        return [(int(row[axis]), row[key]) for row in self.history if key in row]
-
 
 def wandb_run(run_dir: Path) -> WandbRun:
     """An offline run directory (offline-run-<time>-<id>) as W&B wrote it."""
