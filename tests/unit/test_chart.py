@@ -57,6 +57,7 @@ OPTION_VALUES: dict[str, dict[str, Any]] = {
     "replicas": {"replicas": 2},
     "watchNamespaces": {"watchNamespaces": ["team-a", "team-b"]},
     "serviceMonitor": {"metrics": {"port": 9191, "serviceMonitor": {"enabled": True}}},
+    "grafanaDashboard": {"metrics": {"grafanaDashboard": {"enabled": True}}},
     "resources": {
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     },
@@ -331,6 +332,21 @@ def test_service_monitor_scrapes_the_metrics_service(render: Render) -> None:
     assert monitor["spec"]["endpoints"] == [
         {"port": "metrics", "path": "/metrics", "interval": "15s"}
     ]
+
+
+def test_grafana_dashboard_is_a_configmap_for_the_sidecar_when_enabled(render: Render) -> None:
+    defaults = render()
+    assert not [doc for doc in defaults if doc["kind"] == "ConfigMap"]
+    chart_labels = only(defaults, "Deployment")["metadata"]["labels"].items()
+    dashboard = (CHART / "dashboards" / "rloop-operator.json").read_text()
+    for labels, expected in [
+        ({}, {"grafana_dashboard": "1"}),
+        ({"grafana_dashboard": None, "dashboards": "rloop"}, {"dashboards": "rloop"}),
+    ]:
+        values = {"grafanaDashboard": {"enabled": True, "labels": labels}}
+        config_map = only(render(metrics=values), "ConfigMap")
+        assert dict(config_map["metadata"]["labels"].items() - chart_labels) == expected
+        assert json.loads(config_map["data"]["rloop-operator.json"]) == json.loads(dashboard)
 
 
 def test_pod_values_reach_the_pod(render: Render) -> None:

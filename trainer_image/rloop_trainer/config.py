@@ -30,6 +30,8 @@ from rloop_contract.sections import (
     field_of,
 )
 
+from rloop_trainer.tracking.settings import TrackingSettings
+
 
 class PhaseConfigError(ValueError):
     """A phase config that cannot be used; the message names the key and the fix."""
@@ -46,6 +48,32 @@ class RunRef(_Strict):
     name: str = "local"
     uid: str = "local"
     iteration: int = Field(0, ge=0)
+    rl_step: int = Field(
+        0,
+        ge=0,
+        description="RL steps the run had taken when this phase began, which places the "
+        "phase on the run's axis of RL steps: a DAPO step numbered s lies at "
+        "rl_step + s - first_step (so a vanilla window has rl_step = window.first_step); "
+        "filter, RFT and eval lie at rl_step",
+    )
+
+
+class PhaseTracking(TrackingSettings):
+    """spec.tracking, and what the trackers need besides it from the operator."""
+
+    files_uri: str = Field(
+        description="the run's tracker files: <run root>/tracking (TensorBoard event files "
+        "under tensorboard/, offline W&B runs under wandb/)"
+    )
+    run_spec: dict[str, object] = Field(
+        default_factory=dict,
+        description="the RLoopRun's spec as applied, logged as the run's parameters",
+    )
+    selection_metric: str | None = Field(
+        None,
+        description="the metric status.best maximises, e.g. heldout/avg@8; the eval phase "
+        "logs the best evaluation by it",
+    )
 
 
 class TrainerOptions(BaseModel):
@@ -92,6 +120,7 @@ class DapoPhaseConfig(DapoSection, TrainerOptions):
     run: RunRef = RunRef()
     seed: int = 0
     reward: RewardSection = RewardSection()
+    tracking: PhaseTracking | None = None
     policy_uri: str
     train_data_uri: str
     trajectories_uri: str
@@ -122,6 +151,10 @@ class DapoPhaseConfig(DapoSection, TrainerOptions):
         """RL steps of the whole run, over which the learning-rate schedule runs."""
         return self.steps if self.window is None else self.window.run_steps
 
+    def rl_step_of(self, step: int) -> int:
+        """Where the run's step `step` lies on the run's axis of RL steps (RunRef.rl_step)."""
+        return self.run.rl_step + step - self.first_step
+
 
 class FilterPhaseConfig(FilterSection):
     """Keep the correct rollouts of hard prompts (success rate < hard_threshold).
@@ -133,6 +166,7 @@ class FilterPhaseConfig(FilterSection):
 
     run: RunRef = RunRef()
     seed: int = 0
+    tracking: PhaseTracking | None = None
     trajectories_uri: str
     expert_uri: str
     report_uri: str
@@ -149,6 +183,7 @@ class RftPhaseConfig(RftSection, TrainerOptions):
 
     run: RunRef = RunRef()
     seed: int = 0
+    tracking: PhaseTracking | None = None
     policy_uri: str
     expert_uri: str
     output_uri: str
@@ -197,6 +232,7 @@ class EvalPhaseConfig(EvalSection):
 
     run: RunRef = RunRef()
     seed: int = 0
+    tracking: PhaseTracking | None = None
     policy_uri: str
     report_uri: str
     output_uri: str

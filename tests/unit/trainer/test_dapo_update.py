@@ -77,14 +77,15 @@ def token_loss(new: torch.Tensor, old: torch.Tensor, advantage: float) -> torch.
 
 def reference_updates(
     model: PreTrainedModel, mini_batches: Sequence[Sequence[TrainSequence]], lr: float
-) -> tuple[PreTrainedModel, list[float]]:
+) -> tuple[PreTrainedModel, list[float], list[float]]:
     """AdamW steps at `lr` on the token mean of each mini-batch; the ratios are against the
-    policy that generated the rollouts (the model before the first update)."""
+    policy that generated the rollouts (the model before the first update). Returns the
+    policy, each update's gradient norm and each update's loss."""
     policy = copy.deepcopy(model)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
     with torch.no_grad():
         old = {id(s): response_log_probs(model, s) for batch in mini_batches for s in batch}
-    norms = []
+    norms, losses = [], []
     for batch in mini_batches:
         optimizer.zero_grad()
         tokens = sum(len(s.response_ids) for s in batch)
@@ -94,9 +95,10 @@ def reference_updates(
             for new_j, old_j in zip(new, old[id(sequence)], strict=True):
                 loss = loss + token_loss(new_j, old_j, sequence.advantage) / tokens
         loss.backward()  # type: ignore[no-untyped-call]
+        losses.append(float(loss))
         norms.append(float(torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)))
         optimizer.step()
-    return policy, norms
+    return policy, norms, losses
 
 
 def assert_same_weights(ours: PreTrainedModel, theirs: PreTrainedModel) -> None:
@@ -112,9 +114,10 @@ def test_update_policy_equals_a_per_token_reference(model: PreTrainedModel, upda
 
     stats = update_policy(trainer, MINI_BATCHES[:updates], CONFIG, pad_token_id=0)
 
-    expected, norms = reference_updates(model, MINI_BATCHES[:updates], LR)
+    expected, norms, losses = reference_updates(model, MINI_BATCHES[:updates], LR)
     assert stats["updates"] == updates and stats["skipped_updates"] == 0
     assert stats["grad_norm"] == pytest.approx(sum(norms) / len(norms), rel=1e-4)
+    assert stats["pg_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-4, abs=1e-7)
     assert_same_weights(trainer.module, expected)
 
 
@@ -125,7 +128,7 @@ def test_every_update_of_an_rl_step_takes_that_steps_warm_up_rate(model: PreTrai
     update_policy(trainer, MINI_BATCHES, CONFIG, pad_token_id=0)
 
     assert trainer.lr == pytest.approx(LR * 2 / WARMUP_STEPS)
-    expected, _ = reference_updates(model, MINI_BATCHES, LR * 2 / WARMUP_STEPS)
+    expected, _, _ = reference_updates(model, MINI_BATCHES, LR * 2 / WARMUP_STEPS)
     assert_same_weights(trainer.module, expected)
 
 
