@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rloop_operator.api import Phase, Stage
-from rloop_operator.launchers import LAUNCHERS, launcher_of_kind, launchers_able_to_run
+from rloop_operator.launchers import LAUNCHERS, launcher_of_kind
 from rloop_operator.launchers.base import parse_time
-from rloop_operator.stages import STAGES, stage_info, stage_of_slug
+from rloop_operator.lifecycle import Phase, Stage
+from rloop_operator.stages import STAGES, launchers_able_to_run, stage_info, stage_of_slug
 
 LABEL_RUN = "rloop.io/run"
 LABEL_ITERATION = "rloop.io/iteration"

@@ -42,18 +42,10 @@ from typing import Any
 
 import yaml
 
-from rloop_operator.api import (
-    Phase,
-    RLoopRunSpec,
-    RLoopRunStatus,
-    SpecError,
-    Stage,
-    parse_spec,
-    parse_status,
-)
+from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError, parse_spec, parse_status
 from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
-from rloop_operator.launchers import launcher_for
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.manifests import progress_probe_command, trainer_command
 from rloop_operator.phase_processes import (
     process_start_time,
@@ -65,7 +57,7 @@ from rloop_operator.planning.actions import CreateChild, EmitEvent, Plan, ReadRe
 from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
 from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.stage_reports import StageReport, read_report
-from rloop_operator.stages import Report
+from rloop_operator.stages import launcher_for
 from rloop_operator.stall_watch import DEFAULT_PROGRESS_TIMEOUT, StallWatch, probe_period
 from rloop_operator.trainer_failures import TrainerFailure, failure_from_messages
 
@@ -273,8 +265,7 @@ class LocalExecutor:
         credentials = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
 
         def read(action: ReadReport) -> StageReport:
-            filtering = action.report is Report.EXPERT
-            return read_report(action.uri, filtering, self.spec.storage, credentials)
+            return read_report(action.uri, action.report.parse, self.spec.storage, credentials)
 
         observed = Observed(self.state.children(self.spec))
         return plan_until_settled(self.view(), observed, utcnow(), self.settings, read)

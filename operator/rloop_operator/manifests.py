@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from rloop_operator.api import GROUP, KIND, VERSION, RLoopRunSpec, Stage
+from rloop_operator.api import GROUP, KIND, VERSION, RLoopRunSpec
 from rloop_operator.children import (
     ANNOTATION_RUN_NAME,
     LABEL_ITERATION,
@@ -23,11 +23,11 @@ from rloop_operator.children import (
     LABEL_RUN,
     LABEL_STAGE,
 )
-from rloop_operator.launchers import LaunchRequest, PhasePod, launcher_for
-from rloop_operator.phase_config import phase_config
+from rloop_operator.launchers import LaunchRequest, PhasePod
+from rloop_operator.lifecycle import Stage
 from rloop_operator.planning.actions import CreateChild
 from rloop_operator.planning.inputs import RunView
-from rloop_operator.stages import stage_info
+from rloop_operator.stages import launcher_for, phase_seed, stage_info
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
@@ -50,10 +50,20 @@ def progress_probe_command(progress_timeout: timedelta) -> list[str]:
     return ["rloop-trainer-probe", "--stalled-after", str(int(progress_timeout.total_seconds()))]
 
 
+def trainer_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
+    """The phase config of the stage's trainer (its builder in the stage table), with the
+    run it belongs to and its seed."""
+    spec = run.spec
+    assert isinstance(spec, RLoopRunSpec)
+    ref = {"namespace": run.namespace, "name": run.name, "uid": run.uid, "iteration": iteration}
+    body = stage_info(stage).config(spec, run.layout, iteration)
+    return body | {"run": ref, "seed": phase_seed(spec, iteration, stage)}
+
+
 def trainer_command(run: RunView, iteration: int, stage: Stage) -> list[str]:
     """The exact command of the child's container; `rloop run` executes the same."""
     info = stage_info(stage)
-    config = json.dumps(phase_config(run, iteration, stage), sort_keys=True)
+    config = json.dumps(trainer_config(run, iteration, stage), sort_keys=True)
     trainer = ["rloop-trainer", info.phase, "--config-json", config]
     return ["torchrun", "--no-python", *trainer] if info.distributed else trainer
 
@@ -142,9 +152,10 @@ def _requests_and_gpus(spec: RLoopRunSpec, stage: Stage) -> tuple[dict[str, str]
         "memory": resources.memory,
         "ephemeral-storage": resources.scratch_size,
     }
-    if stage_info(stage).distributed:
+    info = stage_info(stage)
+    if info.distributed:
         return on_gpu_nodes, resources.gpus_per_node
-    if stage_info(stage).phase == "eval":
+    if info.gpu_node:
         return on_gpu_nodes, min(resources.gpus_per_node, 1)
     cpu_node = {
         "cpu": spec.filter.cpu,
@@ -199,7 +210,7 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     spec = run.spec
     assert isinstance(spec, RLoopRunSpec)
     info = stage_info(request.stage)
-    gpu_pod = info.distributed or info.phase == "eval"
+    gpu_pod = info.gpu_node
     volumes, mounts = _volumes(spec, gpu_pod)
     env = [
         *_env(spec),

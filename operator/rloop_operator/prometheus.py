@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from rloop_operator.api import Phase
+from rloop_operator.lifecycle import Phase
 from rloop_operator.planning.actions import EmitEvent
 
 RUNS = Gauge("rloop_runs", "RLoopRuns known to the operator, by phase", ["phase"])

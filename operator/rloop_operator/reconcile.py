@@ -16,7 +16,7 @@ from rloop_operator.api import RLoopRunSpec, SpecError, parse_status
 from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
 from rloop_operator.kube import ChildRefused, Kube
-from rloop_operator.launchers import Prerequisite, launcher_for, prerequisites
+from rloop_operator.launchers import Prerequisite
 from rloop_operator.manifests import child_manifest
 from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
 from rloop_operator.planning.attempts import pods_to_read
@@ -25,7 +25,7 @@ from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.pods import PodState
 from rloop_operator.settings import OperatorSettings
 from rloop_operator.stage_reports import StageReport, report_from_messages
-from rloop_operator.stages import Report, stages_of
+from rloop_operator.stages import launcher_for, prerequisites, stages_of
 from rloop_operator.trainer_failures import with_trainer_failure
 from rloop_operator.unknown_fields import parse_cluster_spec
 
@@ -119,7 +119,7 @@ class Reconciler:
         [child] = [c for c in children if c.name == read.child]
         selector = launcher_for(run.spec, child.stage).pod_selector(child.name)
         messages = self.kube.termination_messages(run.namespace, selector)
-        report = report_from_messages(messages, read.report is Report.EXPERT)
+        report = report_from_messages(messages, read.report.parse)
         return report or StageReport(
             error=f"no pod of {child.name} left its report in a termination message "
             f"(pods selected by {selector}); the full report is {read.uri}"

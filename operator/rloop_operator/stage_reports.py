@@ -12,13 +12,14 @@ trainer_failures.py reads it.)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from rloop_operator.api import StorageSpec
+from rloop_operator.layout import RunLayout
+from rloop_operator.spec_sections import StorageSpec
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,34 @@ def parse_eval_report(report: Mapping[str, Any]) -> StageReport:
     return StageReport(metrics=metrics, incomplete=incomplete)
 
 
-def _parse(report: Mapping[str, Any], filtering: bool) -> StageReport:
-    return parse_filter_report(report) if filtering else parse_eval_report(report)
+ReportParser = Callable[[Mapping[str, Any]], StageReport]
 
 
-def report_from_messages(messages: Sequence[str], filtering: bool) -> StageReport | None:
+@dataclass(frozen=True)
+class ReportKind:
+    """The report.json a finished stage leaves (and repeats in its termination message)."""
+
+    name: str
+    uri: Callable[[RunLayout, int], str]  # where it lies, by iteration
+    parse: ReportParser
+    # The base policy's evaluation: its metrics are status.baseMetrics, not an iteration's.
+    of_base_policy: bool = False
+
+
+# The filter's: rollouts, hard prompts, kept expert samples.
+EXPERT_REPORT = ReportKind("expert", RunLayout.expert_report, parse_filter_report)
+# The evaluation's: avg@n and pass@k per validation set; the same of the base policy.
+EVAL_REPORT = ReportKind("eval", RunLayout.eval_report, parse_eval_report)
+BASE_EVAL_REPORT = ReportKind(
+    "base-eval", lambda layout, _: layout.base_eval_report(), parse_eval_report, True
+)
+
+
+def report_from_messages(messages: Sequence[str], parse: ReportParser) -> StageReport | None:
     """The first termination message that is a complete report; None if none is."""
     for message in messages:
         try:
-            return _parse(json.loads(message), filtering)
+            return parse(json.loads(message))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # e.g. a crash's traceback tail, or a report cut by the kubelet
     return None
@@ -95,9 +115,9 @@ def _read_bytes(uri: str, storage: StorageSpec, credentials: Mapping[str, str]) 
 
 
 def read_report(
-    uri: str, filtering: bool, storage: StorageSpec, credentials: Mapping[str, str]
+    uri: str, parse: ReportParser, storage: StorageSpec, credentials: Mapping[str, str]
 ) -> StageReport:
     try:
-        return _parse(json.loads(_read_bytes(uri, storage, credentials)), filtering)
+        return parse(json.loads(_read_bytes(uri, storage, credentials)))
     except Exception as exc:  # any store or format problem becomes a warning, not a crash
         return StageReport(error=f"cannot read {uri}: {type(exc).__name__}: {exc}")

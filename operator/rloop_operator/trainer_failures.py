@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rloop_operator.api import Phase
 from rloop_operator.children import Child
+from rloop_operator.lifecycle import Phase
 from rloop_operator.pods import Pods, termination_messages
 
 

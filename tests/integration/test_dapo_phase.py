@@ -17,7 +17,7 @@ import pytest
 import torch
 from rloop_trainer import s3, store, toy
 from rloop_trainer.cli import EXIT_PERMANENT
-from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
+from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.policy import load_policy
@@ -49,9 +49,6 @@ def dapo_config(
     settings: dict[str, Any] = {
         "policy_uri": policy_uri,
         "train_data_uri": train_data_uri,
-        "trajectories_uri": f"{output_uri}/trajectories",  # where the operator puts them too
-        "rl_policy_uri": f"{output_uri}/policy",
-        "output_uri": output_uri,
         "steps": 4,
         "group_size": 8,
         "prompts_per_step": 32,
@@ -61,10 +58,12 @@ def dapo_config(
         "max_response_tokens": 8,
         "overlong_buffer": 2,
         "engine": "hf",
-        "training": TrainingConfig(lr=5e-4, warmup_steps=3, micro_batch=64, zero_stage=2),
+        "lr": 5e-4,
+        "warmup_steps": 3,
+        "micro_batch": 64,
+        "zero_stage": 2,
     }
-    settings.update(overrides)
-    return DapoPhaseConfig(**settings)
+    return toy.dapo_config(output_uri, **(settings | overrides))
 
 
 def read_metrics(output: Path) -> list[dict[str, float]]:
@@ -395,7 +394,9 @@ def test_two_ranks_under_torchrun_with_zero3_write_one_consistent_output(
         steps=3,
         prompts_per_step=8,
         updates_per_step=2,
-        training=TrainingConfig(lr=5e-4, micro_batch=3, zero_stage=3),
+        lr=5e-4,
+        micro_batch=3,
+        zero_stage=3,
     )
     done = subprocess.run(
         two_rank_command(config),

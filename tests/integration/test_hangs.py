@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from rloop_trainer import store
-from rloop_trainer.config import TrainingConfig
 
 from tests.integration.test_dapo_phase import (
     ToyInputs,
@@ -82,9 +81,6 @@ def test_a_rank_stopped_mid_step_makes_the_other_fail_naming_it_and_the_phase_en
     tmp_path: Path,
 ) -> None:
     output = tmp_path / "out"
-    training = TrainingConfig(
-        lr=5e-4, micro_batch=3, zero_stage=2, collective_timeout_seconds=COLLECTIVE_TIMEOUT_S
-    )
     config = dapo_config(
         str(toy_inputs.policy_dir),
         str(toy_inputs.train_data),
@@ -92,7 +88,8 @@ def test_a_rank_stopped_mid_step_makes_the_other_fail_naming_it_and_the_phase_en
         steps=4,
         prompts_per_step=8,
         updates_per_step=2,
-        training=training,
+        micro_batch=3,
+        collective_timeout_seconds=COLLECTIVE_TIMEOUT_S,
     )
     termination = tmp_path / "termination-log"
     log = tmp_path / "phase.log"

@@ -16,20 +16,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rloop_operator.api import RLoopRunSpec, Stage, parse_spec, parse_status
+from rloop_operator.api import RLoopRunSpec, parse_spec, parse_status
 from rloop_operator.children import child_name
 from rloop_operator.layout import RunLayout
+from rloop_operator.lifecycle import Stage
 from rloop_operator.manifests import (
     SCRATCH,
     TERMINATION_MESSAGE_PATH,
     ManifestSettings,
     child_manifest,
-    phase_config,
+    trainer_config,
 )
 from rloop_operator.planning.actions import CreateChild
 from rloop_operator.planning.inputs import RunView
-from rloop_operator.stage_reports import read_report, report_from_messages
-from rloop_operator.stages import stages_of
+from rloop_operator.stage_reports import (
+    parse_eval_report,
+    parse_filter_report,
+    read_report,
+    report_from_messages,
+)
+from rloop_operator.stages import stage_info, stages_of
 from rloop_trainer import s3, store, toy
 
 from tests.cluster.procs import free_port
@@ -103,12 +109,12 @@ def next_inputs(run: RunView, stage: Stage) -> list[str]:
     if stage is Stage.EVALUATING_BASE:
         return [layout.base_eval_report(), layout.analysis_report()]
     if stage is Stage.EXPLORING:
-        trajectories = phase_config(run, 0, Stage.FILTERING)["trajectories_uri"]
+        trajectories = trainer_config(run, 0, Stage.FILTERING)["trajectories_uri"]
         return store.list_uris(trajectories, suffix=".parquet")[:1]
     if stage is Stage.FILTERING:
-        return [phase_config(run, 0, Stage.CONSOLIDATING)["expert_uri"]]
+        return [trainer_config(run, 0, Stage.CONSOLIDATING)["expert_uri"]]
     if stage is Stage.CONSOLIDATING:
-        policy = phase_config(run, 1, Stage.EXPLORING)["policy_uri"]
+        policy = trainer_config(run, 1, Stage.EXPLORING)["policy_uri"]
         return [store.join(policy, "config.json"), store.join(policy, "model.safetensors")]
     return [layout.eval_report(0), layout.analysis_report()]  # the latter for `rloop report`
 
@@ -140,11 +146,11 @@ def test_one_iteration_of_manifest_commands_hands_each_stage_its_inputs(
         assert missing == [], f"after {stage.value}, the next stage cannot find {missing}"
     # The operator reads the reports the phases wrote, as it fills the run's status: from
     # the pods' termination messages, the same as from the store.
-    expert = read_report(run.layout.expert_report(0), True, run.spec.storage, secret)
+    expert = read_report(run.layout.expert_report(0), parse_filter_report, run.spec.storage, secret)
     assert expert.error is None and expert.trajectories and expert.trajectories >= 2 * 4 * 4
-    evaluation = read_report(run.layout.eval_report(0), False, run.spec.storage, secret)
+    evaluation = read_report(run.layout.eval_report(0), parse_eval_report, run.spec.storage, secret)
     assert evaluation.error is None
     assert set(evaluation.metrics) == {"heldout/avg@4", "heldout/pass@1", "heldout/pass@4"}
     for stage, from_store in ((Stage.FILTERING, expert), (Stage.EVALUATING, evaluation)):
         message = (tmp_path / f"scratch-{stage.value}" / "termination").read_text()
-        assert report_from_messages([message], stage is Stage.FILTERING) == from_store
+        assert report_from_messages([message], stage_info(stage).report.parse) == from_store

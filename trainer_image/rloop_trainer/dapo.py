@@ -33,6 +33,7 @@ import torch
 from rloop_trainer import checkpoint, data, dist, policy, progress, rank_watch, reward, store
 from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo_loss import group_advantages, informative_groups, loss_sample_mask
+from rloop_trainer.dapo_metrics import StepTimings, step_metrics
 from rloop_trainer.dapo_update import TrainSequence, update_policy
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.metrics_log import MetricsLog
@@ -44,6 +45,8 @@ from rloop_trainer.rollout.groups import (
     generate_round,
     trajectory_table,
 )
+from rloop_trainer.tracking.names import dapo_step_metrics
+from rloop_trainer.tracking.session import PhaseTrackers, phase_trackers
 from rloop_trainer.training import TrainEngine, build_trainer
 
 log = logging.getLogger(__name__)
@@ -156,7 +159,7 @@ def collect_groups(
 class DapoPhase:
     def __init__(self, config: DapoPhaseConfig) -> None:
         self.config = config
-        self.layout = dist.init_distributed(config.training.collective_timeout)
+        self.layout = dist.init_distributed(config.collective_timeout)
         self.device = dist.device()
         torch.manual_seed(config.seed + self.layout.rank)
         records = data.load_prompts(config.train_data_uri)  # bad data fails before the model loads
@@ -171,9 +174,9 @@ class DapoPhase:
             max_model_len=config.max_prompt_tokens + config.max_response_tokens,
             seed=config.seed,
         )
-        self.trainer: TrainEngine = build_trainer(model, config.training, config.run_steps)
+        self.trainer: TrainEngine = build_trainer(model, config, config.run_steps)
         self.shape = RewardShape(
-            config.reward_format,
+            config.reward.format,
             config.max_response_tokens,
             config.overlong_buffer,
             config.overlong_penalty,
@@ -262,13 +265,21 @@ class DapoPhase:
         return ResumeState(previous.step, int(previous.state["data_position"])), []
 
     def run(self) -> None:
+        start, history = self.restore()
+        with phase_trackers(self.config, "dapo", dist.is_main()) as trackers:
+            self.take_steps(start, history, trackers)
+            self.finish(start.step)
+
+    def take_steps(
+        self, start: ResumeState, history: list[checkpoint.Metrics], trackers: PhaseTrackers
+    ) -> None:
         config = self.config
         checkpoints = dapo_checkpoints(config.output_uri)
-        start, history = self.restore()
         progress.reached(start.step)
         metrics = MetricsLog(config.output_uri, config.steps, history) if dist.is_main() else None
         data_position = start.data_position
         for step in range(start.step + 1, config.last_step + 1):
+            step_started = time.perf_counter()
             rollouts = self.collect(step, data_position)
             data_position = rollouts.data_position
             write_started = time.perf_counter()
@@ -280,9 +291,12 @@ class DapoPhase:
             self.push_weights()
             sync_seconds = time.perf_counter() - sync_started
             if metrics is not None:
-                metrics.record(
-                    step_metrics(step, rollouts, train_stats, write_seconds, sync_seconds)
+                timings = StepTimings(
+                    write_seconds, sync_seconds, time.perf_counter() - step_started
                 )
+                record = step_metrics(step, rollouts, train_stats, timings, self.layout.world_size)
+                metrics.record(record)
+                trackers.log_metrics(dapo_step_metrics(record), config.rl_step_of(step))
             if self.checkpoint_due(step):
                 history = metrics.records if metrics is not None else []
                 resume = asdict(ResumeState(step, data_position))
@@ -290,7 +304,6 @@ class DapoPhase:
             progress.reached(step)
         if metrics is not None:
             metrics.close()
-        self.finish(start.step)
 
     def checkpoint_due(self, step: int) -> bool:
         """Every `checkpoint_every` steps inside the phase; and at a window's last step, the
@@ -336,32 +349,6 @@ class DapoPhase:
                 },
             )
         dist.barrier()
-
-
-def step_metrics(
-    step: int,
-    rollouts: StepRollouts,
-    train_stats: dict[str, float],
-    write_seconds: float,
-    sync_seconds: float,
-) -> dict[str, float]:
-    samples = [r for group in rollouts.all_groups for r in group.rollouts]
-    generated_tokens = sum(len(r.completion.token_ids) for r in samples)
-    return {
-        "step": step,
-        "reward": sum(r.reward for r in samples) / len(samples),
-        "accuracy": sum(r.correct for r in samples) / len(samples),
-        "response_length": generated_tokens / len(samples),
-        "truncated_fraction": sum(r.completion.truncated for r in samples) / len(samples),
-        "generation_rounds": rollouts.rounds,
-        "kept_groups": len(rollouts.kept_groups),
-        "generated_groups": len(rollouts.all_groups),
-        "rollout_tokens_per_s": generated_tokens / max(rollouts.seconds, 1e-9),
-        "time_rollout_s": rollouts.seconds,
-        "time_write_s": write_seconds,
-        "time_sync_s": sync_seconds,
-        **train_stats,
-    }
 
 
 def run_dapo_phase(config: DapoPhaseConfig) -> None:

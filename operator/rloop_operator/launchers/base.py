@@ -9,9 +9,32 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from rloop_operator.api import Phase, RLoopRunSpec, RuntimeRefSpec
+from pydantic import Field
+from rloop_contract.schema import DNS_SUBDOMAIN, SpecSection
+
+from rloop_operator.lifecycle import Phase
+
+
+class RuntimeRefSpec(SpecSection):
+    """spec.resources.runtimeRef: a Kubeflow Trainer runtime; Trainer v2.2 ships
+    ClusterTrainingRuntime torch-distributed, the default."""
+
+    name: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the runtime."
+        ),
+    ] = "torch-distributed"
+    kind: Annotated[
+        Literal["ClusterTrainingRuntime", "TrainingRuntime"],
+        Field(
+            description=(
+                "ClusterTrainingRuntime (cluster-wide) or TrainingRuntime (in the run's namespace)."
+            )
+        ),
+    ] = "ClusterTrainingRuntime"
 
 
 @dataclass(frozen=True)
@@ -217,7 +240,9 @@ class Launcher(ABC):
     def pod_selector(self, name: str) -> str:
         """Label selector of the pods of child `name`, as its controllers label them."""
 
-    def prerequisites(self, spec: RLoopRunSpec) -> tuple[Prerequisite, ...]:
+    def prerequisites(self, runtime: RuntimeRefSpec) -> tuple[Prerequisite, ...]:
+        """The objects a run's children of this kind need, given the run's Trainer runtime
+        (spec.resources.runtimeRef or its default; launchers without one ignore it)."""
         return ()
 
     def logs_hint(self, namespace: str, name: str) -> str:

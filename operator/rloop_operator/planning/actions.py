@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rloop_operator.api import RLoopRunStatus, Stage
-from rloop_operator.stages import Report
+from rloop_operator.api import RLoopRunStatus
+from rloop_operator.lifecycle import Stage
+from rloop_operator.stage_reports import ReportKind
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ReadReport:
 
     child: str
     uri: str
-    report: Report
+    report: ReportKind
 
 
 @dataclass(frozen=True)

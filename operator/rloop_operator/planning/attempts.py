@@ -24,14 +24,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from rloop_operator.api import IterationRecord, Phase, RLoopRunSpec, Stage
+from rloop_operator.api import IterationRecord, RLoopRunSpec
 from rloop_operator.children import Child, child_name
-from rloop_operator.launchers import launcher_for
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.planning.blockers import Blocker
 from rloop_operator.planning.inputs import RunView
 from rloop_operator.planning.status_draft import StatusDraft
 from rloop_operator.pods import Pods, not_started, writers
-from rloop_operator.stages import stage_info
+from rloop_operator.stages import launcher_for, stage_info
 from rloop_operator.trainer_failures import failed_permanently
 
 # Pods are watched (child_watch.PODS); the poll is the clock of startTimeout and a net

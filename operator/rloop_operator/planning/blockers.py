@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rloop_operator.api import Condition, RLoopRunSpec
-from rloop_operator.launchers import Prerequisite, launcher_for, prerequisites
+from rloop_operator.launchers import Prerequisite
 from rloop_operator.planning.inputs import Refusal
-from rloop_operator.stages import stages_of
+from rloop_operator.stages import launcher_for, prerequisites, stages_of
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from rloop_operator.api import Condition, Phase, RLoopRunStatus
+from rloop_operator.api import Condition, RLoopRunStatus
+from rloop_operator.lifecycle import Phase
 from rloop_operator.planning.blockers import Blocker
 
 Truth = Literal["True", "False", "Unknown"]

@@ -17,15 +17,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from rloop_operator.api import (
-    IterationRecord,
-    Phase,
-    RLoopRunSpec,
-    SpecError,
-    Stage,
-)
+from rloop_operator.api import IterationRecord, RLoopRunSpec, SpecError
 from rloop_operator.children import Child, child_name
-from rloop_operator.launchers import launcher_for
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.planning.actions import (
     CreateChild,
     DeleteChild,
@@ -50,7 +44,7 @@ from rloop_operator.planning.transitions import (
 )
 from rloop_operator.policy_uris import produced_policy
 from rloop_operator.stage_reports import StageReport
-from rloop_operator.stages import Report, iteration_stages, stage_info, stages_of
+from rloop_operator.stages import iteration_stages, launcher_for, stage_info, stages_of
 
 DEFAULT_SETTINGS = PlanSettings()
 
@@ -205,7 +199,7 @@ def _complete_stage(
         if report is None:
             draft.act(ReadReport(child.name, leaves.uri(layout, index), leaves))
             return False
-        if leaves is Report.BASE_EVAL:
+        if leaves.of_base_policy:
             record_base_report(draft, report, child.name)
         else:
             _record_report(draft, index, report, child.name)

@@ -17,11 +17,11 @@ from dataclasses import replace
 from datetime import datetime
 
 from rloop_operator.api import RLoopRunSpec
-from rloop_operator.launchers import launcher_for
 from rloop_operator.planning.actions import CreateChild, Plan, ReadReport
 from rloop_operator.planning.inputs import Observed, PlanSettings, Refusal, RunView
 from rloop_operator.planning.plan import plan
 from rloop_operator.stage_reports import StageReport
+from rloop_operator.stages import launcher_for
 
 ReadReportFn = Callable[[ReadReport], StageReport]
 # Creates the child; None when it exists now, else the API server's refusal.

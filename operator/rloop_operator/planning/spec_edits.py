@@ -19,7 +19,8 @@ and the run continues when the spec is fixed.
 
 from __future__ import annotations
 
-from rloop_operator.api import Phase, RLoopRunSpec, RLoopRunStatus
+from rloop_operator.api import RLoopRunSpec, RLoopRunStatus
+from rloop_operator.lifecycle import Phase
 
 INVALID_SPEC = "InvalidSpec"
 STAGE_FAILED = "StageFailed"

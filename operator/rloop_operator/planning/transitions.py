@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rloop_operator.api import Phase, RLoopRunSpec, Stage
-from rloop_operator.launchers import launcher_for
+from rloop_operator.api import RLoopRunSpec
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.planning.actions import DeleteChild, Plan
 from rloop_operator.planning.blockers import (
     REFUSED,
@@ -20,6 +20,7 @@ from rloop_operator.planning.blockers import (
 from rloop_operator.planning.inputs import Observed, PlanSettings
 from rloop_operator.planning.spec_edits import INVALID_SPEC, reopening
 from rloop_operator.planning.status_draft import StatusDraft
+from rloop_operator.stages import launcher_for
 
 
 def fail(

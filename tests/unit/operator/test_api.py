@@ -1,4 +1,4 @@
-"""The typed API agrees with the CRD, the single source of truth."""
+"""The typed API and the CRD generated from it agree: fields, defaults, descriptions, rules."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-from rloop_operator.api import Phase, Stage
 from rloop_operator.children import (
     DNS_1035_LABEL,
     MAX_RUN_NAME,
@@ -16,8 +15,8 @@ from rloop_operator.children import (
     observe_child,
     run_name_problem,
 )
-from rloop_operator.launchers import launchers_able_to_run
-from rloop_operator.stages import STAGES
+from rloop_operator.lifecycle import Phase, Stage
+from rloop_operator.stages import STAGES, launchers_able_to_run
 
 
 def child(kind: str, status: dict[str, Any], slug: str = "rl", **metadata: Any) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rloop_operator.api import Phase, SpecError, parse_spec
+from rloop_operator.api import SpecError, parse_spec
 from rloop_operator.demo import demo_run_document
+from rloop_operator.lifecycle import Phase
 from rloop_operator.local_executor import ChildRecord, LocalState, load_run, phase_failure
 
 from tests.unit.operator.world import spec_dict

@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from rloop_operator.api import Stage, parse_spec, parse_status
+from rloop_operator.api import parse_spec, parse_status
 from rloop_operator.children import child_name
-from rloop_operator.manifests import ManifestSettings, child_manifest
-from rloop_operator.phase_config import phase_config
+from rloop_operator.lifecycle import Stage
+from rloop_operator.manifests import ManifestSettings, child_manifest, trainer_config
 from rloop_operator.planning.actions import CreateChild
 from rloop_operator.planning.inputs import RunView
 
@@ -204,9 +204,9 @@ def test_the_filter_job_requests_two_cpus_and_8gi_by_default() -> None:
 def test_phase_configs_wire_each_stage_to_the_previous_stage_outputs() -> None:
     run = run_of()
     root = "s3://bucket/rloop/team-a/demo/uid-9"
-    dapo = phase_config(run, 1, Stage.EXPLORING)
-    filt = phase_config(run, 1, Stage.FILTERING)
-    rft = phase_config(run, 1, Stage.CONSOLIDATING)
+    dapo = trainer_config(run, 1, Stage.EXPLORING)
+    filt = trainer_config(run, 1, Stage.FILTERING)
+    rft = trainer_config(run, 1, Stage.CONSOLIDATING)
     assert dapo["policy_uri"] == f"{root}/iter-001/policy"
     assert filt["trajectories_uri"] == f"{dapo['output_uri']}/trajectories"
     assert rft["expert_uri"] == f"{filt['output_uri']}/data.parquet"
@@ -217,7 +217,7 @@ def test_phase_configs_wire_each_stage_to_the_previous_stage_outputs() -> None:
 def test_each_vanilla_window_resumes_the_one_before_with_the_runs_seed_and_schedule() -> None:
     run = run_of(mode="vanilla", iterations=3)
     root = "s3://bucket/rloop/team-a/demo/uid-9"
-    windows = [phase_config(run, k, Stage.EXPLORING) for k in range(3)]
+    windows = [trainer_config(run, k, Stage.EXPLORING) for k in range(3)]
     assert [w["steps"] for w in windows] == [10, 10, 10]
     assert [w["window"] for w in windows] == [
         {"first_step": 0, "run_steps": 30, "previous_uri": None},
@@ -230,14 +230,14 @@ def test_each_vanilla_window_resumes_the_one_before_with_the_runs_seed_and_sched
 
 
 def test_an_rloop_exploration_is_no_window() -> None:
-    assert phase_config(run_of(iterations=3), 1, Stage.EXPLORING)["window"] is None
+    assert trainer_config(run_of(iterations=3), 1, Stage.EXPLORING)["window"] is None
 
 
 def test_each_evaluation_lists_every_evaluation_so_far_for_the_run_analysis() -> None:
     run = run_of(data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]})
     root = "s3://bucket/rloop/team-a/demo/uid-9"
 
-    config = phase_config(run, 1, Stage.EVALUATING)
+    config = trainer_config(run, 1, Stage.EVALUATING)
 
     analysis = config["analysis"]
     assert analysis["output_uri"] == f"{root}/analysis"
@@ -255,7 +255,7 @@ def test_each_evaluation_lists_every_evaluation_so_far_for_the_run_analysis() ->
 def test_a_vanilla_evaluation_sits_after_its_windows_rl_steps() -> None:
     data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
 
-    config = phase_config(run_of(mode="vanilla", iterations=3, data=data), 1, Stage.EVALUATING)
+    config = trainer_config(run_of(mode="vanilla", iterations=3, data=data), 1, Stage.EVALUATING)
 
     assert [e["rl_steps"] for e in config["analysis"]["evaluations"]] == [0, 10, 20]
     # A window's metrics number the run's steps already.
@@ -266,7 +266,7 @@ def test_the_base_evaluation_evaluates_the_base_model_first_in_the_analysis() ->
     data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
     root = "s3://bucket/rloop/team-a/demo/uid-9"
 
-    config = phase_config(run_of(data=data), 0, Stage.EVALUATING_BASE)
+    config = trainer_config(run_of(data=data), 0, Stage.EVALUATING_BASE)
 
     assert config["policy_uri"] == "s3://bucket/models/base"
     assert (config["output_uri"], config["report_uri"]) == (
@@ -280,7 +280,7 @@ def test_the_base_evaluation_evaluates_the_base_model_first_in_the_analysis() ->
 
 def test_the_command_carries_the_phase_config() -> None:
     command = master_pod(manifest(Stage.EXPLORING))["spec"]["containers"][0]["command"]
-    assert json.loads(command[-1]) == phase_config(run_of(), 0, Stage.EXPLORING)
+    assert json.loads(command[-1]) == trainer_config(run_of(), 0, Stage.EXPLORING)
 
 
 def trainjob_run(**resources: Any) -> RunView:
@@ -303,7 +303,7 @@ def test_dapo_on_trainjob_runs_the_phase_command_on_the_torch_runtime() -> None:
     }
     assert trainer["image"] == SETTINGS.trainer_image
     assert trainer["command"][:4] == ["torchrun", "--no-python", "rloop-trainer", "dapo"]
-    assert json.loads(trainer["command"][-1]) == phase_config(trainjob_run(), 0, Stage.EXPLORING)
+    assert json.loads(trainer["command"][-1]) == trainer_config(trainjob_run(), 0, Stage.EXPLORING)
 
 
 def test_trainjob_env_carries_the_store_settings_and_no_torchrun_reserved_names() -> None:

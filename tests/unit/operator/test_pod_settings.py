@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rloop_operator.api import SpecError, Stage, parse_spec
+from rloop_operator.api import SpecError, parse_spec
+from rloop_operator.lifecycle import Stage
 
 from tests.unit.operator.test_manifests import manifest, run_of, trainjob_pod_patch
 from tests.unit.operator.world import spec_dict

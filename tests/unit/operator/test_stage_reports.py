@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rloop_operator.api import StorageSpec
+from rloop_operator.spec_sections import StorageSpec
 from rloop_operator.stage_reports import (
     parse_eval_report,
     parse_filter_report,
@@ -30,7 +30,7 @@ def test_eval_report_flattens_into_set_scoped_metrics() -> None:
 
 def test_a_missing_report_is_an_error_value_not_an_exception(tmp_path: Path) -> None:
     storage = StorageSpec(uri=f"file://{tmp_path}")
-    report = read_report(f"file://{tmp_path}/nope/report.json", True, storage, {})
+    report = read_report(f"file://{tmp_path}/nope/report.json", parse_filter_report, storage, {})
     assert report.error is not None and "nope/report.json" in report.error
 
 
@@ -39,7 +39,7 @@ def test_a_report_on_a_file_store_is_read(tmp_path: Path) -> None:
         json.dumps({"rollouts": 8, "hard_prompts": 1, "kept_samples": 2})
     )
     storage = StorageSpec(uri=f"file://{tmp_path}")
-    report = read_report(f"file://{tmp_path}/report.json", True, storage, {})
+    report = read_report(f"file://{tmp_path}/report.json", parse_filter_report, storage, {})
     assert report.error is None and report.expert_samples == 2
 
 
@@ -50,19 +50,19 @@ def test_the_first_complete_report_among_the_termination_messages_is_used() -> N
         '{"rollouts": 8, "hard_prompts": 1, "kept_samples": 2}',
         '{"rollouts": 9, "hard_prompts": 1, "kept_samples": 3}',
     ]
-    report = report_from_messages(messages, filtering=True)
+    report = report_from_messages(messages, parse_filter_report)
     assert report is not None and report.expert_samples == 2
 
 
 def test_an_eval_report_is_read_from_a_termination_message() -> None:
     message = json.dumps({"sets": {"v": {"avg@n": 0.5, "pass@k": {"4": 0.75}, "samples": 4}}})
-    report = report_from_messages([message], filtering=False)
+    report = report_from_messages([message], parse_eval_report)
     assert report is not None and report.metrics == {"v/avg@4": 0.5, "v/pass@4": 0.75}
 
 
 def test_without_a_usable_message_there_is_no_report() -> None:
-    assert report_from_messages([], filtering=True) is None
-    assert report_from_messages(["[1, 2]", "{}"], filtering=False) is None
+    assert report_from_messages([], parse_filter_report) is None
+    assert report_from_messages(["[1, 2]", "{}"], parse_eval_report) is None
 
 
 def test_sets_left_out_of_a_termination_message_make_the_report_incomplete() -> None:
@@ -70,6 +70,6 @@ def test_sets_left_out_of_a_termination_message_make_the_report_incomplete() -> 
         "sets": {"aime": {"avg@n": 0.5, "pass@k": {"4": 0.75}, "samples": 4}},
         "omitted": ["math500", "minerva"],
     })  # fmt: skip
-    report = report_from_messages([message], filtering=False)
+    report = report_from_messages([message], parse_eval_report)
     assert report is not None and report.metrics == {"aime/avg@4": 0.5, "aime/pass@4": 0.75}
     assert report.incomplete is not None and "math500, minerva" in report.incomplete

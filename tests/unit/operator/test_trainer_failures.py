@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from rloop_operator.api import Phase, Stage
 from rloop_operator.children import Child
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.pods import Exit, PodState
 from rloop_operator.trainer_failures import (
     TrainerFailure,

@@ -8,15 +8,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rloop_operator.api import Phase, RLoopRunSpec, RLoopRunStatus, SpecError
+from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError
 from rloop_operator.children import Child
-from rloop_operator.launchers import Prerequisite, launcher_for
+from rloop_operator.launchers import Prerequisite
+from rloop_operator.lifecycle import Phase
 from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
 from rloop_operator.planning.inputs import Observed, PlanSettings, Refusal, RunView
 from rloop_operator.planning.plan import plan
 from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.pods import PodState
 from rloop_operator.stage_reports import StageReport
+from rloop_operator.stages import launcher_for
 from rloop_operator.unknown_fields import parse_cluster_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

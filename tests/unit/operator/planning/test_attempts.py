@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from rloop_operator.api import Condition, Phase
+from rloop_operator.api import Condition
+from rloop_operator.lifecycle import Phase
 from rloop_operator.planning.actions import CreateChild, DeleteChild, Plan
 from rloop_operator.planning.attempts import pods_to_read
 from rloop_operator.pods import Exit, PodState

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from rloop_operator.api import Phase, Stage
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.planning.actions import CreateChild, EmitEvent
 from rloop_operator.planning.inputs import Refusal
 

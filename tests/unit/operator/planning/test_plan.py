@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from rloop_operator.api import Phase, SpecError, Stage, parse_spec
-from rloop_operator.launchers import prerequisites
+from rloop_operator.api import SpecError, parse_spec
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent
 from rloop_operator.planning.inputs import Observed, RunView
 from rloop_operator.planning.plan import plan
 from rloop_operator.stage_reports import StageReport
+from rloop_operator.stages import prerequisites
 
 from tests.unit.operator.world import FILTER_REPORT, World
 

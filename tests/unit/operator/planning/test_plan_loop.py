@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rloop_operator.api import Stage
+from rloop_operator.lifecycle import Stage
 from rloop_operator.planning.actions import CreateChild, ReadReport
 from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.stage_reports import StageReport

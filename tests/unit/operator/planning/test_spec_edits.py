@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from rloop_operator.api import Phase, Stage
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan
 
 from tests.unit.operator.world import World
