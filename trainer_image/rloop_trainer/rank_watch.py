@@ -1,6 +1,6 @@
 """Which rank went silent: heartbeats of the ranks in the rendezvous store.
 
-Every collective has a timeout (TrainingConfig.collective_timeout_seconds), but neither
+Every collective has a timeout (TrainerOptions.collective_timeout_seconds), but neither
 backend says who never came: gloo raises "Timed out waiting ... for recv" in the waiting
 rank and NCCL's watchdog ends the process. So each rank of a multi-rank phase runs a
 watch: a daemon thread that, every `beat_interval`, adds one to its own counter in the
