@@ -4,9 +4,9 @@ Each phase gets exactly the config `rloop run` hands its child (the operator's
 `phase_config` of the run's spec) and runs through the trainer's own command line
 (`rloop_trainer.cli.main`), in this process instead of a new one: a phase process
 spends seconds importing torch, transformers and DeepSpeed, more than a tiny model's
-RL step. The one departure from the product is an ablation's: `rft_from_rl` fine-tunes
-the RL end point instead of the iteration's starting policy (the spec has no such
-field, deliberately).
+RL step. The departures from the product: an ablation's `rft_from_rl` fine-tunes the RL
+end point instead of the iteration's starting policy (the spec has no such field,
+deliberately), and the process group outlives each phase (run_phase).
 
 The store layout is the product's (`<storage.uri>/local/<name>/local/...`), so
 `rloop report` reads these runs as it reads any other.
@@ -22,13 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 from urllib.parse import urlparse
 
 from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, Stage, parse_spec
 from rloop_operator.phase_config import phase_config
 from rloop_operator.plan import RunView
 from rloop_operator.stages import iteration_stages, stage_info
-from rloop_trainer import cli
+from rloop_trainer import cli, dist
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,11 @@ def run_phase(run: RunView, iteration: int, stage: Stage, arm: Arm) -> None:
     if stage is Stage.CONSOLIDATING and arm.rft_from_rl:
         config["policy_uri"] = run.layout.rl_policy(iteration)
     phase = stage_info(stage).phase
-    code = cli.main([phase, "--config-json", json.dumps(config)])
+    # A phase process ends by tearing down its process group (RFT does); here the next
+    # phase runs in the same process, where DeepSpeed keeps the groups it derived from
+    # the first one, so the group stays up, as after a DAPO phase.
+    with patch.object(dist, "shutdown", lambda: None):
+        code = cli.main([phase, "--config-json", json.dumps(config)])
     if code != 0:
         raise RuntimeError(f"{run.name}: {phase} of iteration {iteration} exited with {code}")
 
