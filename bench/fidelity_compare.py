@@ -28,7 +28,7 @@ from fidelity_task import Budget, run_document
 from rloop_operator.api import Stage
 
 RLOOP = Arm("rloop", "rloop", "RLoop")
-VANILLA = Arm("vanilla", "vanilla", "vanilla DAPO")
+VANILLA = Arm("vanilla", "vanilla", "vanilla")
 ABLATIONS = (
     Arm("rft-from-rl", "rloop", "RFT from the RL end point", rft_from_rl=True),
     Arm("threshold-1", "rloop", "hard threshold 1.0", hard_threshold=1.0),
