@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rloop_operator.api import RLoopRunSpec, SpecError
-from rloop_operator.demo import run_demo
+from rloop_operator.demo import print_demo_report, run_demo
 from rloop_operator.local import LocalExecutor, Reporter
 from rloop_operator.plan import RunView
 from rloop_operator.run_report import ReportError, report_command
@@ -88,7 +88,9 @@ def run_command(run_file: Path, state_dir: Path | None, console: Console) -> int
 
 def demo_command(workdir: Path, compare: bool, console: Console) -> int:
     with live_progress(console) as report:
-        return run_demo(workdir, compare, console, report)
+        runs = run_demo(workdir, compare, console, report)
+    # After the live display has printed its last frame: the sentence ends the output.
+    return print_demo_report(workdir, runs, console)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,7 +76,7 @@ def forgetting_png(arms: Arms, matrices: Mapping[str, tuple[Sequence[int], Float
 
 def diversity_png(arms: Arms, set_names: Sequence[str]) -> bytes:
     """Fig. 5b: each arm's own similarity per evaluated RL step, seeds and their mean."""
-    figure = Figure(figsize=(6.2 * len(set_names), 4.8), layout="constrained")
+    figure = Figure(figsize=(max(8.0, 6.2 * len(set_names)), 5.0), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(set_names)))
     for axis, set_name in zip(axes, set_names, strict=True):
         for runs, name, colour in ((arms.ours, arms.ours_name, COLOURS[0]),
@@ -89,12 +89,15 @@ def diversity_png(arms: Arms, set_names: Sequence[str]) -> bytes:
                 )
             means = [float(np.mean(points[s])) for s in steps]
             axis.plot(steps, means, color=colour, marker="o", label=f"{name} (mean; dots: seeds)")
-        axis.set(title=set_name, xlabel="RL steps", ylabel="bigram Jaccard of two own solutions")
+        axis.set(title=f"validation set {set_name}", xlabel="RL steps",
+                 ylabel="bigram Jaccard of two own solutions")  # fmt: skip
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(
         f"Within-policy similarity (Fig. 5b, Appendix A diagonal), {_seeds(arms)}\n"
-        "bigram Jaccard of two distinct samples of a problem: lower = more diverse solutions"
+        "bigram Jaccard index of two distinct samples of a problem\n"
+        "(mean per problem, then over problems): lower = more diverse solutions",
+        fontsize=10,
     )
     return _png(figure)
 
@@ -141,7 +144,7 @@ def _seed_lines(
 def accuracy_png(arms: Arms, along: Mapping[str, Sequence[FigureComparison]]) -> bytes:
     """Fig. 4: per set, the headline figures of both arms along RL steps (top) and A - B
     with its 95% interval (bottom)."""
-    figure = Figure(figsize=(6.4 * len(along), 8.0), layout="constrained")
+    figure = Figure(figsize=(max(8.0, 6.4 * len(along)), 8.4), layout="constrained")
     axes = np.array(figure.subplots(2, len(along), squeeze=False))
     for column, (set_name, comparisons) in enumerate(along.items()):
         top, bottom = axes[0, column], axes[1, column]

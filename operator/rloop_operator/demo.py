@@ -33,6 +33,7 @@ from rloop_operator.run_report import compare_arms, load_run_report, print_summa
 
 DEMO_ITERATIONS = 3
 HELDOUT = "heldout"
+MODES = ("rloop", "vanilla")
 LABELS = {"rloop": "RLoop", "vanilla": "vanilla DAPO"}
 
 
@@ -116,7 +117,9 @@ def _follow(started: Sequence[Started], report: Reporter) -> list[RunView]:
         time.sleep(1.0)
 
 
-def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -> int:
+def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -> list[RunView]:
+    """Build the assets, run RLoop (and with `compare` vanilla DAPO beside it) to the end,
+    showing progress through `report`; the runs' final views."""
     workdir.mkdir(parents=True, exist_ok=True)
     console.log(f"building the tiny model and toy data in {workdir / 'assets'}")
     subprocess.run(
@@ -125,15 +128,19 @@ def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -
     # Vanilla DAPO is one run whose windows of dapo.steps steps are each evaluated, so the
     # two runs meet at equal RL steps after every iteration.
     # The two runs go side by side, each in its own `rloop run` (its log: WORKDIR/<run>.log).
-    modes = ("rloop", "vanilla") if compare else ("rloop",)
-    started = [_start(workdir, mode) for mode in modes]
+    started = [_start(workdir, mode) for mode in MODES[: 2 if compare else 1]]
     try:
-        runs = _follow(started, report)
+        return _follow(started, report)
     finally:
         for process, _ in started:
             process.wait()
+
+
+def print_demo_report(workdir: Path, runs: Sequence[RunView], console: Console) -> int:
+    """What `rloop report` prints of the runs (with two, --compare's comparison, its
+    sentence last); 0 if every run succeeded."""
     loaded = [load_run_report(run.layout.root) for run in runs]
-    for mode, run in zip(modes, loaded, strict=True):
+    for mode, run in zip(MODES, loaded, strict=False):
         print_summary(replace(run.summary, name=LABELS[mode]), None, console)
     console.print("each run's own analysis pictures: rloop report RUN --out DIR")
     if len(loaded) == 2:
