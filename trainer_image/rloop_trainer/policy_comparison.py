@@ -108,7 +108,7 @@ class _Incidence:
     policies: int
     width: int  # the most samples any policy has of any problem of the chunk
     valid: BoolMatrix  # (problems, slots)
-    sizes: npt.NDArray[np.float32]  # (problems, slots): distinct bigrams of the response
+    sizes: FloatMatrix  # (problems, slots): distinct bigrams of the response
     problem: IntArray  # (entries,) per (response, shared bigram) entry: its problem,
     slot: IntArray  # ... its response slot,
     column: IntArray  # ... and the bigram's column among its problem's shared bigrams
@@ -134,7 +134,7 @@ def _incidence(samples: Sequence[Sequence[Responses]], chunk: range) -> _Inciden
     slot, code = _distinct_pairs(owner[:-1][within], codes)
     problem = slot // slots_per_problem
     shape = (len(chunk), slots_per_problem)
-    sizes = np.bincount(slot, minlength=shape[0] * shape[1]).astype(np.float32).reshape(shape)
+    sizes = np.bincount(slot, minlength=shape[0] * shape[1]).astype(np.float64).reshape(shape)
     valid = np.zeros(shape[0] * shape[1], dtype=np.bool_)
     valid[slots] = True
     column, columns, shared = _shared_columns(problem, code, len(chunk))
@@ -195,7 +195,8 @@ def _pair_sums(incidence: _Incidence) -> tuple[FloatMatrix, FloatMatrix]:
             incidence.slot[in_batch],
             incidence.column[in_batch],
         ] = 1.0
-        common = matrix @ matrix.transpose(0, 2, 1)
+        # Exact counts in float32 (below 2**24); the ratios in float64.
+        common = (matrix @ matrix.transpose(0, 2, 1)).astype(np.float64)
         sizes, valid = incidence.sizes[batch], incidence.valid[batch]
         union = sizes[:, :, None] + sizes[:, None, :] - common
         counted = valid[:, :, None] & valid[:, None, :] & (union > 0) & not_itself
