@@ -89,12 +89,12 @@ def copy_base_evaluation(source: RunView, target: RunView) -> None:
         shutil.copytree(local_path(source.layout.base_eval()), destination, dirs_exist_ok=True)
 
 
-def evaluation_line(run: RunView, iteration: int) -> str:
-    """`set avg@n pass@N` of the evaluation just made, for the progress output."""
-    assert isinstance(run.spec, RLoopRunSpec)
-    report_uri = run.layout.eval_report(iteration) if iteration >= 0 else None
-    path = local_path(report_uri or run.layout.base_eval_report())
-    sets = json.loads(path.read_text())["sets"]
+def evaluation_line(run: RunView, iteration: int, stage: Stage) -> str:
+    """`set avg@n pass@n` of the evaluation just made, for the progress output."""
+    uri = run.layout.eval_report(iteration)
+    if stage is Stage.EVALUATING_BASE:
+        uri = run.layout.base_eval_report()
+    sets = json.loads(local_path(uri).read_text())["sets"]
     return "; ".join(
         f"{name} avg@{f['samples']} {f['avg@n']:.3f} pass@{f['samples']} "
         f"{f['pass@k'].get(str(f['samples']), float('nan')):.3f}"
@@ -119,8 +119,7 @@ def run_arm(run: RunView, arm: Arm, base: RunView | None, progress: Progress) ->
             seconds = time.monotonic() - started
             where = f"{run.name} iteration {iteration + 1}/{spec.iterations} {stage.value}"
             if stage in (Stage.EVALUATING, Stage.EVALUATING_BASE):
-                index = iteration if stage is Stage.EVALUATING else -1
-                progress(f"{where} ({seconds:.0f} s): {evaluation_line(run, index)}")
+                progress(f"{where} ({seconds:.0f} s): {evaluation_line(run, iteration, stage)}")
             else:
                 progress(f"{where} ({seconds:.0f} s)")
 

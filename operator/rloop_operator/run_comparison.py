@@ -225,11 +225,11 @@ def verdict(comparisons: Sequence[FigureComparison], ours: str, theirs: str) -> 
     elif below and not above:
         standing = f"{ours} behind {theirs}"
     elif not above:
-        standing = f"no difference detected at this power between {ours} and {theirs}"
+        standing = f"No difference detected at this power between {ours} and {theirs}"
     else:
         standing = f"{ours} ahead of {theirs} on some figures and behind on others"
     details = "; ".join(_detail(c) for c in comparisons)
-    return f"{standing[0].upper()}{standing[1:]} {where} {power}: {details}"
+    return f"{standing} {where} {power}: {details}"
 
 
 def _detail(comparison: FigureComparison) -> str:
