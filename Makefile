@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= /tmp/rloop-demo
 
-.PHONY: venv lint test unit demo bench cluster-bins cluster-up cluster-down clean
+.PHONY: venv lint generate test unit demo bench cluster-bins cluster-up cluster-down clean
 
 # torch first, then DeepSpeed without build isolation: its sdist imports torch while
 # building, and with isolation pip would fetch a second torch (DESIGN.md section 7).
@@ -23,6 +23,12 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python hack/generate_api.py --check
+
+# The CRD (and the chart's copy) from rloop_operator/api.py, the chart's RBAC rules for the
+# children from the launcher registry.
+generate: venv
+	$(BIN)/python hack/generate_api.py
 
 test: lint cluster-bins
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

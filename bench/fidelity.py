@@ -40,6 +40,7 @@ from fidelity_pilot import pilot_markdown, pilot_name, pilot_rows, run_pilot
 from fidelity_runs import Arm, run_view
 from fidelity_task import SAMPLES, Budget, build_assets
 from rloop_operator.comparison_plots import write_pictures
+from rloop_operator.report_command import LoadedRun, load_run_report
 from rloop_operator.run_comparison import (
     Arms,
     along_steps,
@@ -49,7 +50,6 @@ from rloop_operator.run_comparison import (
     table_one,
     verdict,
 )
-from rloop_operator.run_report import LoadedRun, load_run_report
 
 
 def pilot_command(args: argparse.Namespace, console: Console) -> int:

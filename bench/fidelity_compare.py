@@ -25,7 +25,7 @@ from typing import Any
 from fidelity_jobs import Job, Work, fixed
 from fidelity_runs import Arm, rft_updates, rl_updates, run_arm, run_phase, run_view
 from fidelity_task import Budget, run_document
-from rloop_operator.api import Stage
+from rloop_operator.lifecycle import Stage
 
 RLOOP = Arm("rloop", "rloop", "RLoop")
 VANILLA = Arm("vanilla", "vanilla", "vanilla")

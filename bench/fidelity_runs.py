@@ -1,7 +1,7 @@
 """One arm of the replication for one seed, run phase after phase in this process.
 
 Each phase gets exactly the config `rloop run` hands its child (the operator's
-`phase_config` of the run's spec) and runs through the trainer's own command line
+`trainer_config` of the run's spec) and runs through the trainer's own command line
 (`rloop_trainer.cli.main`), in this process instead of a new one: a phase process
 spends seconds importing torch, transformers and DeepSpeed, more than a tiny model's
 RL step. The departures from the product: an ablation's `rft_from_rl` fine-tunes the RL
@@ -25,9 +25,10 @@ from typing import Any
 from unittest.mock import patch
 from urllib.parse import urlparse
 
-from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, Stage, parse_spec
-from rloop_operator.phase_config import phase_config
-from rloop_operator.plan import RunView
+from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, parse_spec
+from rloop_operator.lifecycle import Stage
+from rloop_operator.manifests import trainer_config
+from rloop_operator.planning.inputs import RunView
 from rloop_operator.stages import iteration_stages, stage_info
 from rloop_trainer import cli, dist
 
@@ -62,13 +63,13 @@ def local_path(uri: str) -> Path:
 
 def phase_done(run: RunView, iteration: int, stage: Stage) -> bool:
     """Whether the stage's output already has its _SUCCESS (a resumed bench skips it)."""
-    config = phase_config(run, iteration, stage)
+    config = trainer_config(run, iteration, stage)
     return (local_path(config["output_uri"]) / "_SUCCESS").is_file()
 
 
 def run_phase(run: RunView, iteration: int, stage: Stage, arm: Arm) -> None:
     """The stage's trainer phase with the operator's config (and the arm's one override)."""
-    config = phase_config(run, iteration, stage)
+    config = trainer_config(run, iteration, stage)
     if stage is Stage.CONSOLIDATING and arm.rft_from_rl:
         config["policy_uri"] = run.layout.rl_policy(iteration)
     phase = stage_info(stage).phase

@@ -136,22 +136,14 @@ def synthetic_sequences(count: int, vocab: int) -> list[Any]:
 def policy_update_seconds(policy_dir: Path, sequences: list[Any], micro_batch: int) -> float:
     """Median seconds of the trainer's DAPO update (DeepSpeed) over the sequences."""
     import torch
-    from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
+    from rloop_trainer import toy
     from rloop_trainer.dapo_update import update_policy
     from rloop_trainer.policy import load_policy
     from rloop_trainer.training import build_trainer
 
-    training = TrainingConfig(lr=1e-6, micro_batch=micro_batch)
-    config = DapoPhaseConfig(
-        policy_uri=str(policy_dir),
-        train_data_uri="-",
-        trajectories_uri="-",
-        rl_policy_uri="-",
-        output_uri="-",
-        training=training,
-    )
+    config = toy.dapo_config(policy_uri=str(policy_dir), lr=1e-6, micro_batch=micro_batch)
     model, tokenizer = load_policy(str(policy_dir), torch.float32, device())
-    trainer = build_trainer(model, training, total_steps=4)
+    trainer = build_trainer(model, config, total_steps=4)
     pad_token_id = int(tokenizer.pad_token_id)
     times = [
         cuda_seconds(lambda: update_policy(trainer, [sequences], config, pad_token_id))[0]
@@ -236,7 +228,7 @@ def write_expert_set(uri_path: Path, rows: int, vocab: int) -> None:
 def stage_rft(work: Path, shape: str, steps: int = 4) -> Result:
     import torch
     from rloop_trainer import rft
-    from rloop_trainer.config import RftPhaseConfig, TrainingConfig
+    from rloop_trainer.config import RftPhaseConfig
     from rloop_trainer.training import UpdateOutcome
 
     policy_dir = wide_policy(work, shape)
@@ -253,7 +245,8 @@ def stage_rft(work: Path, shape: str, steps: int = 4) -> Result:
         max_seq_tokens=SEQUENCE_TOKENS,
         batch_size=batch_size,
         checkpoint_every=1000,
-        training=TrainingConfig(lr=1e-5, micro_batch=micro_batch),
+        lr=1e-5,
+        micro_batch=micro_batch,
     )
     step_seconds: list[float] = []
     train_step = rft.train_step
@@ -306,15 +299,13 @@ def toy_policy(work: Path, shape: str, warm_start_steps: int = 150) -> tuple[Pat
 
 
 def dapo_config(work: Path, shape: str, steps: int) -> Any:
-    from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
+    from rloop_trainer import toy
 
     policy_dir, prompts = toy_policy(work, shape)
-    return DapoPhaseConfig(
+    return toy.dapo_config(
+        str(work / f"dapo-{shape}"),
         policy_uri=str(policy_dir),
         train_data_uri=str(prompts),
-        trajectories_uri=str(work / f"dapo-{shape}" / "trajectories"),
-        rl_policy_uri=str(work / f"dapo-{shape}" / "policy"),
-        output_uri=str(work / f"dapo-{shape}"),
         steps=steps,
         group_size=16,
         prompts_per_step=64,
@@ -326,7 +317,8 @@ def dapo_config(work: Path, shape: str, steps: int) -> Any:
         oversample=1,
         engine="auto",
         # a large rate, so the weights after a sync differ measurably from the start
-        training=TrainingConfig(lr=1e-4, micro_batch=64),
+        lr=1e-4,
+        micro_batch=64,
     )
 
 

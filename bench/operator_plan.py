@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from rloop_operator.api import IterationRecord, Phase, RLoopRunStatus, Stage, parse_spec
+from rloop_operator.api import IterationRecord, RLoopRunStatus, parse_spec
 from rloop_operator.children import Child, child_name
-from rloop_operator.launchers import ChildPhase, launcher_for
-from rloop_operator.plan import Observed, RunView, plan
+from rloop_operator.lifecycle import Phase, Stage
+from rloop_operator.planning.inputs import Observed, RunView
+from rloop_operator.planning.plan import plan
+from rloop_operator.stages import launcher_for
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -67,7 +69,7 @@ def run_with_history(iterations: int) -> tuple[RunView, Observed]:
             launcher_for(spec, stage).kind,
             i,
             stage,
-            ChildPhase.SUCCEEDED,
+            Phase.SUCCEEDED,
             finished_at=T0,
         )
         for i in range(iterations + 1)

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rloop_trainer import data, demo_assets, scratchpad_sums, toy
-from rloop_trainer.config import EvalPhaseConfig, ValidationSet
+from rloop_contract.sections import ValidationSet
+from rloop_trainer import demo_assets, scratchpad_sums, toy
+from rloop_trainer.config import EvalPhaseConfig
 from rloop_trainer.eval_samples import read_samples
-from rloop_trainer.evaluate import evaluate_policy
+from rloop_trainer.evaluate import run_eval_phase
 from rloop_trainer.policy_comparison import bigram_similarity_matrix
 
 Solutions = list[list[list[int]]]  # [problem][sample] token ids
@@ -48,7 +49,7 @@ def evaluate(workdir: Path, problems: int, samples: int, seed: int) -> Solutions
         engine="hf",
         seed=seed,
     )
-    evaluate_policy(config, {"sums": data.load_prompts(f"{uri}/sums.parquet")})
+    run_eval_phase(config)
     return [p.token_ids for p in read_samples(config.output_uri)]
 
 

@@ -5,10 +5,8 @@ behind the "before/after" notes in RESULTS.md (accuracy only; nothing here is ti
     python bench/toy_dapo.py eval OUT/rl/policy OUT/eval
 
 `train` runs the DAPO phase from the demo's assets (`rloop_trainer.demo_assets`, built
-once under --assets) with the demo's settings, overridden by --set (DapoPhaseConfig keys;
-"training" holds TrainingConfig keys). It also runs on an older trainer put first on
-PYTHONPATH, to measure a "before": it names the URIs that trainer has no field for only
-where the config has them. `eval` grades the end point twice, on the committed answer
+once under --assets) with the demo's settings, overridden by --set (DapoPhaseConfig keys).
+`eval` grades the end point twice, on the committed answer
 only (boxed-or-answer) and on the whole response (any), and prints one JSON line.
 """
 
@@ -33,30 +31,21 @@ DEMO_SETTINGS: dict[str, Any] = {  # examples/local-run.yaml's dapo section
 
 
 def train(output: Path, assets: Path, seed: int, overrides: dict[str, Any]) -> None:
-    from rloop_trainer import demo_assets
-    from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
+    from rloop_trainer import demo_assets, toy
     from rloop_trainer.dapo import run_dapo_phase
 
     demo_assets.build_demo_assets(assets, warm_start_steps=60, seed=0)
-    settings = DEMO_SETTINGS | {"seed": seed} | overrides
-    training = {"lr": 1e-4, "micro_batch": 16} | settings.pop("training", {})
-    rl = output / "rl"
-    explicit = {"trajectories_uri": rl / "trajectories", "rl_policy_uri": rl / "policy"}
-    for key, uri in explicit.items():
-        if key in DapoPhaseConfig.model_fields:
-            settings[key] = str(uri)
+    settings = DEMO_SETTINGS | {"lr": 1e-4, "micro_batch": 16, "seed": seed} | overrides
     settings.setdefault("policy_uri", str(assets / "policy"))
-    config = DapoPhaseConfig(
-        train_data_uri=str(assets / "train.parquet"),
-        output_uri=str(rl),
-        training=TrainingConfig(**training),
-        **settings,
+    config = toy.dapo_config(
+        str(output / "rl"), train_data_uri=str(assets / "train.parquet"), **settings
     )
     run_dapo_phase(config)
 
 
 def evaluate(policy: Path, output: Path, assets: Path) -> dict[str, dict[str, float]]:
-    from rloop_trainer.config import EvalPhaseConfig, ValidationSet
+    from rloop_contract.sections import ValidationSet
+    from rloop_trainer.config import EvalPhaseConfig
     from rloop_trainer.evaluate import run_eval_phase
 
     splits = [
@@ -72,7 +61,7 @@ def evaluate(policy: Path, output: Path, assets: Path) -> dict[str, dict[str, fl
             validation=splits,
             max_prompt_tokens=32,
             max_response_tokens=24,
-            reward_format=answer_format,
+            reward={"format": answer_format},
             engine="hf",
         )
         sets = run_eval_phase(config)["sets"]

@@ -12,6 +12,7 @@ import pytest
 if TYPE_CHECKING:
     from tests.cluster.controlplane import ControlPlane
     from tests.cluster.fullcluster import FullCluster
+    from tests.cluster.mlflow import MlflowServer
     from tests.cluster.s3 import S3Endpoint
 
 
@@ -79,3 +80,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
 
     with running_s3(tmp_path_factory.mktemp("s3")) as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    s3_server: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
+    """A real MLflow tracking server: runs in sqlite, artifacts in the test S3 bucket."""
+    from tests.cluster.mlflow import running_mlflow
+
+    with running_mlflow(tmp_path_factory.mktemp("mlflow"), s3_server) as server:
+        yield server

@@ -1,313 +1,175 @@
-"""Typed RLoopRun spec and status, parsed once at the edge.
+"""The RLoopRun API: its spec and status, each field declared once, parsed once at the edge.
 
-The CRD in crds/rlooprun.yaml is the source of truth; the API server applies its
-defaults and CEL rules. These models repeat the defaults and cross-field rules so
-that `rloop run` (no API server) behaves the same, and a unit test keeps the two
-in step. Field names are the API's camelCase through aliases.
+The CRD (crds/rlooprun.yaml and the chart's copy) is generated from these models by
+hack/generate_api.py: types, defaults, bounds, descriptions, and beside them the CEL
+rules (rloop_contract.schema). The sections the trainer reads come from the contract
+(rloop_contract.sections); the rest is the operator's own. `rloop run`, which has no API
+server in front of it, parses with the same models and gets the same messages.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from rloop_contract.schema import API_CONTEXT, Crd, Rule, SpecSection, immutable
+from rloop_contract.sections import DapoSection, EvalSection, RewardSection, RftSection
+from rloop_contract.tracking import TrackingSection
 
-from rloop_operator.pod_template import MOUNT_ON_STORAGE, PodTemplateSpec
+from rloop_operator.lifecycle import Phase, Stage
+from rloop_operator.pod_template import MOUNT_ON_STORAGE
+from rloop_operator.spec_sections import (
+    DataSpec,
+    FilterSpec,
+    ModelSpec,
+    ResourcesSpec,
+    SelectionSpec,
+    StorageSpec,
+)
 
 GROUP = "rloop.io"
 VERSION = "v1alpha1"
 PLURAL = "rloopruns"
 KIND = "RLoopRun"
-
-# Kubernetes resource quantities, as the CRD's patterns accept them.
-_CPU = r"^[0-9]+(\.[0-9]+)?m?$"
-_QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"
-_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-_ABSOLUTE_PATH = r"^(/[A-Za-z0-9._-]+)+$"
-# A duration as hours, minutes and seconds, e.g. 30m, 1h30m, 90s; 0 means never.
-_DURATION = r"^(0|([0-9]+h)?([0-9]+m)?([0-9]+s)?)$"
-_DURATION_PART = re.compile(r"([0-9]+)([hms])")
-_SECONDS = {"h": 3600, "m": 60, "s": 1}
+SINGULAR = "rlooprun"
+SHORT_NAMES = ("rlr",)
+CATEGORIES = ("rloop",)
 
 
 class SpecError(ValueError):
     """A spec that cannot run; the message names the field and the fix."""
 
 
-class _Api(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
+# The root of the CRD's schema; hack/generate_api.py writes it with the rules of the run's
+# name (children.py: every name derived from it must fit).
+DESCRIPTION = (
+    "RLoopRun trains a reasoning LLM with RLoop (arXiv 2511.04285): each iteration explores "
+    "with DAPO RL from the current policy while caching every rollout, keeps the correct "
+    "rollouts of hard prompts, and fine-tunes the iteration's starting policy on them (RFT) to "
+    "get the next policy."
+)
+PRINTER_COLUMNS = (
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
+     "description": "Lifecycle phase of the run"},
+    {"name": "Iteration", "type": "string", "jsonPath": ".status.progress",
+     "description": "Completed iterations / total"},
+    {"name": "Stage", "type": "string", "jsonPath": ".status.stage",
+     "description": "Stage of the current iteration"},
+    {"name": "Expert", "type": "integer", "jsonPath": ".status.expertSamples",
+     "description": "Expert samples kept by the last filter"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason",
+     "description": "Why the run does not progress (e.g. Unschedulable, Queued, a Blocked "
+                    "reason) or how it ended"},
+    {"name": "Best", "type": "integer", "jsonPath": ".status.best.iteration",
+     "description": "Iterations behind the best policy by spec.selection (0: the base policy)"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    # -o wide: how training goes, and the best held-out figure so far.
+    {"name": "Score", "type": "number", "jsonPath": ".status.trainScore", "priority": 1,
+     "description": "Mean score of the last DAPO step's rollouts (the training reward)"},
+    {"name": "Best-Metric", "type": "string", "jsonPath": ".status.best.metric", "priority": 1,
+     "description": "The spec.selection metric status.best maximises"},
+    {"name": "Best-Value", "type": "number", "jsonPath": ".status.best.value", "priority": 1,
+     "description": "The best policy's value of that metric"},
+)  # fmt: skip
 
 
-def _require_scheme(value: str, field: str, schemes: tuple[str, ...]) -> str:
-    if not value.startswith(schemes):
-        raise ValueError(f"{field} must start with {', '.join(schemes)}; got {value!r}")
-    return value
+class RLoopRunSpec(SpecSection):
+    """What to train, on what data, how, on which nodes and where to store it. Once the run
+    exists, model, data, storage, mode, seed, resources.launcher, resources.nodes,
+    resources.gpusPerNode and the zeroStage fields are immutable (the store's artifacts and
+    checkpoints depend on them) and iterations may only grow; every other field may change at
+    any time and applies to the children created after the edit. Succeeded and Failed are
+    final except that growing iterations continues a Succeeded run, raising maxRetries retries
+    a run that Failed on exhausted retries, and fixing a spec that failed on InvalidSpec starts
+    the run."""
 
+    crd_rules = (
+        Rule(
+            "!has(self.storage.volume) || !has(self.resources.podTemplate) || "
+            "!has(self.resources.podTemplate.volumeMounts) || "
+            "self.resources.podTemplate.volumeMounts.all(m, m.mountPath != "
+            "self.storage.volume.mountPath)",
+            MOUNT_ON_STORAGE,
+            lambda s: s.storage.volume is None or s.resources.pod_template is None
+            or all(m.mount_path != s.storage.volume.mount_path
+                   for m in s.resources.pod_template.volume_mounts),
+        ),
+        Rule(
+            "!has(self.selection) || !has(self.selection.validationSet) || "
+            "(has(self.data.validation) && self.data.validation.exists(v, v.name == "
+            "self.selection.validationSet))",
+            "selection.validationSet is not in data.validation; name one of them or leave it "
+            "out for the first",
+        ),
+    )  # fmt: skip
 
-class ModelSpec(_Api):
-    base: Annotated[str, Field(min_length=1)]
-
-    @field_validator("base")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        return _require_scheme(value, "model.base", ("s3://", "file://", "hf://"))
-
-
-class ValidationSetSpec(_Api):
-    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=63)]
-    uri: str
-    samples: Annotated[int, Field(ge=1, le=1024)] = 32
-    pass_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 8, 16, 32])
-
-    @field_validator("uri")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        return _require_scheme(value, "data.validation[].uri", ("s3://", "file://"))
-
-    @model_validator(mode="after")
-    def _k_within_samples(self) -> ValidationSetSpec:
-        if any(k > self.samples for k in self.pass_at):
-            raise ValueError(
-                "every data.validation[].passAt value must be at most samples; "
-                "raise samples or drop that k"
-            )
-        return self
-
-
-class DataSpec(_Api):
-    train: Annotated[str, Field(min_length=1)]
-    validation: list[ValidationSetSpec] = Field(default_factory=list, max_length=16)
-
-    @field_validator("train")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        return _require_scheme(value, "data.train", ("s3://", "file://"))
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> DataSpec:
-        names = [v.name for v in self.validation]
-        if len(names) != len(set(names)):
-            raise ValueError("data.validation names must be unique")
-        return self
-
-
-class DapoSpec(_Api):
-    steps: Annotated[int, Field(ge=1, le=100_000)] = 200
-    group_size: Annotated[int, Field(ge=2, le=1024)] = 16
-    prompts_per_step: Annotated[int, Field(ge=1, le=65536)] = 512
-    max_prompt_tokens: Annotated[int, Field(ge=1, le=131072)] = 1024
-    max_response_tokens: Annotated[int, Field(ge=1, le=131072)] = 2048
-    temperature: Annotated[float, Field(gt=0, le=10)] = 1.0
-    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
-    clip_low: Annotated[float, Field(ge=0, le=1)] = 0.2
-    clip_high: Annotated[float, Field(ge=0, le=1)] = 0.28
-    dual_clip: Annotated[float, Field(gt=1)] = 3.0
-    lr: Annotated[float, Field(gt=0)] = 1e-6
-    warmup_steps: Annotated[int, Field(ge=0)] = 0
-    weight_decay: Annotated[float, Field(ge=0)] = 0.1
-    grad_clip: Annotated[float, Field(gt=0)] = 1.0
-    micro_batch: Annotated[int, Field(ge=1)] = 4
-    zero_stage: Literal[1, 2, 3] = 2
-    dynamic_sampling: bool = True
-    oversample: Annotated[int, Field(ge=1, le=16)] = 3
-    max_generation_rounds: Annotated[int, Field(ge=1, le=32)] = 10
-    updates_per_step: Annotated[int, Field(ge=1, le=1024)] = 16
-    overlong_buffer: Annotated[int, Field(ge=0)] = 512
-    overlong_penalty: Annotated[float, Field(ge=0)] = 1.0
-    overlong_filtering: bool = False
-    checkpoint_every: Annotated[int, Field(ge=1)] = 50
-    engine: Literal["auto", "vllm", "hf"] = "auto"
-
-    @model_validator(mode="after")
-    def _cross_field(self) -> DapoSpec:
-        if self.overlong_buffer >= self.max_response_tokens:
-            raise ValueError("dapo.overlongBuffer must be smaller than dapo.maxResponseTokens")
-        if self.clip_high < self.clip_low:
-            raise ValueError("dapo.clipHigh must be at least dapo.clipLow (clip-higher)")
-        if self.prompts_per_step % self.updates_per_step:
-            raise ValueError(
-                "dapo.promptsPerStep must be a multiple of dapo.updatesPerStep "
-                "(every update takes promptsPerStep / updatesPerStep prompt groups)"
-            )
-        return self
-
-
-class FilterSpec(_Api):
-    hard_threshold: float = 0.1
-    max_per_prompt: Annotated[int, Field(ge=0)] = 0
-    dedupe: bool = True
-    cpu: Annotated[str, Field(pattern=_CPU)] = "2"
-    memory: Annotated[str, Field(pattern=_QUANTITY)] = "8Gi"
-    scratch_size: Annotated[str, Field(pattern=_QUANTITY)] = "10Gi"
-
-    @field_validator("hard_threshold")
-    @classmethod
-    def _in_unit_interval(cls, value: float) -> float:
-        if not 0.0 < value <= 1.0:
-            raise ValueError("filter.hardThreshold must be in (0, 1]; the paper uses 0.1")
-        return value
-
-
-class RftSpec(_Api):
-    epochs: Annotated[int, Field(ge=1, le=100)] = 1
-    lr: Annotated[float, Field(gt=0)] = 1e-5
-    warmup_steps: Annotated[int, Field(ge=0)] = 0
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
-    micro_batch: Annotated[int, Field(ge=1)] = 4
-    batch_size: Annotated[int, Field(ge=1)] = 64
-    max_seq_tokens: Annotated[int, Field(ge=2, le=262144)] = 4096
-    zero_stage: Literal[1, 2, 3] = 2
-
-
-class RewardSpec(_Api):
-    format: Literal["boxed-or-answer", "boxed", "answer-line", "any"] = "boxed-or-answer"
-
-
-class EvalSpec(_Api):
-    max_response_tokens: Annotated[int, Field(ge=1, le=131072)] = 2048
-    temperature: Annotated[float, Field(gt=0, le=10)] = 1.0
-    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
-
-
-class RuntimeRefSpec(_Api):
-    """A Kubeflow Trainer runtime; Trainer v2.2 ships ClusterTrainingRuntime torch-distributed."""
-
-    name: Annotated[str, Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)] = (
-        "torch-distributed"
-    )
-    kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
-
-
-class ResourcesSpec(_Api):
-    launcher: Literal["pytorchjob", "trainjob"] = "pytorchjob"
-    runtime_ref: RuntimeRefSpec | None = None
-    nodes: Annotated[int, Field(ge=1, le=1024)] = 1
-    gpus_per_node: Annotated[int, Field(ge=0, le=16)] = 8
-    image: Annotated[str, Field(max_length=512)] | None = None
-    cpu: Annotated[str, Field(pattern=_CPU)] = "16"
-    memory: Annotated[str, Field(pattern=_QUANTITY)] = "128Gi"
-    shm_size: Annotated[str, Field(pattern=_QUANTITY)] = "16Gi"
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
-    priority_class_name: str | None = None
-    queue_name: Annotated[str, Field(max_length=63)] | None = None
-    start_timeout: Annotated[str, Field(pattern=_DURATION, min_length=1)] = "30m"
-    service_account_name: Annotated[str, Field(max_length=253, pattern=_DNS_SUBDOMAIN)] | None = (
-        None
-    )
-    scratch_size: Annotated[str, Field(pattern=_QUANTITY)] = "100Gi"
-    pod_template: PodTemplateSpec | None = None
-
-    @model_validator(mode="after")
-    def _trainjob_fields(self) -> ResourcesSpec:
-        if self.runtime_ref is not None and self.launcher != "trainjob":
-            raise ValueError(
-                "resources.runtimeRef only applies to resources.launcher: trainjob; "
-                "set the launcher or remove runtimeRef"
-            )
-        if self.priority_class_name is not None and self.launcher == "trainjob":
-            raise ValueError(
-                "resources.priorityClassName cannot be set with resources.launcher: trainjob "
-                "(Trainer v2.2 runtimePatches cannot set it); set priorityClassName in the "
-                "runtime's pod template instead"
-            )
-        return self
-
-    @property
-    def trainjob_runtime(self) -> RuntimeRefSpec:
-        """The runtime of the run's TrainJobs: runtimeRef, or Kubeflow's torch runtime."""
-        return self.runtime_ref or RuntimeRefSpec()
-
-    @property
-    def start_timeout_seconds(self) -> float | None:
-        """spec.resources.startTimeout in seconds; None when it is 0 (never)."""
-        parts = _DURATION_PART.findall(self.start_timeout)
-        seconds = sum(int(count) * _SECONDS[unit] for count, unit in parts)
-        return float(seconds) or None
-
-
-class StorageVolumeSpec(_Api):
-    claim_name: Annotated[str, Field(max_length=253, pattern=_DNS_SUBDOMAIN)]
-    mount_path: Annotated[str, Field(max_length=512, pattern=_ABSOLUTE_PATH)]
-
-
-class StorageSpec(_Api):
-    uri: Annotated[str, Field(min_length=1)]
-    endpoint: str | None = None
-    region: str | None = None
-    credentials_secret: str | None = None
-    volume: StorageVolumeSpec | None = None
-
-    @field_validator("uri")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        return _require_scheme(value, "storage.uri", ("s3://", "file://"))
-
-    @field_validator("endpoint")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None:
-            _require_scheme(value, "storage.endpoint", ("http://", "https://"))
-        return value
-
-    @model_validator(mode="after")
-    def _endpoint_needs_s3(self) -> StorageSpec:
-        if self.endpoint is not None and not self.uri.startswith("s3://"):
-            raise ValueError("storage.endpoint only applies to an s3:// storage.uri")
-        return self
-
-    @model_validator(mode="after")
-    def _uri_on_the_volume(self) -> StorageSpec:
-        if self.volume is None:
-            return self
-        root = f"file://{self.volume.mount_path}"
-        if self.uri != root and not self.uri.startswith(root + "/"):
-            raise ValueError(
-                "storage.uri must lie under storage.volume.mountPath, "
-                f"e.g. {root}/rloop for mountPath {self.volume.mount_path}"
-            )
-        return self
-
-
-class SelectionSpec(_Api):
-    """Which evaluated policy is the run's best (status.best): the paper's checkpoint
-    selection on a validation set."""
-
-    validation_set: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=63)] | None = None
-    metric: Annotated[str, Field(pattern=r"^(avg@n|pass@[1-9][0-9]*)$")] = "avg@n"
-
-
-class RLoopRunSpec(_Api):
-    model: ModelSpec
-    data: DataSpec
+    model: Annotated[
+        ModelSpec,
+        immutable(
+            "model is immutable once the run exists; create a new RLoopRun to train another model"
+        ),
+    ]
+    data: Annotated[
+        DataSpec,
+        immutable("data is immutable once the run exists; create a new RLoopRun for other data"),
+    ]
     storage: StorageSpec
-    iterations: Annotated[int, Field(ge=1, le=99)] = 3
-    mode: Literal["rloop", "vanilla"] = "rloop"
-    seed: Annotated[int, Field(ge=0)] = 0
-    dapo: DapoSpec = DapoSpec()
+    iterations: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=99,
+            description=(
+                "Number of RLoop iterations (explore, filter, consolidate), or in mode vanilla of "
+                "windows of dapo.steps steps of its one DAPO run. May grow, never shrink; growing "
+                "it after the run Succeeded continues the run from its last policy (in mode "
+                "vanilla, from the full state of its last window)."
+            ),
+        ),
+        Rule("self >= oldSelf", "iterations may only grow while a run exists"),
+    ] = 3
+    mode: Annotated[
+        Literal["rloop", "vanilla"],
+        Field(
+            description=(
+                "rloop runs the loop; vanilla runs one DAPO run of iterations x dapo.steps steps "
+                "on the same data, the paper's baseline at equal compute, cut into iterations "
+                "windows of dapo.steps steps: each window resumes the full state of the last "
+                "(weights, optimizer, RNG, data position, learning-rate schedule) and is evaluated "
+                "like an RLoop iteration."
+            )
+        ),
+        immutable("mode is immutable once the run exists"),
+    ] = "rloop"
+    seed: Annotated[
+        int,
+        Field(
+            ge=0, description=("Base random seed; each phase derives its own from it. Immutable.")
+        ),
+        immutable("seed is immutable once the run exists; its phases derive their seeds from it"),
+    ] = 0
+    dapo: DapoSection = DapoSection()
     filter: FilterSpec = FilterSpec()
-    rft: RftSpec = RftSpec()
-    reward: RewardSpec = RewardSpec()
-    eval: EvalSpec = EvalSpec()
+    rft: RftSection = RftSection()
+    reward: RewardSection = RewardSection()
+    eval: EvalSection = EvalSection()
     selection: SelectionSpec = SelectionSpec()
+    tracking: TrackingSection = TrackingSection()
     resources: ResourcesSpec = ResourcesSpec()
-    suspend: bool = False
-    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
-
-    @model_validator(mode="after")
-    def _pod_template_mounts_beside_the_store(self) -> RLoopRunSpec:
-        template, volume = self.resources.pod_template, self.storage.volume
-        if template is None or volume is None:
-            return self
-        if any(m.mount_path == volume.mount_path for m in template.volume_mounts):
-            raise ValueError(f"{MOUNT_ON_STORAGE}; got {volume.mount_path}")
-        return self
+    suspend: Annotated[
+        bool,
+        Field(
+            description=(
+                "Suspend the run. Running children are deleted; the store keeps everything; resume "
+                "continues the same stage."
+            )
+        ),
+    ] = False
+    max_retries: Annotated[int, Field(ge=0, le=10, description=(
+        "Retries of a failed phase (with exponential backoff) before the run fails. Raising it "
+        "after the run Failed on exhausted retries retries the failed stage."))] = 2  # fmt: skip
 
     @property
     def total_iterations(self) -> int:
@@ -348,9 +210,12 @@ class RLoopRunSpec(_Api):
 
 
 def parse_spec(raw: dict[str, Any]) -> RLoopRunSpec:
-    """Parse a spec dict; raises SpecError listing each bad field as spec.<path>."""
+    """Parse a spec dict in the API's spelling (camelCase); raises SpecError listing each bad
+    field as spec.<path>."""
     try:
-        return RLoopRunSpec.model_validate(raw)
+        return RLoopRunSpec.model_validate(
+            raw, by_alias=True, by_name=False, context={API_CONTEXT: True}
+        )
     except ValidationError as exc:
         problems = []
         for item in exc.errors():
@@ -364,88 +229,170 @@ def parse_spec(raw: dict[str, Any]) -> RLoopRunSpec:
         raise SpecError("; ".join(problems)) from exc
 
 
-class Phase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    SUSPENDED = "Suspended"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED)
-
-
-class Stage(StrEnum):
-    NONE = ""
-    EVALUATING_BASE = "EvaluatingBase"  # iteration 0 only: theta_0, before any RL step
-    EXPLORING = "Exploring"
-    FILTERING = "Filtering"
-    CONSOLIDATING = "Consolidating"
-    EVALUATING = "Evaluating"
-
-
-class Condition(_Api):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str
-    last_transition_time: datetime
-    observed_generation: int | None = None
-
-
-class IterationRecord(_Api):
-    index: int
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    base_eval_job: str | None = None
-    rl_job: str | None = None
-    filter_job: str | None = None
-    rft_job: str | None = None
-    eval_job: str | None = None
-    failed_jobs: tuple[str, ...] = ()
-    trajectories: int | None = None
-    hard_prompts: int | None = None
-    expert_samples: int | None = None
-    policy: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-
-
-class BestPolicy(_Api):
-    """The evaluated policy with the highest spec.selection metric (the earliest of equals)."""
-
-    iteration: int  # iterations completed behind it; 0 is the base policy
-    policy: str
-    metric: str
-    value: float
-
-
-class RLoopRunStatus(_Api):
-    """The status subresource. Everything the operator decides from lives here or in
-    the children, never only in memory."""
+class StatusModel(BaseModel):
+    """Status as stored; unknown keys (an older or newer operator's) are ignored."""
 
     model_config = ConfigDict(
         extra="ignore", frozen=True, alias_generator=to_camel, populate_by_name=True
     )
 
-    phase: Phase = Phase.PENDING
-    stage: Stage = Stage.NONE
-    iteration: int = 0
-    progress: str | None = None
-    policy: str | None = None
-    expert_samples: int | None = None
-    active_child: str | None = None
-    retry_after: datetime | None = None
-    reason: str | None = None
-    message: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    observed_generation: int | None = None
-    ignored_fields: tuple[str, ...] = ()
-    base_metrics: dict[str, float] = Field(default_factory=dict)
-    best: BestPolicy | None = None
-    iterations: tuple[IterationRecord, ...] = ()
-    conditions: tuple[Condition, ...] = ()
+
+_TIME = Crd({"format": "date-time"})
+_GENERATION = Crd({"format": "int64"})
+
+
+class Condition(StatusModel):
+    type: Annotated[str, Crd({"maxLength": 316})]
+    status: Literal["True", "False", "Unknown"]
+    last_transition_time: Annotated[datetime, _TIME]
+    reason: Annotated[str, Crd({"maxLength": 1024})]
+    message: Annotated[str, Crd({"maxLength": 32768})]
+    observed_generation: Annotated[int, Crd({"format": "int64", "minimum": 0})] | None = None
+
+
+class IterationRecord(StatusModel):
+    index: int
+    started_at: Annotated[datetime, _TIME] | None = None
+    finished_at: Annotated[datetime, _TIME] | None = None
+    base_eval_job: (
+        Annotated[
+            str, Field(description=("The Job that evaluated the base policy (iteration 0 only)."))
+        ]
+        | None
+    ) = None
+    rl_job: (
+        Annotated[str, Field(description=("The PyTorchJob or TrainJob of the DAPO phase."))] | None
+    ) = None
+    filter_job: Annotated[str, Field(description="The Job of the filter phase.")] | None = None
+    rft_job: (
+        Annotated[str, Field(description=("The PyTorchJob or TrainJob of the RFT phase."))] | None
+    ) = None
+    eval_job: Annotated[str, Field(description="The Job of the evaluation.")] | None = None
+    failed_jobs: Annotated[
+        tuple[str, ...],
+        Field(
+            description=(
+                "Children of this iteration that failed, oldest first; each was retried or failed "
+                "the run."
+            )
+        ),
+    ] = ()
+    trajectories: (
+        Annotated[int, Field(description=("Rollouts cached by the DAPO phase."))] | None
+    ) = None
+    hard_prompts: (
+        Annotated[int, Field(description=("Prompts whose success rate was below the threshold."))]
+        | None
+    ) = None
+    expert_samples: (
+        Annotated[int, Field(description=("Correct rollouts of hard prompts kept for RFT."))] | None
+    ) = None
+    train_score: Annotated[float, Field(description=(
+        "Mean score of the rollouts of the DAPO phase's last step (its training reward)."
+    ))] | None = None  # fmt: skip
+    policy: Annotated[str, Field(description=("The policy this iteration produced."))] | None = None
+    metrics: Annotated[dict[str, float], Field(description=(
+        "Evaluation metrics, e.g. aime24/avg@32."))] = Field(default_factory=dict)  # fmt: skip
+
+
+class BestPolicy(StatusModel):
+    """The evaluated policy with the highest spec.selection metric (the earliest of equals)."""
+
+    iteration: Annotated[
+        int, Field(description=("Iterations completed behind it; 0 is the base policy."))
+    ]
+    policy: Annotated[str, Field(description="Its location in the store.")]
+    metric: Annotated[str, Field(description="The metric, e.g. aime24/avg@32.")]
+    value: Annotated[float, Field(description="Its value of the metric.")]  # fmt: skip
+
+
+class RLoopRunStatus(StatusModel):
+    """Observed state, written by the operator."""
+
+    # Everything the operator decides from lives here or in the children, never only in
+    # memory.
+
+    phase: Annotated[
+        Phase, Field(description=("Lifecycle phase; Succeeded and Failed are terminal."))
+    ] = Phase.PENDING
+    stage: Annotated[
+        Stage,
+        Field(
+            description=(
+                "Stage of the current iteration; EvaluatingBase evaluates the base policy, first "
+                "in iteration 0."
+            )
+        ),
+    ] = Stage.NONE
+    iteration: Annotated[int, Field(description="Completed iterations.")] = 0
+    progress: (
+        Annotated[str, Field(description=("Completed iterations / total, e.g. 1/3."))] | None
+    ) = None
+    policy: (
+        Annotated[str, Field(description=("The policy the next phase starts from (theta_i)."))]
+        | None
+    ) = None
+    expert_samples: (
+        Annotated[int, Field(description=("Expert samples kept by the last completed filter."))]
+        | None
+    ) = None
+    train_score: Annotated[float, Field(description=(
+        "Mean score of the rollouts of the last step of the last finished DAPO phase."
+    ))] | None = None  # fmt: skip
+    active_child: (
+        Annotated[str, Field(description=("Name of the child that runs the current stage."))] | None
+    ) = None
+    retry_after: (
+        Annotated[datetime, _TIME, Field(description=("When the failed stage is retried."))] | None
+    ) = None
+    reason: (
+        Annotated[str, Field(description=("Machine-readable reason of the current phase."))] | None
+    ) = None
+    message: (
+        Annotated[str, Field(description=("What happened and, on failure, what to do."))] | None
+    ) = None
+    started_at: Annotated[datetime, _TIME] | None = None
+    finished_at: Annotated[datetime, _TIME] | None = None
+    observed_generation: (
+        Annotated[
+            int, _GENERATION, Field(description=("The spec generation this status reflects."))
+        ]
+        | None
+    ) = None
+    ignored_fields: Annotated[
+        tuple[str, ...],
+        Field(
+            description=(
+                "Spec fields that this operator version does not know (a newer CRD's) and ignores; "
+                "upgrade the operator to use them."
+            )
+        ),
+    ] = ()
+    base_metrics: Annotated[
+        dict[str, float],
+        Field(
+            description=(
+                "Evaluation metrics of the base policy, before any RL step, e.g. aime24/avg@32."
+            )
+        ),
+    ] = Field(default_factory=dict)
+    best: (
+        Annotated[
+            BestPolicy,
+            Field(
+                description=(
+                    "The evaluated policy with the highest spec.selection metric (the earliest of "
+                    "equals)."
+                )
+            ),
+        ]
+        | None
+    ) = None
+    iterations: Annotated[
+        tuple[IterationRecord, ...], Field(description=("One record per started iteration."))
+    ] = ()
+    conditions: Annotated[tuple[Condition, ...], Crd({
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})] = ()  # fmt: skip
 
     def to_api(self) -> dict[str, Any]:
         """JSON-ready dict with the API's field names, unset fields left out."""

@@ -16,14 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rloop_operator.api import Stage
-from rloop_operator.launchers import (
-    LAUNCHERS,
-    ChildPhase,
-    launcher_of_kind,
-    launchers_able_to_run,
-)
-from rloop_operator.stages import STAGES, stage_info, stage_of_slug
+from rloop_operator.launchers import LAUNCHERS, launcher_of_kind
+from rloop_operator.launchers.base import parse_time
+from rloop_operator.lifecycle import Phase, Stage
+from rloop_operator.stages import STAGES, launchers_able_to_run, stage_info, stage_of_slug
 
 LABEL_RUN = "rloop.io/run"
 LABEL_ITERATION = "rloop.io/iteration"
@@ -82,7 +78,7 @@ class Child:
     kind: str
     iteration: int
     stage: Stage
-    phase: ChildPhase
+    phase: Phase
     reason: str = ""
     message: str = ""
     finished_at: datetime | None = None
@@ -96,15 +92,11 @@ class Child:
     permanent: bool = False
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
 def _admitted_at(status: Mapping[str, Any]) -> datetime | None:
     """Every launcher's controller sets Suspended False when the child is resumed."""
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Suspended" and condition.get("status") == "False":
-            return _parse_time(condition.get("lastTransitionTime"))
+            return parse_time(condition.get("lastTransitionTime"))
     return None
 
 
@@ -131,7 +123,7 @@ def observe_child(obj: Mapping[str, Any]) -> Child | None:
         reason=status.reason,
         message=status.message,
         finished_at=status.finished_at,
-        created_at=_parse_time(created),
+        created_at=parse_time(created),
         admitted_at=_admitted_at(obj.get("status") or {}),
         deleting=bool(metadata.get("deletionTimestamp")),
     )

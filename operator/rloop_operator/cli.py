@@ -24,9 +24,9 @@ from rich.table import Table
 
 from rloop_operator.api import RLoopRunSpec, SpecError
 from rloop_operator.demo import print_demo_report, run_demo
-from rloop_operator.local import LocalExecutor, Reporter
-from rloop_operator.plan import RunView
-from rloop_operator.run_report import ReportError, report_command
+from rloop_operator.local_executor import LocalExecutor, Reporter
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.report_command import ReportError, report_command
 
 EXIT_FAILED = 1
 EXIT_BAD_SPEC = 2

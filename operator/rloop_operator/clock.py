@@ -1,6 +1,6 @@
 """The operator's clock, a seam of its own.
 
-Kept apart from `reconcile.py` so that `local.py` (`rloop run`) can share it
+Kept apart from `reconcile.py` so that `local_executor.py` (`rloop run`) can share it
 without importing the Kubernetes client.
 """
 

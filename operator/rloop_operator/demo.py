@@ -27,9 +27,9 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from rloop_operator.local import LocalExecutor, Reporter
-from rloop_operator.plan import RunView
-from rloop_operator.run_report import compare_arms, load_run_report, print_summary
+from rloop_operator.local_executor import LocalExecutor, Reporter
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.report_command import compare_arms, load_run_report, print_summary
 
 DEMO_ITERATIONS = 3
 HELDOUT = "heldout"

@@ -27,7 +27,7 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from rloop_operator import metrics
+from rloop_operator import prometheus
 from rloop_operator.api import GROUP, PLURAL, VERSION
 from rloop_operator.child_watch import PODS, ChildWatch, RunKey
 from rloop_operator.kube import Kube, refusal_of
@@ -89,7 +89,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     ]
     for watch in _state["watches"]:
         watch.start()
-    metrics.serve(operator.metrics_port)
+    prometheus.serve(operator.metrics_port)
     log.info("rloop-operator %s started; metrics on :%d", operator.identity, operator.metrics_port)
 
 
@@ -130,7 +130,7 @@ async def run_changed(event: kopf.RawEvent, name: str, namespace: str | None, **
     key = (namespace, name)
     if event["type"] == "DELETED":
         _known.discard(key)
-        metrics.observe_phase(namespace, name, None)
+        prometheus.observe_phase(namespace, name, None)
         _cancel_wakeup(key)
         return
     _known.add(key)
@@ -190,18 +190,18 @@ async def _reconcile_once(key: RunKey) -> float | None:
     try:
         return await asyncio.to_thread(_state["reconciler"].reconcile, *key)
     except ApiException as exc:
-        metrics.RECONCILE_ERRORS.labels(kind=f"api{exc.status}").inc()
+        prometheus.RECONCILE_ERRORS.labels(kind=f"api{exc.status}").inc()
         log.warning("reconcile %s/%s: API error %s %s: %s",
                     *key, exc.status, exc.reason, refusal_of(exc).message)  # fmt: skip
         # 409: someone wrote the run between our read and our patch; read again.
         return 1.0 if exc.status == 409 else 10.0
     except Exception:
-        metrics.RECONCILE_ERRORS.labels(kind="exception").inc()
+        prometheus.RECONCILE_ERRORS.labels(kind="exception").inc()
         log.exception("reconcile %s/%s failed", *key)
         return 10.0
     finally:
         del _in_flight[key]
-        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        prometheus.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
 
 def _schedule_wakeup(key: RunKey, delay: float) -> None:

@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rloop_operator import metrics
+from rloop_operator import prometheus
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
-from rloop_operator.blocking import Refusal
 from rloop_operator.children import LABEL_RUN
 from rloop_operator.launchers import LAUNCHERS, ApiResource, launcher_of_kind
+from rloop_operator.planning.inputs import Refusal
 from rloop_operator.pods import PodState, pod_state
 from rloop_operator.pods import termination_messages as pod_messages
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+NOT_FOUND = 404
+CONFLICT = 409
+
+
+def counted(call: str, request: Callable[[], T], unless: int | None = None) -> T | None:
+    """Make one request to the API server, counted by `call`; None when the server answers
+    with status `unless` (404: the object or its kind is not there; 409: it exists)."""
+    prometheus.API_REQUESTS.labels(call=call).inc()
+    try:
+        return request()
+    except ApiException as exc:
+        if unless is not None and exc.status == unless:
+            return None
+        raise
 
 
 def _coordinates(resource: ApiResource, namespace: str) -> tuple[str, str, str, str]:
@@ -64,19 +81,14 @@ class Kube:
         self.identity = identity
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
-        metrics.API_REQUESTS.labels(call="get_run").inc()
-        try:
-            run = cast(
-                dict[str, Any],
-                self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return run
+        run = counted(
+            "get_run",
+            lambda: self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
+            ),
+            unless=NOT_FOUND,
+        )
+        return cast(dict[str, Any] | None, run)
 
     def list_children(
         self, namespace: str, run_name: str, run_uid: str
@@ -86,16 +98,17 @@ class Kube:
         children: list[dict[str, Any]] = []
         unserved: set[str] = set()
         for launcher in LAUNCHERS:
-            metrics.API_REQUESTS.labels(call="list_children").inc()
-            try:
-                listing = self.custom.list_namespaced_custom_object(
+            listing = counted(
+                "list_children",
+                partial(
+                    self.custom.list_namespaced_custom_object,
                     *_coordinates(launcher.resource, namespace),
                     label_selector=f"{LABEL_RUN}={run_name}",
                     _request_timeout=self.timeout,
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+                ),
+                unless=NOT_FOUND,
+            )
+            if listing is None:
                 unserved.add(launcher.kind)
                 continue
             for item in cast(dict[str, Any], listing)["items"]:
@@ -112,81 +125,73 @@ class Kube:
     def create_child(self, manifest: dict[str, Any]) -> bool:
         """Create a child; False when it already exists (a 409 is never a second child).
         Raises ChildRefused with the API's answer to any other error status."""
-        metrics.API_REQUESTS.labels(call="create_child").inc()
         launcher = launcher_of_kind(manifest["kind"])
         assert launcher is not None, manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
         try:
-            self.custom.create_namespaced_custom_object(
-                *_coordinates(launcher.resource, namespace),
-                manifest,
-                _request_timeout=self.timeout,
+            created = counted(
+                "create_child",
+                lambda: self.custom.create_namespaced_custom_object(
+                    *_coordinates(launcher.resource, namespace),
+                    manifest,
+                    _request_timeout=self.timeout,
+                ),
+                unless=CONFLICT,
             )
         except ApiException as exc:
-            if exc.status == 409:
-                return False
             raise ChildRefused(refusal_of(exc)) from exc
-        return True
+        return created is not None
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
-        metrics.API_REQUESTS.labels(call="delete_child").inc()
         launcher = launcher_of_kind(kind)
         assert launcher is not None, kind
         body = client.V1DeleteOptions(propagation_policy="Background")
-        try:
-            self.custom.delete_namespaced_custom_object(
+        counted(
+            "delete_child",
+            lambda: self.custom.delete_namespaced_custom_object(
                 *_coordinates(launcher.resource, namespace),
                 name,
                 body=body,
                 _request_timeout=self.timeout,
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+            ),
+            unless=NOT_FOUND,
+        )
 
     def object_exists(self, resource: ApiResource, namespace: str, name: str) -> bool:
         """Whether the object exists; a kind the cluster does not serve has none."""
-        metrics.API_REQUESTS.labels(call="object_exists").inc()
-        try:
+
+        def get() -> object:
             if resource.namespaced:
-                self.custom.get_namespaced_custom_object(
+                return self.custom.get_namespaced_custom_object(
                     *_coordinates(resource, namespace), name, _request_timeout=self.timeout
                 )
-            else:
-                self.custom.get_cluster_custom_object(
-                    resource.group,
-                    resource.version,
-                    resource.plural,
-                    name,
-                    _request_timeout=self.timeout,
-                )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+            return self.custom.get_cluster_custom_object(
+                resource.group, resource.version, resource.plural, name,
+                _request_timeout=self.timeout,
+            )  # fmt: skip
+
+        return counted("object_exists", get, unless=NOT_FOUND) is not None
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource; None values remove fields."""
-        metrics.API_REQUESTS.labels(call="patch_status").inc()
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"status": status},
-            _request_timeout=self.timeout,
-        )
+        counted(
+            "patch_status",
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                _request_timeout=self.timeout,
+            ),
+        )  # fmt: skip
 
     def list_pods(self, namespace: str, pod_selector: str) -> list[PodState]:
         """The pods `pod_selector` selects (a launcher's selector of one child's pods)."""
-        metrics.API_REQUESTS.labels(call="list_pods").inc()
-        answer: Any = self.core.list_namespaced_pod(
-            namespace,
-            label_selector=pod_selector,
-            _request_timeout=self.timeout,
-            _preload_content=False,  # plain JSON for pods.pod_state, not client models
+        answer: Any = counted(
+            "list_pods",
+            lambda: self.core.list_namespaced_pod(
+                namespace,
+                label_selector=pod_selector,
+                _request_timeout=self.timeout,
+                _preload_content=False,  # plain JSON for pods.pod_state, not client models
+            ),
         )
         return [pod_state(pod) for pod in json.loads(answer.data)["items"]]
 
@@ -195,19 +200,16 @@ class Kube:
         return pod_messages(self.list_pods(namespace, pod_selector), succeeded=True)
 
     def claim_exists(self, namespace: str, name: str) -> bool:
-        metrics.API_REQUESTS.labels(call="claim_exists").inc()
-        try:
-            self.core.read_namespaced_persistent_volume_claim(
+        claim = counted(
+            "claim_exists",
+            lambda: self.core.read_namespaced_persistent_volume_claim(
                 name, namespace, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+            ),
+            unless=NOT_FOUND,
+        )
+        return claim is not None
 
     def emit_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        metrics.API_REQUESTS.labels(call="emit_event").inc()
         metadata = run["metadata"]
         now = datetime.now(UTC)
         event = client.CoreV1Event(
@@ -232,8 +234,11 @@ class Kube:
             reporting_instance=self.identity,
         )
         try:
-            self.core.create_namespaced_event(
-                metadata["namespace"], event, _request_timeout=self.timeout
+            counted(
+                "emit_event",
+                lambda: self.core.create_namespaced_event(
+                    metadata["namespace"], event, _request_timeout=self.timeout
+                ),
             )
         except ApiException as exc:
             # Events are best-effort: losing one must not stop a transition.

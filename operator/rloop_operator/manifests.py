@@ -14,7 +14,9 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rloop_operator.api import GROUP, KIND, VERSION, RLoopRunSpec, Stage
+from rloop_contract.tracking import CREDENTIALS_DIR_ENV
+
+from rloop_operator.api import GROUP, KIND, VERSION, RLoopRunSpec
 from rloop_operator.children import (
     ANNOTATION_RUN_NAME,
     LABEL_ITERATION,
@@ -22,10 +24,12 @@ from rloop_operator.children import (
     LABEL_RUN,
     LABEL_STAGE,
 )
-from rloop_operator.launchers import LaunchRequest, PhasePod, launcher_for
-from rloop_operator.phase_config import phase_config
-from rloop_operator.plan import CreateChild, RunView
-from rloop_operator.stages import stage_info
+from rloop_operator.launchers import LaunchRequest, PhasePod
+from rloop_operator.lifecycle import Stage
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.pod_template import TRACKING_CREDENTIALS, TRACKING_VOLUME
+from rloop_operator.stages import launcher_for, phase_seed, rl_steps_before, stage_info
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
@@ -41,10 +45,30 @@ class ManifestSettings:
     trainer_image: str = DEFAULT_TRAINER_IMAGE
 
 
+def trainer_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
+    """The phase config of the stage's trainer (its builder in the stage table), with the
+    run it belongs to and its seed."""
+    spec = run.spec
+    assert isinstance(spec, RLoopRunSpec)
+    ref = {
+        "namespace": run.namespace, "name": run.name, "uid": run.uid, "iteration": iteration,
+        "rl_step": rl_steps_before(spec, iteration, stage),
+    }  # fmt: skip
+    body = stage_info(stage).config(spec, run.layout, iteration)
+    body |= {"run": ref, "seed": phase_seed(spec, iteration, stage)}
+    if spec.tracking.backends:
+        body["tracking"] = spec.tracking.model_dump() | {
+            "files_uri": run.layout.tracking(),
+            "run_spec": spec.model_dump(mode="json", by_alias=True),
+            "selection_metric": spec.selection_metric,
+        }
+    return body
+
+
 def trainer_command(run: RunView, iteration: int, stage: Stage) -> list[str]:
     """The exact command of the child's container; `rloop run` executes the same."""
     info = stage_info(stage)
-    config = json.dumps(phase_config(run, iteration, stage), sort_keys=True)
+    config = json.dumps(trainer_config(run, iteration, stage), sort_keys=True)
     trainer = ["rloop-trainer", info.phase, "--config-json", config]
     return ["torchrun", "--no-python", *trainer] if info.distributed else trainer
 
@@ -102,13 +126,16 @@ def _env(spec: RLoopRunSpec) -> list[dict[str, Any]]:
             }
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
+    if spec.tracking.credentials_secrets:
+        env.append({"name": CREDENTIALS_DIR_ENV, "value": TRACKING_CREDENTIALS})
     return env
 
 
 def _volumes(
     spec: RLoopRunSpec, gpu_pod: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(volumes, mounts): scratch space, /dev/shm on GPU pods, and the storage volume."""
+    """(volumes, mounts): scratch space, /dev/shm on GPU pods, the storage volume, and the
+    trackers' Secrets (read-only; rloop_trainer.tracking.credentials reads them)."""
     # No sizeLimit: checkpoints are staged here, and the kubelet would evict a pod over it.
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
@@ -122,6 +149,13 @@ def _volumes(
         claim = {"claimName": spec.storage.volume.claim_name}
         volumes.append({"name": "storage", "persistentVolumeClaim": claim})
         mounts.append({"name": "storage", "mountPath": spec.storage.volume.mount_path})
+    secrets = spec.tracking.credentials_secrets
+    if secrets:
+        sources = [{"secret": {"name": name}} for name in secrets]
+        volumes.append({"name": TRACKING_VOLUME, "projected": {"sources": sources}})
+        mounts.append(
+            {"name": TRACKING_VOLUME, "mountPath": TRACKING_CREDENTIALS, "readOnly": True}
+        )
     return volumes, mounts
 
 
@@ -133,9 +167,10 @@ def _requests_and_gpus(spec: RLoopRunSpec, stage: Stage) -> tuple[dict[str, str]
         "memory": resources.memory,
         "ephemeral-storage": resources.scratch_size,
     }
-    if stage_info(stage).distributed:
+    info = stage_info(stage)
+    if info.distributed:
         return on_gpu_nodes, resources.gpus_per_node
-    if stage_info(stage).phase == "eval":
+    if info.gpu_node:
         return on_gpu_nodes, min(resources.gpus_per_node, 1)
     cpu_node = {
         "cpu": spec.filter.cpu,
@@ -190,7 +225,7 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     spec = run.spec
     assert isinstance(spec, RLoopRunSpec)
     info = stage_info(request.stage)
-    gpu_pod = info.distributed or info.phase == "eval"
+    gpu_pod = info.gpu_node
     volumes, mounts = _volumes(spec, gpu_pod)
     env = [
         *_env(spec),

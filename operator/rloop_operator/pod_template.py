@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
+from rloop_contract.schema import QUANTITY, Crd, Rule, SpecSection
 
 # The operator's pod volumes and where it mounts them (manifests.py).
-RESERVED_VOLUMES = ("scratch", "dshm", "storage")
-RESERVED_MOUNT_PATHS = ("/scratch", "/dev/shm", "/dev/termination-log")
+# Where the trackers' credentials (spec.tracking.credentialsSecrets) are mounted.
+TRACKING_VOLUME = "tracking"
+TRACKING_CREDENTIALS = "/var/run/secrets/rloop/tracking"
+RESERVED_VOLUMES = ("scratch", "dshm", "storage", TRACKING_VOLUME)
+RESERVED_MOUNT_PATHS = ("/scratch", "/dev/shm", "/dev/termination-log", TRACKING_CREDENTIALS)
 # Env the operator sets (manifests.py) or the launchers set for torchrun and DDP.
 RESERVED_ENV = (
     "TMPDIR", "HF_HOME", "PYTHONUNBUFFERED", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
@@ -38,12 +41,13 @@ ENV_RESERVED = (
     "by the operator or the launcher; choose another name"
 )
 VOLUME_RESERVED = (
-    "resources.podTemplate.volumes: the names scratch, dshm and storage are the operator's "
-    "volumes; choose another name"
+    "resources.podTemplate.volumes: the names scratch, dshm, storage and tracking are the "
+    "operator's volumes; choose another name"
 )
 MOUNT_RESERVED = (
-    "resources.podTemplate.volumeMounts: /scratch, /dev/shm and /dev/termination-log are the "
-    "operator's mounts (scratch space, NCCL shared memory, the phase's report); mount elsewhere"
+    "resources.podTemplate.volumeMounts: /scratch, /dev/shm, /dev/termination-log and "
+    "/var/run/secrets/rloop/tracking are the operator's mounts (scratch space, NCCL shared "
+    "memory, the phase's report, the trackers' credentials); mount elsewhere"
 )
 MOUNT_PATH_TWICE = (
     "resources.podTemplate.volumeMounts[].mountPath must be unique; mount each path once"
@@ -67,43 +71,166 @@ MOUNT_ON_STORAGE = (
     "resources.podTemplate.volumeMounts[].mountPath must differ from storage.volume.mountPath, "
     "where the operator mounts the store's volume"
 )
-_QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"
 
 
-class _Overlay(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
 
 
-class EnvVarSpec(_Overlay):
+def _cel_prefixes(variable: str, prefixes: tuple[str, ...]) -> str:
+    return " && ".join(f"!{variable}.startsWith('{prefix}')" for prefix in prefixes)
+
+
+# The CRD's rules say what the validators below say, with the same messages.
+_ENV_RULE = Rule(
+    f"self.all(e, !(e.name in {_cel_list(RESERVED_ENV)}) && "
+    f"{_cel_prefixes('e.name', RESERVED_ENV_PREFIXES)})",
+    ENV_RESERVED,
+)
+_LABEL_RULE = Rule(
+    f"self.all(k, k != '{RESERVED_LABEL}' && {_cel_prefixes('k', RESERVED_LABEL_PREFIXES)})",
+    LABEL_RESERVED,
+)
+_VOLUME_RULES = (
+    Rule(f"self.all(v, !(v.name in {_cel_list(RESERVED_VOLUMES)}))", VOLUME_RESERVED),
+    Rule("self.all(v, self.exists_one(w, w.name == v.name))", VOLUME_TWICE),
+)
+_MOUNT_RULES = (
+    Rule(f"self.all(m, !(m.mountPath in {_cel_list(RESERVED_MOUNT_PATHS)}))", MOUNT_RESERVED),
+    Rule("self.all(m, self.exists_one(n, n.mountPath == m.mountPath))", MOUNT_PATH_TWICE),
+)
+_LIMIT_RULE = Rule(f"self.all(k, !(k in {_cel_list(RESERVED_RESOURCES)}))", LIMIT_RESERVED)
+# A core/v1 Volume: the API server checks its shape when it creates the pods.
+_VOLUME = Crd({
+    "required": ["name"],
+    "x-kubernetes-preserve-unknown-fields": True,
+    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 63,
+                            "description": "Name of the volume; volumeMounts refer to it."}},
+})  # fmt: skip
+
+
+class EnvVarSpec(SpecSection):
     """A core/v1 EnvVar: a value, or valueFrom a Secret, ConfigMap or field."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253)]
-    value: str | None = None
-    value_from: dict[str, Any] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=253, description="Name of the variable.")]
+    value: Annotated[str, Field(description="Its value.")] | None = None
+    value_from: (
+        Annotated[
+            dict[str, Any],
+            Field(
+                description=(
+                    "Where the value comes from instead (core/v1 EnvVarSource, kubectl explain "
+                    "pod.spec.containers.env.valueFrom)."
+                )
+            ),
+        ]
+        | None
+    ) = None
 
 
-class VolumeMountSpec(_Overlay):
-    name: Annotated[str, Field(min_length=1, max_length=63)]
-    mount_path: Annotated[str, Field(min_length=1, max_length=512)]
-    read_only: bool = False
-    sub_path: Annotated[str, Field(max_length=512)] | None = None
+class VolumeMountSpec(SpecSection):
+    name: Annotated[
+        str, Field(min_length=1, max_length=63, description=("The volume of volumes to mount."))
+    ]
+    mount_path: Annotated[
+        str, Field(min_length=1, max_length=512, description=("Where the container sees it."))
+    ]
+    read_only: Annotated[bool, Field(description="Mount it read-only.")] | None = None
+    sub_path: (
+        Annotated[
+            str,
+            Field(
+                max_length=512,
+                description=("A path inside the volume to mount instead of its root."),
+            ),
+        ]
+        | None
+    ) = None
 
 
-class PodTemplateSpec(_Overlay):
-    labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
-        default_factory=dict, max_length=64
+class PodTemplateSpec(SpecSection):
+    """Additions to the phase pods for what multi-node training needs on real clusters: labels
+    and annotations (e.g. Multus k8s.v1.cni.cncf.io/networks), affinity, env (NCCL_*), volumes
+    and their mounts, extended resource limits (rdma/hca). Labels, annotations, env, volumes
+    and mounts go on every phase pod (the filter reads and writes the store too, so a CA
+    bundle or a proxy setting reaches it); affinity and limits on the pods of the GPU nodes
+    only (DAPO, RFT, evaluation: the pods nodeSelector and tolerations apply to), not on the
+    filter's, which an RDMA limit or a GPU affinity would leave unschedulable. Every launcher
+    carries all of it (PyTorchJob and Job in their pod templates, TrainJob through its
+    runtimePatches entry, trainer.env and trainer.resourcesPerNode). Names the operator or a
+    launcher sets are refused."""
+
+    crd_rules = (
+        Rule(
+            "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+            "self.volumes.exists(v, v.name == m.name))",
+            MOUNT_UNKNOWN_VOLUME,
+        ),
     )
-    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
-    affinity: dict[str, Any] | None = None
-    env: list[EnvVarSpec] = Field(default_factory=list, max_length=128)
-    # core/v1 Volumes: the API server checks their shape when it creates the pods.
-    volumes: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
-    volume_mounts: list[VolumeMountSpec] = Field(default_factory=list, max_length=64)
-    limits: dict[str, int | Annotated[str, Field(pattern=_QUANTITY)]] = Field(
-        default_factory=dict, max_length=16
-    )
+
+    labels: Annotated[
+        dict[str, Annotated[str, Field(max_length=63)]],
+        Field(
+            max_length=64,
+            description=("Labels of the pods, e.g. for a NetworkPolicy or cost attribution."),
+        ),
+        _LABEL_RULE,
+    ] = Field(default_factory=dict)
+    annotations: Annotated[
+        dict[str, str],
+        Field(
+            max_length=64,
+            description=(
+                "Annotations of the pods, e.g. k8s.v1.cni.cncf.io/networks for Multus secondary "
+                "networks (RDMA)."
+            ),
+        ),
+    ] = Field(default_factory=dict)
+    affinity: (
+        Annotated[
+            dict[str, Any],
+            Field(
+                description=(
+                    "A core/v1 Affinity for the pods (kubectl explain pod.spec.affinity), e.g. "
+                    "nodeAffinity on a network-topology label or podAntiAffinity to spread the "
+                    "nodes of a phase."
+                )
+            ),
+        ]
+        | None
+    ) = None
+    env: Annotated[
+        list[EnvVarSpec],
+        Field(
+            max_length=128,
+            description=(
+                "Extra environment of the phase container (core/v1 EnvVar), e.g. NCCL_IB_HCA or "
+                "NCCL_SOCKET_IFNAME."
+            ),
+        ),
+        _ENV_RULE,
+    ] = Field(default_factory=list)
+    volumes: Annotated[
+        list[Annotated[dict[str, Any], _VOLUME]],
+        Field(
+            max_length=64,
+            description=(
+                "Extra volumes of the pods (core/v1 Volume, kubectl explain pod.spec.volumes), "
+                "mounted with volumeMounts."
+            ),
+        ),
+        Crd(rules=_VOLUME_RULES),
+    ] = Field(default_factory=list)
+    volume_mounts: Annotated[
+        list[VolumeMountSpec],
+        Field(max_length=64, description=("Mounts of volumes into the phase container.")),
+        Crd(rules=_MOUNT_RULES),
+    ] = Field(default_factory=list)
+    limits: Annotated[dict[str, int | Annotated[str, Field(pattern=QUANTITY)]], Field(
+        max_length=16, description=(
+            "Extra resource limits of the phase container, e.g. rdma/hca: 1 (extended "
+            "resources get requests equal to their limits).")
+    ), _LIMIT_RULE] = Field(default_factory=dict)  # fmt: skip
 
     @field_validator("env")
     @classmethod

@@ -11,30 +11,21 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from rloop_operator import metrics
+from rloop_operator import prometheus
 from rloop_operator.api import RLoopRunSpec, SpecError, parse_status
-from rloop_operator.attempts import pods_to_read
-from rloop_operator.blocking import Refusal
 from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
 from rloop_operator.kube import ChildRefused, Kube
-from rloop_operator.launchers import Prerequisite, launcher_for, prerequisites
+from rloop_operator.launchers import Prerequisite
 from rloop_operator.manifests import child_manifest
-from rloop_operator.plan import (
-    CreateChild,
-    DeleteChild,
-    EmitEvent,
-    Observed,
-    Plan,
-    ReadReport,
-    RunView,
-    StageReport,
-)
+from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
+from rloop_operator.planning.attempts import pods_to_read
+from rloop_operator.planning.inputs import Observed, Refusal, RunView
+from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.pods import PodState
-from rloop_operator.reports import report_from_messages
 from rloop_operator.settings import OperatorSettings
-from rloop_operator.settle import settle
-from rloop_operator.stages import Report, stages_of
+from rloop_operator.stage_reports import StageReport, report_from_messages
+from rloop_operator.stages import launcher_for, prerequisites, stages_of
 from rloop_operator.trainer_failures import with_trainer_failure
 from rloop_operator.unknown_fields import parse_cluster_spec
 
@@ -80,7 +71,7 @@ class Reconciler:
         """Bring one run one step closer to done; returns seconds until it needs a look."""
         obj = self.kube.get_run(namespace, name)
         if obj is None:
-            metrics.observe_phase(namespace, name, None)
+            prometheus.observe_phase(namespace, name, None)
             return None
         run = run_view(obj)
         listed, unserved = self.kube.list_children(namespace, name, run.uid)
@@ -101,9 +92,9 @@ class Reconciler:
         def create(action: CreateChild) -> Refusal | None:
             return self._create(run, children, action)
 
-        result = settle(run, observed, self.clock(), self.settings.plan, read, create)
+        result = plan_until_settled(run, observed, self.clock(), self.settings.plan, read, create)
         self._apply(obj, run, children, result)
-        metrics.observe_phase(namespace, name, result.status.phase)
+        prometheus.observe_phase(namespace, name, result.status.phase)
         if result.status.phase.is_terminal:
             return result.requeue_after
         return min(result.requeue_after or RESYNC_SECONDS, RESYNC_SECONDS)
@@ -128,7 +119,7 @@ class Reconciler:
         [child] = [c for c in children if c.name == read.child]
         selector = launcher_for(run.spec, child.stage).pod_selector(child.name)
         messages = self.kube.termination_messages(run.namespace, selector)
-        report = report_from_messages(messages, read.report is Report.EXPERT)
+        report = report_from_messages(messages, read.report.parse)
         return report or StageReport(
             error=f"no pod of {child.name} left its report in a termination message "
             f"(pods selected by {selector}); the full report is {read.uri}"
@@ -176,19 +167,19 @@ class Reconciler:
         for event in events:
             self.kube.emit_event(obj, event.type, event.reason, event.message)
             self._observe_stage(event, by_name.get(event.child or ""))
-        metrics.observe_events(events)
+        prometheus.observe_events(events)
 
     def _observe_start_latency(self, children: tuple[Child, ...]) -> None:
         finished = [c.finished_at for c in children if c.finished_at is not None]
         if finished:
-            metrics.START_LATENCY.observe((self.clock() - max(finished)).total_seconds())
+            prometheus.START_LATENCY.observe((self.clock() - max(finished)).total_seconds())
 
     def _observe_stage(self, event: EmitEvent, child: Child | None) -> None:
         if child is None or child.finished_at is None or child.created_at is None:
             return
         seconds = (child.finished_at - child.created_at).total_seconds()
         if event.reason == "Retrying":
-            metrics.RETRIES.labels(stage=child.stage.value).inc()
-        metrics.STAGE_SECONDS.labels(stage=child.stage.value, outcome=child.phase.value).observe(
+            prometheus.RETRIES.labels(stage=child.stage.value).inc()
+        prometheus.STAGE_SECONDS.labels(stage=child.stage.value, outcome=child.phase.value).observe(
             seconds
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from rloop_operator.leader import LeaseSettings
 from rloop_operator.manifests import ManifestSettings
-from rloop_operator.plan import PlanSettings
+from rloop_operator.planning.inputs import PlanSettings
 
 
 def replica_identity(name: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from rloop_operator.children import Child
-from rloop_operator.launchers import ChildPhase
+from rloop_operator.lifecycle import Phase
 from rloop_operator.pods import Pods, termination_messages
 
 
@@ -52,7 +52,7 @@ def failure_from_messages(messages: Sequence[str]) -> TrainerFailure | None:
 def with_trainer_failure(child: Child, pods: Pods) -> Child:
     """`child`, if it failed and one of its pods says why, with the trainer's reason,
     message and verdict on retrying; else unchanged."""
-    if child.phase is not ChildPhase.FAILED:
+    if child.phase is not Phase.FAILED:
         return child
     failure = _failure(child, pods)
     return child if failure is None else _failed(child, failure)
@@ -63,7 +63,7 @@ def failed_permanently(child: Child, pods: Pods) -> Child | None:
     failed in the trainer's words; else None. For launchers whose controller retries a
     failed pod in place (a TrainJob's Job: six times by default, each a pod start and a
     model load on every node) before the child itself fails."""
-    if child.phase.is_finished:
+    if child.phase.is_terminal:
         return None
     failure = _failure(child, pods)
     if failure is None or not failure.permanent:
@@ -78,7 +78,7 @@ def _failure(child: Child, pods: Pods) -> TrainerFailure | None:
 def _failed(child: Child, failure: TrainerFailure) -> Child:
     return replace(
         child,
-        phase=ChildPhase.FAILED,
+        phase=Phase.FAILED,
         reason=failure.reason,
         message=failure.message,
         permanent=failure.permanent,

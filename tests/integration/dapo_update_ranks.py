@@ -9,25 +9,21 @@ import sys
 
 import torch
 from rloop_trainer import dist, toy
-from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo_update import TrainSequence, update_policy
 from rloop_trainer.training import build_trainer
 from transformers import Qwen2ForCausalLM
 
-TRAINING = TrainingConfig(lr=1e-3, micro_batch=2, zero_stage=2, bf16=False)
-CONFIG = DapoPhaseConfig(
-    policy_uri="-",
-    train_data_uri="-",
-    trajectories_uri="-",
-    rl_policy_uri="-",
-    output_uri="-",
+CONFIG = toy.dapo_config(
+    lr=1e-3,
+    micro_batch=2,
+    zero_stage=2,
+    bf16=False,
     prompts_per_step=2,
     updates_per_step=2,
     max_prompt_tokens=8,
     max_response_tokens=8,
     overlong_buffer=2,
     temperature=0.8,
-    training=TRAINING,
 )
 
 
@@ -51,7 +47,7 @@ def main(output: str) -> None:
     dist.init_distributed()
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(toy.tiny_config(toy.build_tokenizer()))
-    trainer = build_trainer(model, TRAINING, total_steps=1)
+    trainer = build_trainer(model, CONFIG, total_steps=1)
     trainer.set_schedule_step(0)
     stats = update_policy(trainer, mini_batches(), CONFIG, pad_token_id=0)
     weights = trainer.gathered_state_dict()

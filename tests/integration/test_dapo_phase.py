@@ -17,10 +17,11 @@ import pytest
 import torch
 from rloop_trainer import s3, store, toy
 from rloop_trainer.cli import EXIT_PERMANENT
-from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
+from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.policy import load_policy
+from rloop_trainer.termination import PATH_ENV
 from safetensors.torch import load_file
 
 from tests.cluster.procs import free_port
@@ -49,9 +50,6 @@ def dapo_config(
     settings: dict[str, Any] = {
         "policy_uri": policy_uri,
         "train_data_uri": train_data_uri,
-        "trajectories_uri": f"{output_uri}/trajectories",  # where the operator puts them too
-        "rl_policy_uri": f"{output_uri}/policy",
-        "output_uri": output_uri,
         "steps": 4,
         "group_size": 8,
         "prompts_per_step": 32,
@@ -61,10 +59,12 @@ def dapo_config(
         "max_response_tokens": 8,
         "overlong_buffer": 2,
         "engine": "hf",
-        "training": TrainingConfig(lr=5e-4, warmup_steps=3, micro_batch=64, zero_stage=2),
+        "lr": 5e-4,
+        "warmup_steps": 3,
+        "micro_batch": 64,
+        "zero_stage": 2,
     }
-    settings.update(overrides)
-    return DapoPhaseConfig(**settings)
+    return toy.dapo_config(output_uri, **(settings | overrides))
 
 
 def read_metrics(output: Path) -> list[dict[str, float]]:
@@ -94,6 +94,21 @@ def test_dapo_raises_the_training_success_rate(toy_inputs: ToyInputs, tmp_path: 
     assert end > start + 0.1, f"success rate went from {start:.2f} to {end:.2f}: {accuracy}"
     assert store.read_marker(str(tmp_path)) is not None
     assert (tmp_path / "policy" / "model.safetensors").exists()
+
+
+def test_a_finished_phase_reports_its_last_steps_score_where_the_operator_reads_it(
+    toy_inputs: ToyInputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PATH_ENV, str(tmp_path / "termination"))
+    output = tmp_path / "out"
+    config = dapo_config(str(toy_inputs.policy_dir), str(toy_inputs.train_data), str(output))
+
+    run_dapo_phase(config)
+
+    last = read_metrics(output)[-1]
+    report = json.loads((output / "report.json").read_text())
+    assert report == {"rl_step": 4, "score": last["reward"], "accuracy": last["accuracy"]}
+    assert json.loads((tmp_path / "termination").read_text()) == report
 
 
 def test_every_rollout_is_cached_before_dynamic_sampling_drops_groups(
@@ -387,7 +402,9 @@ def test_two_ranks_under_torchrun_with_zero3_write_one_consistent_output(
         steps=3,
         prompts_per_step=8,
         updates_per_step=2,
-        training=TrainingConfig(lr=5e-4, micro_batch=3, zero_stage=3),
+        lr=5e-4,
+        micro_batch=3,
+        zero_stage=3,
     )
     torchrun = Path(sys.executable).parent / "torchrun"
     command = [str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1"]

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from rloop_trainer import s3, store, toy
-from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.policy import load_policy
 
@@ -55,24 +54,15 @@ def test_dapo_phase_runs_entirely_against_s3(s3_env: str, tmp_path: Path) -> Non
     train_uri = store.join(s3_env, "data", "train.parquet")
     toy.write_prompts(toy.make_problems("train", 32, 0), train_uri)
     output_uri = store.join(s3_env, "run", "iter-000", "rl")
-    config = DapoPhaseConfig(
+    config = toy.dapo_config(
+        output_uri,
         policy_uri=policy_uri,
         train_data_uri=train_uri,
-        trajectories_uri=store.join(output_uri, "trajectories"),
-        rl_policy_uri=store.join(output_uri, "policy"),
-        output_uri=output_uri,
         steps=3,
-        group_size=4,
-        prompts_per_step=8,
-        updates_per_step=2,
         oversample=1,
         max_generation_rounds=3,
-        max_prompt_tokens=16,
-        max_response_tokens=8,
-        overlong_buffer=2,
         checkpoint_every=1,
-        engine="hf",
-        training=TrainingConfig(lr=1e-4, micro_batch=32),
+        **toy.TINY_DAPO,
     )
 
     run_dapo_phase(config)

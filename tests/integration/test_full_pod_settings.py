@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from rloop_operator.api import Stage, parse_spec, parse_status
+from rloop_operator.api import parse_spec, parse_status
+from rloop_operator.lifecycle import Stage
 from rloop_operator.manifests import ManifestSettings, child_manifest
-from rloop_operator.plan import CreateChild, RunView
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.planning.inputs import RunView
 
 from tests.cluster.fullcluster import FullCluster
 from tests.e2e.helpers import RESTRICTED, eventually

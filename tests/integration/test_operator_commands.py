@@ -9,61 +9,31 @@ from the Secret's data.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from rloop_operator.api import RLoopRunSpec, Stage, parse_spec, parse_status
+from rloop_operator.api import RLoopRunSpec, parse_spec, parse_status
 from rloop_operator.children import child_name
 from rloop_operator.layout import RunLayout
-from rloop_operator.manifests import (
-    SCRATCH,
-    TERMINATION_MESSAGE_PATH,
-    ManifestSettings,
-    child_manifest,
-    phase_config,
+from rloop_operator.lifecycle import Stage
+from rloop_operator.manifests import ManifestSettings, child_manifest, trainer_config
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.stage_reports import (
+    parse_eval_report,
+    parse_filter_report,
+    read_report,
+    report_from_messages,
 )
-from rloop_operator.plan import CreateChild, RunView
-from rloop_operator.reports import read_report, report_from_messages
-from rloop_operator.stages import stages_of
+from rloop_operator.stages import stage_info, stages_of
 from rloop_trainer import s3, store, toy
 
-from tests.cluster.procs import free_port
 from tests.cluster.s3 import S3Endpoint
+from tests.integration.pod_commands import container_of, pod_env
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 SECRET = "s3-creds"
-
-
-def container_of(manifest: dict[str, Any]) -> dict[str, Any]:
-    if manifest["kind"] == "PyTorchJob":
-        pod = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
-    else:
-        pod = manifest["spec"]["template"]
-    container: dict[str, Any] = pod["spec"]["containers"][0]
-    return container
-
-
-def pod_env(container: dict[str, Any], secret: dict[str, str], scratch: Path) -> dict[str, str]:
-    # The training operator would set PET_MASTER_PORT; a free port keeps parallel runs apart.
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PET_MASTER_PORT": str(free_port()),
-    }
-    for item in container["env"]:
-        if "valueFrom" in item:
-            ref = item["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == SECRET
-            env[item["name"]] = secret[ref["key"]]
-        else:
-            value = item["value"].replace(SCRATCH, str(scratch))
-            env[item["name"]] = value.replace(
-                TERMINATION_MESSAGE_PATH, str(scratch / "termination")
-            )
-    return env
 
 
 @pytest.fixture
@@ -102,12 +72,12 @@ def next_inputs(run: RunView, stage: Stage) -> list[str]:
     if stage is Stage.EVALUATING_BASE:
         return [layout.base_eval_report(), layout.analysis_report()]
     if stage is Stage.EXPLORING:
-        trajectories = phase_config(run, 0, Stage.FILTERING)["trajectories_uri"]
+        trajectories = trainer_config(run, 0, Stage.FILTERING)["trajectories_uri"]
         return store.list_uris(trajectories, suffix=".parquet")[:1]
     if stage is Stage.FILTERING:
-        return [phase_config(run, 0, Stage.CONSOLIDATING)["expert_uri"]]
+        return [trainer_config(run, 0, Stage.CONSOLIDATING)["expert_uri"]]
     if stage is Stage.CONSOLIDATING:
-        policy = phase_config(run, 1, Stage.EXPLORING)["policy_uri"]
+        policy = trainer_config(run, 1, Stage.EXPLORING)["policy_uri"]
         return [store.join(policy, "config.json"), store.join(policy, "model.safetensors")]
     return [layout.eval_report(0), layout.analysis_report()]  # the latter for `rloop report`
 
@@ -128,7 +98,7 @@ def test_one_iteration_of_manifest_commands_hands_each_stage_its_inputs(
         scratch = tmp_path / f"scratch-{stage.value}"
         scratch.mkdir()
         done = subprocess.run(
-            container["command"], env=pod_env(container, secret, scratch),
+            container["command"], env=pod_env(container, {SECRET: secret}, scratch),
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -139,11 +109,11 @@ def test_one_iteration_of_manifest_commands_hands_each_stage_its_inputs(
         assert missing == [], f"after {stage.value}, the next stage cannot find {missing}"
     # The operator reads the reports the phases wrote, as it fills the run's status: from
     # the pods' termination messages, the same as from the store.
-    expert = read_report(run.layout.expert_report(0), True, run.spec.storage, secret)
+    expert = read_report(run.layout.expert_report(0), parse_filter_report, run.spec.storage, secret)
     assert expert.error is None and expert.trajectories and expert.trajectories >= 2 * 4 * 4
-    evaluation = read_report(run.layout.eval_report(0), False, run.spec.storage, secret)
+    evaluation = read_report(run.layout.eval_report(0), parse_eval_report, run.spec.storage, secret)
     assert evaluation.error is None
     assert set(evaluation.metrics) == {"heldout/avg@4", "heldout/pass@1", "heldout/pass@4"}
     for stage, from_store in ((Stage.FILTERING, expert), (Stage.EVALUATING, evaluation)):
         message = (tmp_path / f"scratch-{stage.value}" / "termination").read_text()
-        assert report_from_messages([message], stage is Stage.FILTERING) == from_store
+        assert report_from_messages([message], stage_info(stage).report.parse) == from_store

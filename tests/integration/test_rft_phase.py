@@ -44,7 +44,8 @@ class Workspace:
             "epochs": 2,
             "batch_size": 8,
             "checkpoint_every": 2,
-            "training": {"lr": 1e-3, "micro_batch": 4},
+            "lr": 1e-3,
+            "micro_batch": 4,
             **overrides,
         }
         path = self.root / f"{name}.json"

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from rloop_trainer import checkpoint, s3, store, toy
-from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError, StoreUnavailable
 
@@ -180,22 +179,13 @@ def test_a_dapo_phase_cut_off_after_a_checkpoint_resumes_with_every_metrics_row(
     store.upload_dir(tmp_path / "policy", f"{bucket}/models/toy")
     toy.write_prompts(toy.make_problems("train", 32, 0), f"{bucket}/data/train.parquet")
     output = f"{bucket}/run/iter-000/rl"
-    config = DapoPhaseConfig(
+    config = toy.dapo_config(
+        output,
         policy_uri=f"{bucket}/models/toy",
         train_data_uri=f"{bucket}/data/train.parquet",
-        trajectories_uri=f"{output}/trajectories",
-        rl_policy_uri=f"{output}/policy",
-        output_uri=output,
         steps=4,
-        group_size=4,
-        prompts_per_step=8,
-        updates_per_step=2,
-        max_prompt_tokens=16,
-        max_response_tokens=8,
-        overlong_buffer=2,
         checkpoint_every=2,
-        engine="hf",
-        training=TrainingConfig(lr=1e-4, micro_batch=32),
+        **toy.TINY_DAPO,
     )
     save = checkpoint.Checkpoints.save
 

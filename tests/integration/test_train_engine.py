@@ -9,7 +9,6 @@ import pytest
 import torch
 from rloop_trainer import toy
 from rloop_trainer.batches import collate
-from rloop_trainer.config import TrainingConfig
 from rloop_trainer.training import TrainEngine, build_trainer
 from transformers import PreTrainedModel, Qwen2ForCausalLM
 
@@ -30,7 +29,7 @@ def trainer(model: PreTrainedModel) -> TrainEngine:
     its groups once it has seen one, so nothing here destroys it)."""
     # ZeRO stage 1 leaves each fp32 gradient in param.grad until the step, where the test
     # compares it.
-    config = TrainingConfig(bf16=False, zero_stage=1)
+    config = toy.dapo_config(bf16=False, zero_stage=1)
     return build_trainer(copy.deepcopy(model), config, total_steps=1)
 
 
@@ -94,7 +93,7 @@ def test_the_log_probs_carry_the_gradient_of_the_full_logits(
 def test_bf16_gradients_are_accumulated_and_reduced_in_fp32(
     model: PreTrainedModel, stage: int
 ) -> None:
-    config = TrainingConfig(bf16=True, zero_stage=stage)  # type: ignore[arg-type]
+    config = toy.dapo_config(bf16=True, zero_stage=stage)
 
     engine = build_trainer(copy.deepcopy(model).bfloat16(), config, total_steps=1).engine
 

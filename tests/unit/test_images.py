@@ -122,6 +122,23 @@ def test_dockerignore_admits_what_the_dockerfiles_copy() -> None:
                 )
 
 
+def test_the_distribution_lists_every_package_and_both_images_copy_them() -> None:
+    """A subpackage missing from pyproject's list is missing from a non-editable install
+    (the images' `pip install .`), though every editable test run finds it."""
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    found = {
+        ".".join([top, *init.parent.relative_to(ROOT / root).parts])
+        for top, root in setuptools["package-dir"].items()
+        for init in (ROOT / root).rglob("__init__.py")
+    }
+    assert sorted(found) == sorted(setuptools["packages"])
+    for dockerfile in (OPERATOR_DOCKERFILE, TRAINER_DOCKERFILE):
+        copied = [copy.split()[0] for copy in arguments_of(dockerfile, "COPY")]
+        assert sorted(setuptools["package-dir"].values()) == sorted(
+            source for source in copied if source in setuptools["package-dir"].values()
+        ), dockerfile
+
+
 def test_trainer_pins_resolve_together_for_the_image_python() -> None:
     [python] = re.findall(r"python(3\.\d+) -m venv", TRAINER_DOCKERFILE.read_text())
     uv = Path(sys.executable).with_name("uv")

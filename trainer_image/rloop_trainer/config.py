@@ -3,7 +3,9 @@
 The operator renders one of these as JSON into the command of each child
 (`rloop-trainer <phase> --config-json '{...}'`); `rloop run` and the tests do the
 same with `--config FILE`. Each phase gets one frozen model, parsed once at the
-edge; unknown keys are an error that names the key.
+edge (by field names, snake_case); unknown keys are an error that names the key. A
+phase's settings are its section of the RLoopRun spec, declared once in the contract
+(rloop_contract.sections); this module adds the URIs and what only the trainer knows.
 
 All locations are URIs (`s3://bucket/key`, `file:///abs/path`, or for a starting
 policy also `hf://org/name`): the operator decides the object-store layout, the
@@ -14,14 +16,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-Engine = Literal["auto", "vllm", "hf"]
-# Which part of a response is graded (reward.gradable_answer): the last \boxed{}, else the
-# last "Answer:" line; only one of them; or the whole response (base models).
-AnswerFormat = Literal["boxed-or-answer", "boxed", "answer-line", "any"]
+from rloop_contract.sections import (
+    DapoSection,
+    EngineName,
+    EvalSection,
+    FilterSection,
+    RewardSection,
+    RftSection,
+    ValidationSet,
+    field_of,
+)
+from rloop_contract.tracking import TrackingSection
 
 
 class PhaseConfigError(ValueError):
@@ -39,29 +47,39 @@ class RunRef(_Strict):
     name: str = "local"
     uid: str = "local"
     iteration: int = Field(0, ge=0)
-
-
-class TrainingConfig(_Strict):
-    """Optimizer and parallelism settings shared by the DAPO and RFT phases."""
-
-    lr: float = Field(1e-6, gt=0)
-    warmup_steps: int = Field(
-        0, ge=0, description="linear warm-up over this many phase steps (DAPO: RL steps)"
+    rl_step: int = Field(
+        0,
+        ge=0,
+        description="RL steps the run had taken when this phase began, which places the "
+        "phase on the run's axis of RL steps: a DAPO step numbered s lies at "
+        "rl_step + s - first_step (so a vanilla window has rl_step = window.first_step); "
+        "filter, RFT and eval lie at rl_step",
     )
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    micro_batch: int = Field(4, ge=1, description="sequences per rank per forward/backward")
-    # DeepSpeed 0.19 cannot accumulate bf16 gradients in fp32 without ZeRO (stage 0).
-    zero_stage: Literal[1, 2, 3] = 2
+
+
+class PhaseTracking(TrackingSection):
+    """spec.tracking, and what the trackers need besides it from the operator."""
+
+    files_uri: str = Field(
+        description="the run's tracker files: <run root>/tracking (TensorBoard event files "
+        "under tensorboard/, offline W&B runs under wandb/)"
+    )
+    run_spec: dict[str, object] = Field(
+        default_factory=dict,
+        description="the RLoopRun's spec as applied, logged as the run's parameters",
+    )
+    selection_metric: str | None = Field(
+        None,
+        description="the metric status.best maximises, e.g. heldout/avg@8; the eval phase "
+        "logs the best evaluation by it",
+    )
+
+
+class TrainerOptions(BaseModel):
+    """How the trainer runs a training phase, beside the spec's settings: not in the API."""
+
     bf16: bool | None = Field(None, description="None: bf16 on GPU, fp32 on CPU")
     gradient_checkpointing: bool = False
-
-
-class RftTrainingConfig(TrainingConfig):
-    """TrainingConfig with the RFT phase's defaults (the CRD's spec.rft)."""
-
-    lr: float = Field(1e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
 
 
 class DapoWindow(_Strict):
@@ -87,8 +105,8 @@ class DapoWindow(_Strict):
         return self
 
 
-class DapoPhaseConfig(_Strict):
-    """Exploration: DAPO RL from `policy_uri` for `steps` steps.
+class DapoPhaseConfig(DapoSection, TrainerOptions):
+    """Exploration: DAPO RL from `policy_uri` for `steps` steps (spec.dapo, spec.reward).
 
     Writes every rollout of every step, before filtering, to
     `trajectories_uri`/step-000001.parquet ...; the RL end point (HF format) to
@@ -99,35 +117,14 @@ class DapoPhaseConfig(_Strict):
     """
 
     run: RunRef = RunRef()
+    seed: int = 0
+    reward: RewardSection = RewardSection()
+    tracking: PhaseTracking | None = None
     policy_uri: str
     train_data_uri: str
     trajectories_uri: str
     rl_policy_uri: str
     output_uri: str
-    steps: int = Field(200, ge=1)
-    group_size: int = Field(16, ge=2)
-    prompts_per_step: int = Field(512, ge=1)
-    max_prompt_tokens: int = Field(1024, ge=1)
-    max_response_tokens: int = Field(2048, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    clip_low: float = Field(0.2, ge=0)
-    clip_high: float = Field(0.28, ge=0)
-    dual_clip: float = Field(3.0, gt=1, description="dual-clip bound c for A<0")
-    dynamic_sampling: bool = True
-    oversample: int = Field(3, ge=1, description="prompts per round / prompts_per_step")
-    max_generation_rounds: int = Field(10, ge=1)
-    updates_per_step: int = Field(
-        16, ge=1, description="optimizer updates per step, each on prompts_per_step / this groups"
-    )
-    overlong_buffer: int = Field(512, ge=0)
-    overlong_penalty: float = Field(1.0, ge=0)
-    overlong_filtering: bool = False
-    reward_format: AnswerFormat = "boxed-or-answer"
-    checkpoint_every: int = Field(50, ge=1)
-    engine: Engine = "auto"
-    seed: int = 0
-    training: TrainingConfig = TrainingConfig()
     window: DapoWindow | None = None
 
     @model_validator(mode="after")
@@ -138,29 +135,6 @@ class DapoPhaseConfig(_Strict):
                 f"window.run_steps ({self.window.run_steps}); a window lies inside its run"
             )
         return self
-
-    @model_validator(mode="after")
-    def _overlong_fits(self) -> DapoPhaseConfig:
-        if self.overlong_buffer >= self.max_response_tokens:
-            raise ValueError(
-                f"overlong_buffer ({self.overlong_buffer}) must be smaller than "
-                f"max_response_tokens ({self.max_response_tokens}); lower overlong_buffer"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _updates_divide_the_step(self) -> DapoPhaseConfig:
-        if self.prompts_per_step % self.updates_per_step:
-            raise ValueError(
-                f"prompts_per_step ({self.prompts_per_step}) must be a multiple of "
-                f"updates_per_step ({self.updates_per_step}): every update takes "
-                "prompts_per_step / updates_per_step groups; change either"
-            )
-        return self
-
-    @property
-    def groups_per_update(self) -> int:
-        return self.prompts_per_step // self.updates_per_step
 
     @property
     def first_step(self) -> int:
@@ -176,8 +150,12 @@ class DapoPhaseConfig(_Strict):
         """RL steps of the whole run, over which the learning-rate schedule runs."""
         return self.steps if self.window is None else self.window.run_steps
 
+    def rl_step_of(self, step: int) -> int:
+        """Where the run's step `step` lies on the run's axis of RL steps (RunRef.rl_step)."""
+        return self.run.rl_step + step - self.first_step
 
-class FilterPhaseConfig(_Strict):
+
+class FilterPhaseConfig(FilterSection):
     """Keep the correct rollouts of hard prompts (success rate < hard_threshold).
 
     Reads every `*.parquet` under `trajectories_uri`; writes the expert set (a parquet
@@ -186,18 +164,16 @@ class FilterPhaseConfig(_Strict):
     """
 
     run: RunRef = RunRef()
+    seed: int = 0
+    tracking: PhaseTracking | None = None
     trajectories_uri: str
     expert_uri: str
     report_uri: str
     output_uri: str
-    hard_threshold: float = Field(0.1, gt=0, le=1)
-    max_per_prompt: int = Field(0, ge=0, description="0 keeps every correct rollout")
-    dedupe: bool = True
-    seed: int = 0
 
 
-class RftPhaseConfig(_Strict):
-    """Rejection-sampling fine-tuning of the iteration's STARTING policy.
+class RftPhaseConfig(RftSection, TrainerOptions):
+    """Rejection-sampling fine-tuning of the iteration's STARTING policy (spec.rft).
 
     Reads `policy_uri` (theta_i) and `expert_uri` (the filter's data.parquet);
     writes the next policy (HF safetensors + tokenizer + config) to `output_uri`,
@@ -205,33 +181,14 @@ class RftPhaseConfig(_Strict):
     """
 
     run: RunRef = RunRef()
+    seed: int = 0
+    tracking: PhaseTracking | None = None
     policy_uri: str
     expert_uri: str
     output_uri: str
     checkpoint_uri: str
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(64, ge=1, description="expert samples per optimizer step, all ranks")
-    max_seq_tokens: int = Field(4096, ge=2)
-    checkpoint_every: int = Field(200, ge=1)
-    seed: int = 0
-    training: RftTrainingConfig = RftTrainingConfig()
-
-
-class ValidationSet(_Strict):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[a-zA-Z0-9_.-]+$")]
-    uri: str
-    samples: int = Field(32, ge=1, description="n samples per problem")
-    pass_at: list[int] = Field(default_factory=lambda: [1, 8, 16, 32])
-
-    @model_validator(mode="after")
-    def _k_within_n(self) -> ValidationSet:
-        too_big = [k for k in self.pass_at if k > self.samples or k < 1]
-        if too_big:
-            raise ValueError(
-                f"pass_at {too_big} must lie in [1, samples={self.samples}]; "
-                "raise samples or drop those k"
-            )
-        return self
+    grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip (not in the API)")
+    checkpoint_every: int = Field(200, ge=1, description="optimizer steps between checkpoints")
 
 
 class EvaluatedPolicy(_Strict):
@@ -263,8 +220,9 @@ class RunAnalysisConfig(_Strict):
     dapo_metrics: list[DapoMetricsSeries] = Field(default_factory=list)
 
 
-class EvalPhaseConfig(_Strict):
-    """avg@n and unbiased pass@k of `policy_uri` on each validation set.
+class EvalPhaseConfig(EvalSection):
+    """avg@n and unbiased pass@k of `policy_uri` on each validation set (spec.eval, with the
+    prompt bound and rollout engine of spec.dapo and the grading of spec.reward).
 
     Writes the report (JSON) to `report_uri`, every sample to `output_uri`/samples.parquet
     and `_SUCCESS` under `output_uri` last; then, with `analysis`, refreshes the run-level
@@ -272,17 +230,15 @@ class EvalPhaseConfig(_Strict):
     """
 
     run: RunRef = RunRef()
+    seed: int = 0
+    tracking: PhaseTracking | None = None
     policy_uri: str
     report_uri: str
     output_uri: str
     validation: list[ValidationSet] = Field(min_length=1)
-    max_prompt_tokens: int = Field(1024, ge=1)
-    max_response_tokens: int = Field(2048, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    reward_format: AnswerFormat = "boxed-or-answer"
-    engine: Engine = "auto"
-    seed: int = 0
+    max_prompt_tokens: int = field_of(DapoSection, "max_prompt_tokens")
+    engine: EngineName = field_of(DapoSection, "engine")
+    reward: RewardSection = RewardSection()
     analysis: RunAnalysisConfig | None = None
 
     @model_validator(mode="after")
@@ -329,7 +285,7 @@ def parse_phase_config(phase: str, raw: str) -> PhaseConfig:
     except json.JSONDecodeError as exc:
         raise PhaseConfigError(f"{phase} phase config is not valid JSON: {exc}") from exc
     try:
-        return PHASE_CONFIGS[phase].model_validate(data)
+        return PHASE_CONFIGS[phase].model_validate(data, by_alias=False, by_name=True)
     except ValidationError as exc:
         raise PhaseConfigError(_describe(exc, phase)) from exc
 

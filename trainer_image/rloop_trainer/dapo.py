@@ -22,6 +22,7 @@ schedules its steps as the run's; so the windows make the same run as one phase 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,12 +31,13 @@ from dataclasses import asdict, dataclass
 import pyarrow.parquet as pq
 import torch
 
-from rloop_trainer import checkpoint, data, dist, policy, reward, store
+from rloop_trainer import checkpoint, data, dist, policy, reward, store, termination
 from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo_loss import group_advantages, informative_groups, loss_sample_mask
+from rloop_trainer.dapo_metrics import StepTimings, step_metrics
 from rloop_trainer.dapo_update import TrainSequence, update_policy
 from rloop_trainer.errors import PhaseError
-from rloop_trainer.metrics import MetricsLog
+from rloop_trainer.metrics_log import MetricsLog
 from rloop_trainer.rollout import RolloutEngine, SamplingSpec, make_engine
 from rloop_trainer.rollout.groups import (
     Group,
@@ -44,9 +46,13 @@ from rloop_trainer.rollout.groups import (
     generate_round,
     trajectory_table,
 )
+from rloop_trainer.tracking.names import dapo_step_metrics
+from rloop_trainer.tracking.session import PhaseTrackers, phase_trackers
 from rloop_trainer.training import TrainEngine, build_trainer
 
 log = logging.getLogger(__name__)
+# Under output_uri: the last step's score and accuracy (rloop_operator.stage_reports).
+REPORT_FILE = "report.json"
 
 
 def sampling_seed(seed: int, step: int, generation_round: int, rank: int) -> int:
@@ -171,9 +177,9 @@ class DapoPhase:
             max_model_len=config.max_prompt_tokens + config.max_response_tokens,
             seed=config.seed,
         )
-        self.trainer: TrainEngine = build_trainer(model, config.training, config.run_steps)
+        self.trainer: TrainEngine = build_trainer(model, config, config.run_steps)
         self.shape = RewardShape(
-            config.reward_format,
+            config.reward.format,
             config.max_response_tokens,
             config.overlong_buffer,
             config.overlong_penalty,
@@ -262,12 +268,21 @@ class DapoPhase:
         return ResumeState(previous.step, int(previous.state["data_position"])), []
 
     def run(self) -> None:
+        start, history = self.restore()
+        with phase_trackers(self.config, "dapo", dist.is_main()) as trackers:
+            history = self.take_steps(start, history, trackers)
+            self.finish(start.step, history[-1] if history else None)
+
+    def take_steps(
+        self, start: ResumeState, history: list[checkpoint.Metrics], trackers: PhaseTrackers
+    ) -> list[checkpoint.Metrics]:
+        """Every step after `start`; the metrics of every step of the phase (main rank)."""
         config = self.config
         checkpoints = dapo_checkpoints(config.output_uri)
-        start, history = self.restore()
         metrics = MetricsLog(config.output_uri, config.steps, history) if dist.is_main() else None
         data_position = start.data_position
         for step in range(start.step + 1, config.last_step + 1):
+            step_started = time.perf_counter()
             rollouts = self.collect(step, data_position)
             data_position = rollouts.data_position
             write_started = time.perf_counter()
@@ -279,16 +294,20 @@ class DapoPhase:
             self.push_weights()
             sync_seconds = time.perf_counter() - sync_started
             if metrics is not None:
-                metrics.record(
-                    step_metrics(step, rollouts, train_stats, write_seconds, sync_seconds)
+                timings = StepTimings(
+                    write_seconds, sync_seconds, time.perf_counter() - step_started
                 )
+                record = step_metrics(step, rollouts, train_stats, timings, self.layout.world_size)
+                metrics.record(record)
+                trackers.log_metrics(dapo_step_metrics(record), config.rl_step_of(step))
             if self.checkpoint_due(step):
                 history = metrics.records if metrics is not None else []
                 resume = asdict(ResumeState(step, data_position))
                 checkpoints.save(self.trainer, step, history, resume)
-        if metrics is not None:
-            metrics.close()
-        self.finish(start.step)
+        if metrics is None:
+            return []
+        metrics.close()
+        return metrics.records
 
     def checkpoint_due(self, step: int) -> bool:
         """Every `checkpoint_every` steps inside the phase; and at a window's last step, the
@@ -315,7 +334,7 @@ class DapoPhase:
         stats = update_policy(self.trainer, batches, config, int(self.tokenizer.pad_token_id))
         return stats | {"skipped_step": float(not batches), "lr": self.trainer.lr}
 
-    def finish(self, resumed_step: int) -> None:
+    def finish(self, resumed_step: int, last_step: checkpoint.Metrics | None) -> None:
         state_dict = self.trainer.gathered_state_dict()
         dist.barrier()
         if dist.is_main():
@@ -323,6 +342,8 @@ class DapoPhase:
             policy.save_policy_state(
                 self.trainer.module, self.tokenizer, config.rl_policy_uri, state_dict
             )
+            if last_step is not None:
+                self.report(last_step)
             store.write_marker(
                 config.output_uri,
                 {
@@ -335,31 +356,17 @@ class DapoPhase:
             )
         dist.barrier()
 
-
-def step_metrics(
-    step: int,
-    rollouts: StepRollouts,
-    train_stats: dict[str, float],
-    write_seconds: float,
-    sync_seconds: float,
-) -> dict[str, float]:
-    samples = [r for group in rollouts.all_groups for r in group.rollouts]
-    generated_tokens = sum(len(r.completion.token_ids) for r in samples)
-    return {
-        "step": step,
-        "reward": sum(r.reward for r in samples) / len(samples),
-        "accuracy": sum(r.correct for r in samples) / len(samples),
-        "response_length": generated_tokens / len(samples),
-        "truncated_fraction": sum(r.completion.truncated for r in samples) / len(samples),
-        "generation_rounds": rollouts.rounds,
-        "kept_groups": len(rollouts.kept_groups),
-        "generated_groups": len(rollouts.all_groups),
-        "rollout_tokens_per_s": generated_tokens / max(rollouts.seconds, 1e-9),
-        "time_rollout_s": rollouts.seconds,
-        "time_write_s": write_seconds,
-        "time_sync_s": sync_seconds,
-        **train_stats,
-    }
+    def report(self, last_step: checkpoint.Metrics) -> None:
+        """The phase's report (report.json, and the termination message the operator reads
+        into the run's status): the mean score and accuracy of its last step's rollouts."""
+        config = self.config
+        report = {
+            "rl_step": config.rl_step_of(config.last_step),
+            "score": last_step["reward"],
+            "accuracy": last_step["accuracy"],
+        }
+        store.write_bytes(store.join(config.output_uri, REPORT_FILE), json.dumps(report).encode())
+        termination.write_report(report)
 
 
 def run_dapo_phase(config: DapoPhaseConfig) -> None:

@@ -43,9 +43,11 @@ class PolicyBatch:
 
 
 class _Totals:
-    """Sums over this rank's loss tokens, for the step's metrics."""
+    """Sums over this rank's loss tokens, for the step's metrics; `loss` sums this rank's
+    shares of each update's token-mean loss (the shares of all ranks make the update's)."""
 
     def __init__(self) -> None:
+        self.loss = 0.0
         self.tokens = 0.0
         self.clipped = 0.0
         self.entropy = 0.0
@@ -70,7 +72,7 @@ def _rank_micro_batches(
             torch.tensor([s.advantage for s in micro]),
         )
         for micro in by_length(
-            share, config.training.micro_batch, lambda s: len(s.prompt_ids) + len(s.response_ids)
+            share, config.micro_batch, lambda s: len(s.prompt_ids) + len(s.response_ids)
         )
     ]
 
@@ -113,7 +115,9 @@ def _policy_loss(
         totals.clipped += float((clipped.float() * mask).sum())
         totals.entropy += float((entropy * mask).sum())
         totals.sequence_tokens += float(tokens.attention_mask.sum())
-    return token_mean(loss, mask, global_tokens)
+    share = token_mean(loss, mask, global_tokens)
+    totals.loss += float(share.detach())
+    return share
 
 
 def update_policy(
@@ -146,6 +150,7 @@ def _update_metrics(
     tokens = max(dist.all_reduce_float(totals.tokens), 1.0)
     applied = [o.grad_norm for o in outcomes if not o.skipped]
     return {
+        "pg_loss": dist.all_reduce_float(totals.loss) / max(len(outcomes), 1),
         "updates": float(len(outcomes)),
         "skipped_updates": float(len(outcomes) - len(applied)),
         "clip_fraction": dist.all_reduce_float(totals.clipped) / tokens,

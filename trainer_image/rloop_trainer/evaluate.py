@@ -16,17 +16,20 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import torch
+from rloop_contract.sections import AnswerFormat, ValidationSet
 from transformers import PreTrainedTokenizerBase
 
 from rloop_trainer import data, dist, fencing, policy, reward, store, termination
-from rloop_trainer.config import AnswerFormat, EvalPhaseConfig, RunAnalysisConfig, ValidationSet
+from rloop_trainer.config import EvalPhaseConfig, RunAnalysisConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.eval_samples import ProblemSamples, write_samples
 from rloop_trainer.passk import ProblemOutcome, average_at_n, mean_pass_at_k
 from rloop_trainer.rollout import RolloutEngine, SamplingSpec, make_engine
+from rloop_trainer.tracking.phase_reports import track_evaluation
+from rloop_trainer.tracking.session import PhaseTrackers, phase_trackers
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ def evaluate_set(
         max_tokens=config.max_response_tokens,
         seed=config.seed,
     )
-    sampled = sample_problems(engine, validation.name, problems, sampling, config.reward_format)
+    sampled = sample_problems(engine, validation.name, problems, sampling, config.reward.format)
     summary = summarize_set([s.verdicts for s in sampled], validation.pass_at)
     log.info("%s: avg@%d %.4f", validation.name, validation.samples, summary["avg@n"])
     return summary, sampled
@@ -145,12 +148,14 @@ def run_eval_phase(config: EvalPhaseConfig) -> dict[str, object]:
     output_uri/_SUCCESS."""
     # Bad validation data fails before this attempt claims the output and loads the model.
     records = {v.name: data.load_prompts(v.uri) for v in config.validation}
-    with fencing.claimed(config.output_uri):
-        return evaluate_policy(config, records)
+    with fencing.claimed(config.output_uri), phase_trackers(config, "eval") as trackers:
+        return evaluate_policy(config, records, trackers)
 
 
 def evaluate_policy(
-    config: EvalPhaseConfig, records: dict[str, list[data.PromptRecord]]
+    config: EvalPhaseConfig,
+    records: dict[str, list[data.PromptRecord]],
+    trackers: PhaseTrackers,
 ) -> dict[str, object]:
     reward.shared_verifier()  # its workers start while the model loads
     device = dist.device()
@@ -178,18 +183,20 @@ def evaluate_policy(
     store.write_bytes(config.report_uri, json.dumps(report, indent=2).encode())
     store.write_marker(config.output_uri, report)
     termination.write_report(report)
-    if config.analysis is not None:
-        refresh_analysis(config.analysis)
+    analysis = None if config.analysis is None else refresh_analysis(config.analysis)
+    track_evaluation(trackers, config, sets, analysis)
     return report
 
 
-def refresh_analysis(config: RunAnalysisConfig) -> None:
+def refresh_analysis(config: RunAnalysisConfig) -> dict[str, Any] | None:
     """The run-level analysis, after the evaluation is safely written: any failure of it
-    (a missing earlier sample file, a plotting error) is logged, never the phase's."""
+    (a missing earlier sample file, a plotting error) is logged, never the phase's.
+    Returns analysis.json's content; None when it failed."""
     try:
         # Imported here so that even a broken plotting install cannot fail the evaluation.
         from rloop_trainer.run_analysis import refresh_run_analysis
 
-        refresh_run_analysis(config)
+        return refresh_run_analysis(config)
     except Exception:
         log.exception("run analysis under %s failed; the evaluation stands", config.output_uri)
+        return None

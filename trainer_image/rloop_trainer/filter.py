@@ -35,6 +35,8 @@ from rloop_trainer import fencing, store, termination
 from rloop_trainer.config import FilterPhaseConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.schema import EXPERT_SCHEMA, TRAJECTORY_SCHEMA, check_schema
+from rloop_trainer.tracking.names import report_metrics
+from rloop_trainer.tracking.session import phase_trackers
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ _CANDIDATE_COLUMNS = sorted(
 @dataclass(frozen=True)
 class FilterReport:
     """What `report.json` holds. The operator copies `rollouts`, `hard_prompts` and
-    `kept_samples` into the run's status (rloop_operator.reports): keep those names.
+    `kept_samples` into the run's status (rloop_operator.stage_reports): keep those names.
 
     hard_prompts counts every prompt below the threshold; only the
     hard_prompts_with_successes give candidates (their correct rollouts), of which
@@ -303,8 +305,10 @@ def run_filter_phase(config: FilterPhaseConfig) -> FilterReport:
             f"no *.parquet trajectory files under trajectories_uri={config.trajectories_uri}; "
             "check the URI and that the iteration's DAPO phase finished"
         )
-    with fencing.claimed(config.output_uri):
-        return filter_trajectories(config, uris)
+    with fencing.claimed(config.output_uri), phase_trackers(config, "filter") as trackers:
+        report = filter_trajectories(config, uris)
+        trackers.log_metrics(report_metrics("filter", asdict(report)), config.run.rl_step)
+        return report
 
 
 def filter_trajectories(config: FilterPhaseConfig, uris: list[str]) -> FilterReport:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
-from rloop_trainer.config import AnswerFormat
+from rloop_contract.sections import AnswerFormat
 
 if TYPE_CHECKING:  # the spawned verifier workers import this module: no torch there
     from rloop_trainer.rollout.base import Completion

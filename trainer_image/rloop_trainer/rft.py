@@ -37,6 +37,8 @@ from rloop_trainer.errors import PhaseError
 from rloop_trainer.policy import load_policy, save_policy, save_policy_state
 from rloop_trainer.schema import EXPERT_SCHEMA, check_schema
 from rloop_trainer.sft_loss import response_nll_sum, target_tokens
+from rloop_trainer.tracking.phase_reports import track_fine_tuning
+from rloop_trainer.tracking.session import phase_trackers
 from rloop_trainer.training import TrainEngine, UpdateOutcome, build_trainer
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ def train_step(
     global_tokens = max(expert.target_tokens(batch.indices, config.max_seq_tokens), 1)
     micro_batches = [
         expert.micro_batch(indices, pad_token_id, config.max_seq_tokens)
-        for indices in by_length(share, config.training.micro_batch, expert.length)
+        for indices in by_length(share, config.micro_batch, expert.length)
     ]
     local_nll = 0.0
 
@@ -178,7 +180,7 @@ def _jsonl(rows: list[dict[str, float]]) -> str:
 
 
 def _policy_dtype(config: RftPhaseConfig) -> torch.dtype:
-    bf16 = config.training.bf16
+    bf16 = config.bf16
     return (
         torch.bfloat16 if (torch.cuda.is_available() if bf16 is None else bf16) else torch.float32
     )
@@ -191,23 +193,27 @@ def _publish(
     store.write_marker(config.output_uri, report)
 
 
-def carry_over(config: RftPhaseConfig, model: PreTrainedModel, tokenizer: Tokenizer) -> None:
-    """An empty expert set: theta_{i+1} = theta_i, said so in the marker."""
+def carry_over(
+    config: RftPhaseConfig, model: PreTrainedModel, tokenizer: Tokenizer
+) -> list[dict[str, float]]:
+    """An empty expert set: theta_{i+1} = theta_i, said so in the marker; no step taken."""
     log.warning("%s (%s)", EMPTY_EXPERT_SET_WARNING, config.expert_uri)
     if dist.is_main():
         save_policy(model, tokenizer, config.output_uri)
         report = {"policy_uri": config.policy_uri, "expert_samples": 0, "steps": 0}
         _publish(config, [], {**report, "warning": EMPTY_EXPERT_SET_WARNING})
     dist.barrier()
+    return []
 
 
 def fine_tune(
     config: RftPhaseConfig, expert: ExpertSet, model: PreTrainedModel, tokenizer: Tokenizer
-) -> None:
-    """Train from the newest checkpoint (if any) to the end; publish the next policy."""
+) -> list[dict[str, float]]:
+    """Train from the newest checkpoint (if any) to the end; publish the next policy.
+    Returns the metrics of every step."""
     batches = plan_batches(len(expert), config.epochs, config.batch_size, config.seed)
     torch.manual_seed(config.seed)
-    trainer = build_trainer(model, config.training, total_steps=len(batches))
+    trainer = build_trainer(model, config, total_steps=len(batches))
     metrics = resume(trainer, config.checkpoint_uri)
     for step in range(len(metrics), len(batches)):
         trainer.set_schedule_step(step)
@@ -234,6 +240,7 @@ def fine_tune(
             config, metrics, {**report, "steps": len(batches), "final_loss": metrics[-1]["loss"]}
         )
     dist.barrier()
+    return metrics
 
 
 def run_rft_phase(config: RftPhaseConfig) -> None:
@@ -245,10 +252,14 @@ def run_rft_phase(config: RftPhaseConfig) -> None:
             return
         expert = read_expert_set(config.expert_uri)  # bad input fails before the model loads
         model, tokenizer = load_policy(config.policy_uri, _policy_dtype(config), dist.device())
-        with dist.claimed_output(config.output_uri, config.checkpoint_uri):
+        with (
+            dist.claimed_output(config.output_uri, config.checkpoint_uri),
+            phase_trackers(config, "rft", dist.is_main()) as trackers,
+        ):
             if len(expert) == 0:
-                carry_over(config, model, tokenizer)
+                metrics = carry_over(config, model, tokenizer)
             else:
-                fine_tune(config, expert, model, tokenizer)
+                metrics = fine_tune(config, expert, model, tokenizer)
+            track_fine_tuning(trackers, config, metrics, len(expert))
     finally:
         dist.shutdown()

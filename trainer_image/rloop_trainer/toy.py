@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,10 +26,26 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from rloop_trainer import store
+from rloop_trainer.config import DapoPhaseConfig
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 BOXED = "\\boxed{"
 TRAIN_OPERAND_MAX = 19
+
+
+# DAPO at the tiny model's size: short prompts and answers, the transformers engine, and
+# one mini-batch per rank (tests override what they are about).
+TINY_DAPO: dict[str, Any] = {
+    "group_size": 4,
+    "prompts_per_step": 8,
+    "updates_per_step": 2,
+    "max_prompt_tokens": 16,
+    "max_response_tokens": 8,
+    "overlong_buffer": 2,
+    "engine": "hf",
+    "lr": 1e-4,
+    "micro_batch": 32,
+}
 
 
 @dataclass(frozen=True)
@@ -166,3 +182,17 @@ def write_prompts(problems: list[ToyProblem], uri: str) -> None:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     store.write_bytes(uri, sink.getvalue().to_pybytes())
+
+
+def dapo_config(output_uri: str = "-", **settings: Any) -> DapoPhaseConfig:
+    """A DAPO phase config writing under `output_uri` as the operator lays it out
+    (trajectories/ and policy/ beside the checkpoints); `settings` are DapoPhaseConfig fields.
+    The policy and the prompts default to "-", for tests that never read them."""
+    uris = {
+        "policy_uri": "-",
+        "train_data_uri": "-",
+        "trajectories_uri": f"{output_uri}/trajectories",
+        "rl_policy_uri": f"{output_uri}/policy",
+        "output_uri": output_uri,
+    }
+    return DapoPhaseConfig(**(uris | settings))

@@ -22,20 +22,40 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import PreTrainedModel
 
 from rloop_trainer import dist, logprobs
-from rloop_trainer.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
 _STATE_TAG = "state"
 
 
-def deepspeed_config(config: TrainingConfig, bf16: bool) -> dict[str, Any]:
+class TrainingSettings(Protocol):
+    """What the engine needs of a training phase's config (DAPO's or RFT's)."""
+
+    @property
+    def lr(self) -> float: ...
+    @property
+    def warmup_steps(self) -> int: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def grad_clip(self) -> float: ...
+    @property
+    def micro_batch(self) -> int: ...
+    @property
+    def zero_stage(self) -> int: ...
+    @property
+    def bf16(self) -> bool | None: ...
+    @property
+    def gradient_checkpointing(self) -> bool: ...
+
+
+def deepspeed_config(config: TrainingSettings, bf16: bool) -> dict[str, Any]:
     return {
         "train_micro_batch_size_per_gpu": config.micro_batch,
         "gradient_accumulation_steps": 1,
@@ -206,7 +226,9 @@ class TrainEngine:
         return {k: v.detach() for k, v in self.module.state_dict().items()}
 
 
-def build_trainer(model: PreTrainedModel, config: TrainingConfig, total_steps: int) -> TrainEngine:
+def build_trainer(
+    model: PreTrainedModel, config: TrainingSettings, total_steps: int
+) -> TrainEngine:
     """Wrap `model` in DeepSpeed (ZeRO stage, clipping, AdamW) for `total_steps` phase steps
     (the warm-up's bound)."""
     import deepspeed

@@ -50,16 +50,6 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-The kinds of children, one per launcher of rloop_operator/launchers/__init__.py (a unit
-test checks they agree): a new launcher is one line here.
-*/}}
-{{- define "rloop-operator.childResources" -}}
-- {apiGroup: kubeflow.org, resource: pytorchjobs}
-- {apiGroup: trainer.kubeflow.org, resource: trainjobs}
-- {apiGroup: batch, resource: jobs}
-{{- end }}
-
-{{/*
 Rules on namespaced resources: granted cluster-wide by the ClusterRole, or per watched
 namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 */}}
@@ -78,16 +68,11 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 - apiGroups: ["rloop.io"]
   resources: ["rloopruns/finalizers"]
   verbs: ["update"]
-# The children. Never update/patch: the suspend field of a child belongs to Kueue.
-{{- range (include "rloop-operator.childResources" . | fromYamlArray) }}
-- apiGroups: [{{ .apiGroup | quote }}]
-  resources: [{{ .resource | quote }}]
-  verbs: ["list", "watch", "create", "delete"]
-{{- end }}
-# A TrainJob run's spec.resources.runtimeRef of kind TrainingRuntime, checked to exist.
-- apiGroups: ["trainer.kubeflow.org"]
-  resources: ["trainingruntimes"]
-  verbs: ["get"]
+# The children of every launcher, and the objects launchers check exist (a TrainJob run's
+# spec.resources.runtimeRef of kind TrainingRuntime): _generated_rules.tpl, written by
+# hack/generate_api.py from the launcher registry.
+{{- include "rloop-operator.childRules" . }}
+{{- include "rloop-operator.prerequisiteRules" . }}
 # A run's storage.volume.claimName: checked to exist before any pod would wait on it.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
@@ -109,13 +94,11 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
 {{/*
 Cluster-scoped reads, in every mode: kopf lists and watches CRDs to find the RLoopRun and
 child resources and to notice them being (re)installed; a TrainJob run's
-spec.resources.runtimeRef of kind ClusterTrainingRuntime is checked to exist.
+spec.resources.runtimeRef of kind ClusterTrainingRuntime is checked to exist (generated).
 */}}
 {{- define "rloop-operator.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-- apiGroups: ["trainer.kubeflow.org"]
-  resources: ["clustertrainingruntimes"]
-  verbs: ["get"]
+{{- include "rloop-operator.clusterPrerequisiteRules" . }}
 {{- end }}

@@ -1,5 +1,5 @@
 """What every launcher is: the API resource of its children, how it wraps a phase's pod into
-a child manifest, how the child's status maps to a ChildPhase, and how to find its pods. Pure.
+a child manifest, how the child's status maps to a Phase, and how to find its pods. Pure.
 """
 
 from __future__ import annotations
@@ -9,28 +9,39 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from rloop_operator.api import RLoopRunSpec, RuntimeRefSpec
+from pydantic import Field
+from rloop_contract.schema import DNS_SUBDOMAIN, SpecSection
+
+from rloop_operator.lifecycle import Phase
 
 
-class ChildPhase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
+class RuntimeRefSpec(SpecSection):
+    """spec.resources.runtimeRef: a Kubeflow Trainer runtime; Trainer v2.2 ships
+    ClusterTrainingRuntime torch-distributed, the default."""
 
-    @property
-    def is_finished(self) -> bool:
-        return self in (ChildPhase.SUCCEEDED, ChildPhase.FAILED)
+    name: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the runtime."
+        ),
+    ] = "torch-distributed"
+    kind: Annotated[
+        Literal["ClusterTrainingRuntime", "TrainingRuntime"],
+        Field(
+            description=(
+                "ClusterTrainingRuntime (cluster-wide) or TrainingRuntime (in the run's namespace)."
+            )
+        ),
+    ] = "ClusterTrainingRuntime"
 
 
 @dataclass(frozen=True)
 class ChildStatus:
     """A child's status as a phase, with the reason and message of the condition behind it."""
 
-    phase: ChildPhase
+    phase: Phase
     reason: str = ""
     message: str = ""
     finished_at: datetime | None = None
@@ -172,7 +183,8 @@ def true_condition(status: Mapping[str, Any], *types: str) -> Mapping[str, Any] 
     return None
 
 
-def _parse_time(value: str | None) -> datetime | None:
+def parse_time(value: str | None) -> datetime | None:
+    """An API timestamp (RFC 3339, e.g. 2026-12-04T10:00:00Z); None when unset."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
@@ -182,19 +194,19 @@ def status_from_conditions(status: Mapping[str, Any], succeeded: str, running: b
     A Suspended child is queued (Kueue holds it): Pending, with the condition's reason
     Suspended and its message.
     """
-    for phase, kind in ((ChildPhase.SUCCEEDED, succeeded), (ChildPhase.FAILED, "Failed")):
+    for phase, kind in ((Phase.SUCCEEDED, succeeded), (Phase.FAILED, "Failed")):
         condition = true_condition(status, kind)
         if condition is not None:
             return ChildStatus(
                 phase,
                 condition.get("reason", ""),
                 condition.get("message", ""),
-                _parse_time(condition.get("lastTransitionTime")),
+                parse_time(condition.get("lastTransitionTime")),
             )
     suspended = true_condition(status, "Suspended")
     if suspended is not None:
-        return ChildStatus(ChildPhase.PENDING, "Suspended", suspended.get("message", ""))
-    return ChildStatus(ChildPhase.RUNNING if running else ChildPhase.PENDING)
+        return ChildStatus(Phase.PENDING, "Suspended", suspended.get("message", ""))
+    return ChildStatus(Phase.RUNNING if running else Phase.PENDING)
 
 
 class Launcher(ABC):
@@ -228,7 +240,9 @@ class Launcher(ABC):
     def pod_selector(self, name: str) -> str:
         """Label selector of the pods of child `name`, as its controllers label them."""
 
-    def prerequisites(self, spec: RLoopRunSpec) -> tuple[Prerequisite, ...]:
+    def prerequisites(self, runtime: RuntimeRefSpec) -> tuple[Prerequisite, ...]:
+        """The objects a run's children of this kind need, given the run's Trainer runtime
+        (spec.resources.runtimeRef or its default; launchers without one ignore it)."""
         return ()
 
     def logs_hint(self, namespace: str, name: str) -> str:

@@ -27,13 +27,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rloop_operator.api import RLoopRunSpec
 from rloop_operator.launchers.base import (
     ApiResource,
     ChildStatus,
     Launcher,
     LaunchRequest,
     Prerequisite,
+    RuntimeRefSpec,
     status_from_conditions,
 )
 
@@ -88,8 +88,7 @@ class TrainJobLauncher(Launcher):
     def pod_selector(self, name: str) -> str:
         return f"jobset.sigs.k8s.io/jobset-name={name}"
 
-    def prerequisites(self, spec: RLoopRunSpec) -> tuple[Prerequisite, ...]:
-        runtime = spec.resources.trainjob_runtime
+    def prerequisites(self, runtime: RuntimeRefSpec) -> tuple[Prerequisite, ...]:
         hint = (
             "install Kubeflow Trainer v2.2 or later (it ships ClusterTrainingRuntime "
             "torch-distributed) or create it"

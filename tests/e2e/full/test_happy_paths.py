@@ -10,10 +10,12 @@ import json
 from typing import Any
 
 import pytest
-from rloop_operator.api import RLoopRunStatus, Stage, parse_spec
+from rloop_operator.api import RLoopRunStatus, parse_spec
 from rloop_operator.children import MAX_RUN_NAME, RUN_NAME_NOT_DNS_1035, child_name
+from rloop_operator.lifecycle import Stage
 from rloop_operator.manifests import ManifestSettings, child_manifest
-from rloop_operator.plan import CreateChild, RunView
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.planning.inputs import RunView
 
 from tests.cluster.controlplane import KubectlError
 from tests.cluster.fullcluster import FullCluster

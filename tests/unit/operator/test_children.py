@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-from rloop_operator.api import Stage
 from rloop_operator.children import (
     DNS_1035_LABEL,
     MAX_RUN_NAME,
@@ -16,8 +15,8 @@ from rloop_operator.children import (
     observe_child,
     run_name_problem,
 )
-from rloop_operator.launchers import ChildPhase, launchers_able_to_run
-from rloop_operator.stages import STAGES
+from rloop_operator.lifecycle import Phase, Stage
+from rloop_operator.stages import STAGES, launchers_able_to_run
 
 
 def child(kind: str, status: dict[str, Any], slug: str = "rl", **metadata: Any) -> dict[str, Any]:
@@ -47,7 +46,7 @@ def test_a_pytorchjob_succeeded_anywhere_in_its_conditions_is_succeeded() -> Non
         pytorchjob([cond("Created"), cond("Succeeded"), cond("Running", "False")])
     )
     assert observed is not None
-    assert observed.phase is ChildPhase.SUCCEEDED
+    assert observed.phase is Phase.SUCCEEDED
     assert observed.kind == "PyTorchJob"
     assert observed.stage is Stage.EXPLORING and observed.iteration == 0
     assert observed.finished_at is not None and observed.finished_at.hour == 1
@@ -66,24 +65,24 @@ def test_a_failed_pytorchjob_carries_the_reason_and_message() -> None:
             ]
         )
     )
-    assert observed is not None and observed.phase is ChildPhase.FAILED
+    assert observed is not None and observed.phase is Phase.FAILED
     assert observed.reason == "PyTorchJobFailed" and "OOMKilled" in observed.message
 
 
 def test_a_running_condition_that_is_false_is_not_running() -> None:
     observed = observe_child(pytorchjob([cond("Created"), cond("Running", "False")]))
-    assert observed is not None and observed.phase is ChildPhase.PENDING
+    assert observed is not None and observed.phase is Phase.PENDING
 
 
 def test_a_batch_job_is_finished_by_its_complete_condition() -> None:
     observed = observe_child(child("Job", {"conditions": [cond("Complete")]}, slug="filter"))
-    assert observed is not None and observed.phase is ChildPhase.SUCCEEDED
+    assert observed is not None and observed.phase is Phase.SUCCEEDED
     assert observed.kind == "Job" and observed.stage is Stage.FILTERING
 
 
 def test_a_batch_job_with_active_pods_is_running() -> None:
     observed = observe_child(child("Job", {"active": 1}, slug="filter"))
-    assert observed is not None and observed.phase is ChildPhase.RUNNING
+    assert observed is not None and observed.phase is Phase.RUNNING
 
 
 # Conditions as Kubeflow Trainer v2.2.1 writes them: Complete and Failed copied from the
@@ -91,7 +90,7 @@ def test_a_batch_job_with_active_pods_is_running() -> None:
 def test_a_trainjob_is_finished_by_its_complete_condition() -> None:
     complete = cond("Complete", reason="AllJobsCompleted", message="jobset completed successfully")
     observed = observe_child(child("TrainJob", {"conditions": [complete]}))
-    assert observed is not None and observed.phase is ChildPhase.SUCCEEDED
+    assert observed is not None and observed.phase is Phase.SUCCEEDED
     assert observed.kind == "TrainJob" and observed.finished_at is not None
 
 
@@ -100,7 +99,7 @@ def test_a_failed_trainjob_carries_the_jobset_reason_and_message() -> None:
         "Failed", reason="FailedJobs", message="jobset failed due to one or more job failures"
     )
     observed = observe_child(child("TrainJob", {"conditions": [failed]}))
-    assert observed is not None and observed.phase is ChildPhase.FAILED
+    assert observed is not None and observed.phase is Phase.FAILED
     assert (observed.reason, observed.message) == (
         "FailedJobs",
         "jobset failed due to one or more job failures",
@@ -111,7 +110,7 @@ def test_a_suspended_trainjob_is_pending_with_reason_suspended_and_its_message()
     suspended = cond("Suspended", reason="Suspended", message="TrainJob is suspended")
     status = {"conditions": [suspended], "jobsStatus": [{"name": "node", "active": 0}]}
     observed = observe_child(child("TrainJob", status))
-    assert observed is not None and observed.phase is ChildPhase.PENDING
+    assert observed is not None and observed.phase is Phase.PENDING
     assert (observed.reason, observed.message) == ("Suspended", "TrainJob is suspended")
 
 
@@ -119,7 +118,7 @@ def test_a_resumed_trainjob_with_an_active_job_is_running() -> None:
     resumed = cond("Suspended", "False", reason="Resumed", message="TrainJob is resumed")
     status = {"conditions": [resumed], "jobsStatus": [{"name": "node", "active": 1}]}
     observed = observe_child(child("TrainJob", status))
-    assert observed is not None and observed.phase is ChildPhase.RUNNING
+    assert observed is not None and observed.phase is Phase.RUNNING
 
 
 def test_a_child_being_deleted_says_so() -> None:

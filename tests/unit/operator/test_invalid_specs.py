@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from rloop_operator.api import Phase, SpecError, parse_spec
+from rloop_operator.api import SpecError, parse_spec
 from rloop_operator.children import run_name_problem
-from rloop_operator.launchers import prerequisites
-from rloop_operator.plan import CreateChild
-from rloop_operator.stages import stages_of
+from rloop_operator.lifecycle import Phase
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.stages import prerequisites, stages_of
 
 from tests.unit.operator.invalid_specs import InvalidSpec, invalid_specs, merge_patch
 from tests.unit.operator.world import World, spec_dict

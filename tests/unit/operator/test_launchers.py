@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from rloop_operator.api import Stage, parse_spec
-from rloop_operator.launchers import (
-    LAUNCHERS,
+from rloop_operator.api import parse_spec
+from rloop_operator.launchers import LAUNCHERS, launcher_of_kind
+from rloop_operator.lifecycle import Stage
+from rloop_operator.stages import (
+    STAGES,
     launcher_for,
-    launcher_of_kind,
     prerequisites,
+    stage_info,
+    stage_of_slug,
+    stages_of,
 )
-from rloop_operator.stages import STAGES, stage_info, stage_of_slug, stages_of
 
 from tests.unit.operator.world import spec_dict
 

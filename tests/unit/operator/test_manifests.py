@@ -6,11 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from rloop_operator.api import Stage, parse_spec, parse_status
+from rloop_contract.tracking import CREDENTIALS_DIR_ENV
+from rloop_operator.api import parse_spec, parse_status
 from rloop_operator.children import child_name
-from rloop_operator.manifests import ManifestSettings, child_manifest
-from rloop_operator.phase_config import phase_config
-from rloop_operator.plan import CreateChild, RunView
+from rloop_operator.lifecycle import Stage
+from rloop_operator.manifests import ManifestSettings, child_manifest, trainer_config
+from rloop_operator.planning.actions import CreateChild
+from rloop_operator.planning.inputs import RunView
+from rloop_operator.pod_template import TRACKING_CREDENTIALS
 
 from tests.unit.operator.world import spec_dict
 
@@ -203,9 +206,9 @@ def test_the_filter_job_requests_two_cpus_and_8gi_by_default() -> None:
 def test_phase_configs_wire_each_stage_to_the_previous_stage_outputs() -> None:
     run = run_of()
     root = "s3://bucket/rloop/team-a/demo/uid-9"
-    dapo = phase_config(run, 1, Stage.EXPLORING)
-    filt = phase_config(run, 1, Stage.FILTERING)
-    rft = phase_config(run, 1, Stage.CONSOLIDATING)
+    dapo = trainer_config(run, 1, Stage.EXPLORING)
+    filt = trainer_config(run, 1, Stage.FILTERING)
+    rft = trainer_config(run, 1, Stage.CONSOLIDATING)
     assert dapo["policy_uri"] == f"{root}/iter-001/policy"
     assert filt["trajectories_uri"] == f"{dapo['output_uri']}/trajectories"
     assert rft["expert_uri"] == f"{filt['output_uri']}/data.parquet"
@@ -216,7 +219,7 @@ def test_phase_configs_wire_each_stage_to_the_previous_stage_outputs() -> None:
 def test_each_vanilla_window_resumes_the_one_before_with_the_runs_seed_and_schedule() -> None:
     run = run_of(mode="vanilla", iterations=3)
     root = "s3://bucket/rloop/team-a/demo/uid-9"
-    windows = [phase_config(run, k, Stage.EXPLORING) for k in range(3)]
+    windows = [trainer_config(run, k, Stage.EXPLORING) for k in range(3)]
     assert [w["steps"] for w in windows] == [10, 10, 10]
     assert [w["window"] for w in windows] == [
         {"first_step": 0, "run_steps": 30, "previous_uri": None},
@@ -229,14 +232,14 @@ def test_each_vanilla_window_resumes_the_one_before_with_the_runs_seed_and_sched
 
 
 def test_an_rloop_exploration_is_no_window() -> None:
-    assert phase_config(run_of(iterations=3), 1, Stage.EXPLORING)["window"] is None
+    assert trainer_config(run_of(iterations=3), 1, Stage.EXPLORING)["window"] is None
 
 
 def test_each_evaluation_lists_every_evaluation_so_far_for_the_run_analysis() -> None:
     run = run_of(data={"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]})
     root = "s3://bucket/rloop/team-a/demo/uid-9"
 
-    config = phase_config(run, 1, Stage.EVALUATING)
+    config = trainer_config(run, 1, Stage.EVALUATING)
 
     analysis = config["analysis"]
     assert analysis["output_uri"] == f"{root}/analysis"
@@ -254,7 +257,7 @@ def test_each_evaluation_lists_every_evaluation_so_far_for_the_run_analysis() ->
 def test_a_vanilla_evaluation_sits_after_its_windows_rl_steps() -> None:
     data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
 
-    config = phase_config(run_of(mode="vanilla", iterations=3, data=data), 1, Stage.EVALUATING)
+    config = trainer_config(run_of(mode="vanilla", iterations=3, data=data), 1, Stage.EVALUATING)
 
     assert [e["rl_steps"] for e in config["analysis"]["evaluations"]] == [0, 10, 20]
     # A window's metrics number the run's steps already.
@@ -265,7 +268,7 @@ def test_the_base_evaluation_evaluates_the_base_model_first_in_the_analysis() ->
     data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
     root = "s3://bucket/rloop/team-a/demo/uid-9"
 
-    config = phase_config(run_of(data=data), 0, Stage.EVALUATING_BASE)
+    config = trainer_config(run_of(data=data), 0, Stage.EVALUATING_BASE)
 
     assert config["policy_uri"] == "s3://bucket/models/base"
     assert (config["output_uri"], config["report_uri"]) == (
@@ -279,7 +282,7 @@ def test_the_base_evaluation_evaluates_the_base_model_first_in_the_analysis() ->
 
 def test_the_command_carries_the_phase_config() -> None:
     command = master_pod(manifest(Stage.EXPLORING))["spec"]["containers"][0]["command"]
-    assert json.loads(command[-1]) == phase_config(run_of(), 0, Stage.EXPLORING)
+    assert json.loads(command[-1]) == trainer_config(run_of(), 0, Stage.EXPLORING)
 
 
 def trainjob_run(**resources: Any) -> RunView:
@@ -302,7 +305,7 @@ def test_dapo_on_trainjob_runs_the_phase_command_on_the_torch_runtime() -> None:
     }
     assert trainer["image"] == SETTINGS.trainer_image
     assert trainer["command"][:4] == ["torchrun", "--no-python", "rloop-trainer", "dapo"]
-    assert json.loads(trainer["command"][-1]) == phase_config(trainjob_run(), 0, Stage.EXPLORING)
+    assert json.loads(trainer["command"][-1]) == trainer_config(trainjob_run(), 0, Stage.EXPLORING)
 
 
 def test_trainjob_env_carries_the_store_settings_and_no_torchrun_reserved_names() -> None:
@@ -410,3 +413,65 @@ def test_torchrun_takes_its_rendezvous_from_the_env_both_kubeflow_launchers_set(
     assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "8", 1)
     assert (args.master_addr, args.master_port) == ("demo-i00-rl-node-0-0.demo-i00-rl", 29500)
     assert (args.no_python, args.training_script) == (True, "rloop-trainer")
+
+
+TRACKERS = {
+    "mlflow": {"trackingUri": "http://mlflow.mlflow:5000", "experimentName": "math"},
+    "tensorboard": True,
+    "credentialsSecrets": ["mlflow-token", "wandb-key"],
+}
+
+
+@pytest.mark.parametrize("stage", [s for s in Stage if s is not Stage.NONE])
+def test_with_trackers_every_phase_gets_them_with_the_runs_files_and_spec(stage: Stage) -> None:
+    data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
+    run = run_of(tracking=TRACKERS, data=data)
+
+    tracking = trainer_config(run, 1, stage)["tracking"]
+
+    assert tracking["mlflow"] == {
+        "tracking_uri": "http://mlflow.mlflow:5000",
+        "experiment_name": "math",
+    }
+    assert tracking["tensorboard"] is True and tracking["wandb"] is None
+    assert tracking["files_uri"] == f"{run.layout.root}/tracking"
+    assert tracking["run_spec"]["tracking"]["credentialsSecrets"] == ["mlflow-token", "wandb-key"]
+    assert tracking["selection_metric"] == "v/avg@32"
+
+
+def test_without_trackers_no_phase_config_has_a_tracking_section() -> None:
+    assert all(
+        "tracking" not in trainer_config(run_of(), 1, s) for s in Stage if s is not Stage.NONE
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "rl_step"),
+    [(Stage.EVALUATING_BASE, 0), (Stage.EXPLORING, 20), (Stage.FILTERING, 30),
+     (Stage.CONSOLIDATING, 30), (Stage.EVALUATING, 30)],
+)  # fmt: skip
+def test_each_phase_lies_on_the_runs_axis_of_rl_steps(stage: Stage, rl_step: int) -> None:
+    run = run_of(dapo={"steps": 10})
+    iteration = 0 if stage is Stage.EVALUATING_BASE else 2
+    assert trainer_config(run, iteration, stage)["run"]["rl_step"] == rl_step
+
+
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_the_trackers_secrets_are_mounted_read_only_in_every_phase_pod(launcher: str) -> None:
+    run = run_of(tracking=TRACKERS, resources={"launcher": launcher})
+    for stage in (Stage.EXPLORING, Stage.FILTERING):
+        child = manifest(stage, run)
+        if child["kind"] == "TrainJob":
+            pod, env = trainjob_pod_patch(child)["spec"], child["spec"]["trainer"]["env"]
+            [container] = pod["containers"]
+        else:
+            pod = (
+                master_pod(child) if child["kind"] == "PyTorchJob" else child["spec"]["template"]
+            )["spec"]
+            [container] = pod["containers"]
+            env = container["env"]
+        sources = [{"secret": {"name": "mlflow-token"}}, {"secret": {"name": "wandb-key"}}]
+        assert {"name": "tracking", "projected": {"sources": sources}} in pod["volumes"]
+        mount = {"name": "tracking", "mountPath": TRACKING_CREDENTIALS, "readOnly": True}
+        assert mount in container["volumeMounts"]
+        assert {"name": CREDENTIALS_DIR_ENV, "value": TRACKING_CREDENTIALS} in env

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from rloop_operator.api import Stage
 from rloop_operator.children import Child
-from rloop_operator.launchers import ChildPhase
+from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.pods import Exit, PodState
 from rloop_operator.trainer_failures import (
     TrainerFailure,
@@ -20,7 +19,7 @@ RL = "demo-i00-rl"
 LINE = "rloop-trainer dapo: s3://bucket/data/train.parquet does not exist; check data.train"
 
 
-def failed(phase: ChildPhase = ChildPhase.FAILED) -> Child:
+def failed(phase: Phase = Phase.FAILED) -> Child:
     return Child(RL, "PyTorchJob", 0, Stage.EXPLORING, phase, "Failed", "PyTorchJob failed")
 
 
@@ -54,22 +53,22 @@ def test_a_crash_or_an_oom_kill_leaves_the_child_as_its_controller_said() -> Non
 def test_pods_that_were_not_read_or_a_child_that_did_not_fail_change_nothing() -> None:
     message = failure_message(LINE, "InvalidInput", permanent=True).decode()
     assert with_trainer_failure(failed(), {}) == failed()
-    running = failed(ChildPhase.RUNNING)
+    running = failed(Phase.RUNNING)
     assert with_trainer_failure(running, pods((3, message))) == running
 
 
 def test_a_running_child_whose_pod_the_trainer_stopped_for_good_has_failed() -> None:
     message = failure_message(LINE, "InvalidInput", permanent=True).decode()
-    child = failed_permanently(failed(ChildPhase.RUNNING), pods((1, "Traceback ..."), (3, message)))
+    child = failed_permanently(failed(Phase.RUNNING), pods((1, "Traceback ..."), (3, message)))
     assert child is not None
     assert (child.phase, child.reason, child.message, child.permanent) == (
-        ChildPhase.FAILED, "InvalidInput", LINE, True,
+        Phase.FAILED, "InvalidInput", LINE, True,
     )  # fmt: skip
 
 
 def test_a_running_child_with_a_retryable_or_no_failure_goes_on() -> None:
     retryable = failure_message("S3 unreachable", "StoreUnavailable", permanent=False).decode()
-    running = failed(ChildPhase.RUNNING)
+    running = failed(Phase.RUNNING)
     assert failed_permanently(running, pods((1, retryable))) is None
     assert failed_permanently(running, pods((137, ""))) is None
     assert failed_permanently(running, {}) is None

@@ -9,28 +9,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError
-from rloop_operator.blocking import Refusal
 from rloop_operator.children import Child
-from rloop_operator.launchers import ChildPhase, Prerequisite, launcher_for
-from rloop_operator.plan import (
-    CreateChild,
-    DeleteChild,
-    EmitEvent,
-    Observed,
-    Plan,
-    PlanSettings,
-    ReadReport,
-    RunView,
-    StageReport,
-    plan,
-)
+from rloop_operator.launchers import Prerequisite
+from rloop_operator.lifecycle import Phase
+from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
+from rloop_operator.planning.inputs import Observed, PlanSettings, Refusal, RunView
+from rloop_operator.planning.plan import plan
+from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.pods import PodState
-from rloop_operator.settle import settle
+from rloop_operator.stage_reports import StageReport
+from rloop_operator.stages import launcher_for
 from rloop_operator.unknown_fields import parse_cluster_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+DAPO_REPORT = StageReport(train_score=0.375)
 FILTER_REPORT = StageReport(trajectories=640, hard_prompts=12, expert_samples=30)
 EVAL_REPORT = StageReport(metrics={"heldout/avg@8": 0.25, "heldout/pass@8": 0.5})
+# What each kind of report says unless a test sets a child's own (World.reports).
+REPORTS = {
+    "dapo": DAPO_REPORT,
+    "expert": FILTER_REPORT,
+    "eval": EVAL_REPORT,
+    "base-eval": EVAL_REPORT,
+}
 
 
 def spec_dict(**overrides: Any) -> dict[str, Any]:
@@ -91,8 +92,7 @@ class World:
         return plan(self.view(), self.observed(reports), self.now, self.settings)
 
     def read_report(self, read: ReadReport) -> StageReport:
-        default = FILTER_REPORT if "filter" in read.child else EVAL_REPORT
-        return self.reports.get(read.child, default)
+        return self.reports.get(read.child, REPORTS[read.report.name])
 
     def create(self, action: CreateChild) -> Refusal | None:
         """The API server's answer to a create; the child itself is added by step()."""
@@ -101,7 +101,7 @@ class World:
 
     def step(self) -> Plan:
         """Plan as the reconciler does (reports read), then apply the actions."""
-        result = settle(
+        result = plan_until_settled(
             self.view(),
             self.observed(),
             self.now,
@@ -116,7 +116,7 @@ class World:
                     launcher_for(parse_cluster_spec(self.spec)[0], action.stage).kind,
                     action.iteration,
                     action.stage,
-                    ChildPhase.PENDING,
+                    Phase.PENDING,
                     created_at=self.now,
                 )
             elif isinstance(action, DeleteChild):
@@ -127,7 +127,7 @@ class World:
         return result
 
     def finish(self, name: str, ok: bool = True, message: str = "") -> None:
-        phase = ChildPhase.SUCCEEDED if ok else ChildPhase.FAILED
+        phase = Phase.SUCCEEDED if ok else Phase.FAILED
         self.children[name] = replace(
             self.children[name],
             phase=phase,

@@ -6,6 +6,7 @@ import statistics
 from typing import Any
 
 import pytest
+from rloop_trainer import toy
 from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo import collect_groups, mini_batches, sampling_seed, training_sequences
 from rloop_trainer.rollout.base import Completion
@@ -24,17 +25,12 @@ def _group(rewards: list[float], truncated: list[bool], prompt_id: str = "p") ->
 
 def _config(**overrides: Any) -> DapoPhaseConfig:
     settings: dict[str, Any] = {
-        "policy_uri": "-",
-        "train_data_uri": "-",
-        "trajectories_uri": "-",
-        "rl_policy_uri": "-",
-        "output_uri": "-",
         "prompts_per_step": 4,
         "updates_per_step": 2,
         "oversample": 3,
         "max_generation_rounds": 5,
     }
-    return DapoPhaseConfig(**(settings | overrides))
+    return toy.dapo_config(**(settings | overrides))
 
 
 class FakeRounds:

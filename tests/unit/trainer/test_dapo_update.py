@@ -9,13 +9,12 @@ from collections.abc import Sequence
 import pytest
 import torch
 from rloop_trainer import toy
-from rloop_trainer.config import DapoPhaseConfig, TrainingConfig
 from rloop_trainer.dapo_update import TrainSequence, update_policy
 from rloop_trainer.training import build_trainer
 from transformers import PreTrainedModel, Qwen2ForCausalLM
 
 LR, WEIGHT_DECAY, WARMUP_STEPS = 1e-3, 0.1, 4
-TRAINING = TrainingConfig(
+CONFIG = toy.dapo_config(
     lr=LR,
     weight_decay=WEIGHT_DECAY,
     warmup_steps=WARMUP_STEPS,
@@ -23,13 +22,6 @@ TRAINING = TrainingConfig(
     micro_batch=2,
     zero_stage=2,
     bf16=False,
-)
-CONFIG = DapoPhaseConfig(
-    policy_uri="-",
-    train_data_uri="-",
-    trajectories_uri="-",
-    rl_policy_uri="-",
-    output_uri="-",
     prompts_per_step=2,
     updates_per_step=2,
     max_prompt_tokens=8,
@@ -39,7 +31,6 @@ CONFIG = DapoPhaseConfig(
     clip_low=0.2,
     clip_high=0.28,
     dual_clip=3.0,
-    training=TRAINING,
 )
 MINI_BATCHES = [
     [
@@ -86,14 +77,15 @@ def token_loss(new: torch.Tensor, old: torch.Tensor, advantage: float) -> torch.
 
 def reference_updates(
     model: PreTrainedModel, mini_batches: Sequence[Sequence[TrainSequence]], lr: float
-) -> tuple[PreTrainedModel, list[float]]:
+) -> tuple[PreTrainedModel, list[float], list[float]]:
     """AdamW steps at `lr` on the token mean of each mini-batch; the ratios are against the
-    policy that generated the rollouts (the model before the first update)."""
+    policy that generated the rollouts (the model before the first update). Returns the
+    policy, each update's gradient norm and each update's loss."""
     policy = copy.deepcopy(model)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
     with torch.no_grad():
         old = {id(s): response_log_probs(model, s) for batch in mini_batches for s in batch}
-    norms = []
+    norms, losses = [], []
     for batch in mini_batches:
         optimizer.zero_grad()
         tokens = sum(len(s.response_ids) for s in batch)
@@ -103,9 +95,10 @@ def reference_updates(
             for new_j, old_j in zip(new, old[id(sequence)], strict=True):
                 loss = loss + token_loss(new_j, old_j, sequence.advantage) / tokens
         loss.backward()  # type: ignore[no-untyped-call]
+        losses.append(float(loss))
         norms.append(float(torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)))
         optimizer.step()
-    return policy, norms
+    return policy, norms, losses
 
 
 def assert_same_weights(ours: PreTrainedModel, theirs: PreTrainedModel) -> None:
@@ -116,32 +109,33 @@ def assert_same_weights(ours: PreTrainedModel, theirs: PreTrainedModel) -> None:
 
 @pytest.mark.parametrize("updates", [1, 2])
 def test_update_policy_equals_a_per_token_reference(model: PreTrainedModel, updates: int) -> None:
-    trainer = build_trainer(copy.deepcopy(model), TRAINING, total_steps=10)
+    trainer = build_trainer(copy.deepcopy(model), CONFIG, total_steps=10)
     trainer.set_schedule_step(WARMUP_STEPS)  # past the warm-up
 
     stats = update_policy(trainer, MINI_BATCHES[:updates], CONFIG, pad_token_id=0)
 
-    expected, norms = reference_updates(model, MINI_BATCHES[:updates], LR)
+    expected, norms, losses = reference_updates(model, MINI_BATCHES[:updates], LR)
     assert stats["updates"] == updates and stats["skipped_updates"] == 0
     assert stats["grad_norm"] == pytest.approx(sum(norms) / len(norms), rel=1e-4)
+    assert stats["pg_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-4, abs=1e-7)
     assert_same_weights(trainer.module, expected)
 
 
 def test_every_update_of_an_rl_step_takes_that_steps_warm_up_rate(model: PreTrainedModel) -> None:
-    trainer = build_trainer(copy.deepcopy(model), TRAINING, total_steps=10)
+    trainer = build_trainer(copy.deepcopy(model), CONFIG, total_steps=10)
     trainer.set_schedule_step(1)  # the second RL step: 2/4 of the rate, for both updates
 
     update_policy(trainer, MINI_BATCHES, CONFIG, pad_token_id=0)
 
     assert trainer.lr == pytest.approx(LR * 2 / WARMUP_STEPS)
-    expected, _ = reference_updates(model, MINI_BATCHES, LR * 2 / WARMUP_STEPS)
+    expected, _, _ = reference_updates(model, MINI_BATCHES, LR * 2 / WARMUP_STEPS)
     assert_same_weights(trainer.module, expected)
 
 
 def test_an_update_with_a_non_finite_gradient_is_skipped_and_counted(
     model: PreTrainedModel,
 ) -> None:
-    trainer = build_trainer(copy.deepcopy(model), TRAINING, total_steps=10)
+    trainer = build_trainer(copy.deepcopy(model), CONFIG, total_steps=10)
     poisoned = [[TrainSequence([3, 4], [5, 6], float("nan"))], MINI_BATCHES[1]]
 
     stats = update_policy(trainer, poisoned, CONFIG, pad_token_id=0)

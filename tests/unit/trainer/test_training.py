@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rloop_trainer.config import TrainingConfig
+from rloop_trainer import toy
 from rloop_trainer.training import deepspeed_config, warmup_factor
 
 
@@ -13,7 +13,7 @@ def test_warm_up_is_linear_then_flat() -> None:
 
 def test_deepspeed_config_carries_stage_clipping_and_torch_adam() -> None:
     config = deepspeed_config(
-        TrainingConfig(zero_stage=3, grad_clip=0.5, micro_batch=2, weight_decay=0.05), False
+        toy.dapo_config(zero_stage=3, grad_clip=0.5, micro_batch=2, weight_decay=0.05), False
     )
 
     assert config["zero_optimization"] == {"stage": 3}

@@ -5,16 +5,16 @@ from __future__ import annotations
 import importlib.util
 
 import torch
+from rloop_contract.sections import EngineName
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rloop_trainer.config import Engine
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.rollout.base import Completion, RolloutEngine, SamplingSpec
 
 __all__ = ["Completion", "RolloutEngine", "SamplingSpec", "make_engine", "resolve_engine"]
 
 
-def resolve_engine(kind: Engine, cuda_available: bool, vllm_installed: bool) -> str:
+def resolve_engine(kind: EngineName, cuda_available: bool, vllm_installed: bool) -> str:
     """Pick the engine; "auto" means vLLM where it can run (CUDA and the package), else hf."""
     if kind == "auto":
         return "vllm" if cuda_available and vllm_installed else "hf"
@@ -27,7 +27,7 @@ def resolve_engine(kind: Engine, cuda_available: bool, vllm_installed: bool) -> 
 
 
 def make_engine(
-    kind: Engine,
+    kind: EngineName,
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     *,

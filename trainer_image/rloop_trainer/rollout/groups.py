@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import torch.distributed as torch_dist
+from rloop_contract.sections import AnswerFormat
 
 from rloop_trainer import reward
-from rloop_trainer.config import AnswerFormat
 from rloop_trainer.rollout.base import Completion, RolloutEngine, SamplingSpec
 from rloop_trainer.schema import TRAJECTORY_SCHEMA
 
