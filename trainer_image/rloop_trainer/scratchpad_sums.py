@@ -60,14 +60,16 @@ def reserved_for_heldout(problem: str) -> bool:
 
 
 def make_problems(
-    split: Literal["train", "heldout"], count: int, seed: int
+    split: Literal["train", "heldout"], count: int, seed: int, terms_per_problem: int | None = None
 ) -> list[toy.ToyProblem]:
-    """`count` distinct problems of the split: 3 terms for train, 4 for heldout."""
+    """`count` distinct problems of the split: 3 terms for train, 4 for heldout, unless
+    `terms_per_problem` says otherwise."""
     rng = random.Random(seed)
     heldout = split == "heldout"
+    size = terms_per_problem or TERMS[split]
     seen: dict[str, toy.ToyProblem] = {}
     while len(seen) < count:
-        terms = [rng.randint(0, 9) for _ in range(TERMS[split])]
+        terms = [rng.randint(0, 9) for _ in range(size)]
         problem = problem_text(terms)
         if reserved_for_heldout(problem) == heldout:
             item = toy.ToyProblem(f"{split}-{len(seen):05d}", problem, str(sum(terms)))
