@@ -1,8 +1,10 @@
 """`rloop`: the user's command line.
 
 rloop run FILE [--state-dir DIR]        run an RLoopRun YAML on this machine (resumable)
-rloop demo [--compare] [--workdir DIR]  a tiny RLoop on CPU; --compare adds one vanilla DAPO
-                                        run beside it, compared at equal RL steps
+rloop demo [--compare] [--workdir DIR] [--mlflow URI]
+                                        a tiny RLoop on CPU; --compare adds one vanilla DAPO
+                                        run beside it, compared at equal RL steps; --mlflow
+                                        also logs both to an MLflow tracking server
 rloop report RUN... [--compare OTHER...] [--metric NAME] [--out DIR]
                                         runs' evaluations and analysis, from their stores;
                                         --compare: two arms over paired seeds
@@ -86,9 +88,9 @@ def run_command(run_file: Path, state_dir: Path | None, console: Console) -> int
     return 0 if status.phase.value == "Succeeded" else EXIT_FAILED
 
 
-def demo_command(workdir: Path, compare: bool, console: Console) -> int:
+def demo_command(workdir: Path, compare: bool, console: Console, mlflow: str | None) -> int:
     with live_progress(console) as report:
-        runs = run_demo(workdir, compare, console, report)
+        runs = run_demo(workdir, compare, console, report, mlflow)
     # After the live display has printed its last frame: the sentence ends the output.
     return print_demo_report(workdir, runs, console)
 
@@ -104,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--compare", action="store_true", help="also run vanilla DAPO, compared at equal RL steps"
     )
     demo.add_argument("--workdir", type=Path, default=Path("/tmp/rloop-demo"))
+    demo.add_argument(
+        "--mlflow", metavar="URI", help="also log the runs to this MLflow tracking server "
+        "(experiment rloop-demo), e.g. http://127.0.0.1:5000",
+    )  # fmt: skip
     report = commands.add_parser(
         "report", help="runs' per-iteration tables, best policy, pictures; --compare two arms"
     )
@@ -131,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ReportError as exc:
             console.print(f"[red]cannot report:[/red] {exc}")
             return EXIT_FAILED
-    return demo_command(args.workdir, args.compare, console)
+    return demo_command(args.workdir, args.compare, console, args.mlflow)
 
 
 if __name__ == "__main__":

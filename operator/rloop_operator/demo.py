@@ -32,6 +32,8 @@ from rloop_operator.planning.inputs import RunView
 from rloop_operator.report_command import compare_arms, load_run_report, print_summary
 
 DEMO_ITERATIONS = 3
+# The MLflow experiment of `rloop demo --mlflow URI`: both runs, compared at equal RL steps.
+MLFLOW_EXPERIMENT = "rloop-demo"
 HELDOUT = "heldout"
 MODES = ("rloop", "vanilla")
 LABELS = {"rloop": "RLoop", "vanilla": "vanilla DAPO"}
@@ -73,8 +75,11 @@ def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, An
     }  # fmt: skip
 
 
-def _write_run(workdir: Path, mode: str, iterations: int) -> Path:
+def write_demo_run(workdir: Path, mode: str, iterations: int, mlflow: str | None) -> Path:
     document = demo_run_document(workdir, mode, iterations)
+    if mlflow is not None:
+        tracker = {"trackingUri": mlflow, "experimentName": MLFLOW_EXPERIMENT}
+        document["spec"]["tracking"] = {"mlflow": tracker}
     path = workdir / f"{document['metadata']['name']}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
@@ -84,10 +89,10 @@ def _write_run(workdir: Path, mode: str, iterations: int) -> Path:
 Started = tuple[subprocess.Popen[bytes], LocalExecutor]
 
 
-def _start(workdir: Path, mode: str) -> Started:
+def _start(workdir: Path, mode: str, mlflow: str | None) -> Started:
     """`rloop run` of the mode's run in a process of its own, its output in a log file; the
     executor only reads the run's state for the progress display."""
-    run_file = _write_run(workdir, mode, DEMO_ITERATIONS)
+    run_file = write_demo_run(workdir, mode, DEMO_ITERATIONS, mlflow)
     state_dir = workdir / "state" / run_file.stem
     command = [sys.executable, "-m", "rloop_operator.cli", "run", str(run_file)]
     with (workdir / f"{run_file.stem}.log").open("wb") as log:
@@ -117,9 +122,12 @@ def _follow(started: Sequence[Started], report: Reporter) -> list[RunView]:
         time.sleep(1.0)
 
 
-def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -> list[RunView]:
+def run_demo(
+    workdir: Path, compare: bool, console: Console, report: Reporter, mlflow: str | None = None
+) -> list[RunView]:
     """Build the assets, run RLoop (and with `compare` vanilla DAPO beside it) to the end,
-    showing progress through `report`; the runs' final views."""
+    showing progress through `report`, logging to the MLflow server `mlflow` if given; the
+    runs' final views."""
     workdir.mkdir(parents=True, exist_ok=True)
     console.log(f"building the tiny model and toy data in {workdir / 'assets'}")
     subprocess.run(
@@ -128,7 +136,7 @@ def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -
     # Vanilla DAPO is one run whose windows of dapo.steps steps are each evaluated, so the
     # two runs meet at equal RL steps after every iteration.
     # The two runs go side by side, each in its own `rloop run` (its log: WORKDIR/<run>.log).
-    started = [_start(workdir, mode) for mode in MODES[: 2 if compare else 1]]
+    started = [_start(workdir, mode, mlflow) for mode in MODES[: 2 if compare else 1]]
     try:
         return _follow(started, report)
     finally:
