@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 from rloop_contract.schema import API_CONTEXT, Crd, Rule, SpecSection, immutable
 from rloop_contract.sections import DapoSection, EvalSection, RewardSection, RftSection
+from rloop_contract.tracking import TrackingSection
 
 from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.pod_template import MOUNT_ON_STORAGE
@@ -64,6 +65,13 @@ PRINTER_COLUMNS = (
     {"name": "Best", "type": "integer", "jsonPath": ".status.best.iteration",
      "description": "Iterations behind the best policy by spec.selection (0: the base policy)"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    # -o wide: how training goes, and the best held-out figure so far.
+    {"name": "Score", "type": "number", "jsonPath": ".status.trainScore", "priority": 1,
+     "description": "Mean score of the last DAPO step's rollouts (the training reward)"},
+    {"name": "Best-Metric", "type": "string", "jsonPath": ".status.best.metric", "priority": 1,
+     "description": "The spec.selection metric status.best maximises"},
+    {"name": "Best-Value", "type": "number", "jsonPath": ".status.best.value", "priority": 1,
+     "description": "The best policy's value of that metric"},
 )  # fmt: skip
 
 
@@ -148,6 +156,7 @@ class RLoopRunSpec(SpecSection):
     reward: RewardSection = RewardSection()
     eval: EvalSection = EvalSection()
     selection: SelectionSpec = SelectionSpec()
+    tracking: TrackingSection = TrackingSection()
     resources: ResourcesSpec = ResourcesSpec()
     suspend: Annotated[
         bool,
@@ -278,6 +287,9 @@ class IterationRecord(StatusModel):
     expert_samples: (
         Annotated[int, Field(description=("Correct rollouts of hard prompts kept for RFT."))] | None
     ) = None
+    train_score: Annotated[float, Field(description=(
+        "Mean score of the rollouts of the DAPO phase's last step (its training reward)."
+    ))] | None = None  # fmt: skip
     policy: Annotated[str, Field(description=("The policy this iteration produced."))] | None = None
     metrics: Annotated[dict[str, float], Field(description=(
         "Evaluation metrics, e.g. aime24/avg@32."))] = Field(default_factory=dict)  # fmt: skip
@@ -324,6 +336,9 @@ class RLoopRunStatus(StatusModel):
         Annotated[int, Field(description=("Expert samples kept by the last completed filter."))]
         | None
     ) = None
+    train_score: Annotated[float, Field(description=(
+        "Mean score of the rollouts of the last step of the last finished DAPO phase."
+    ))] | None = None  # fmt: skip
     active_child: (
         Annotated[str, Field(description=("Name of the child that runs the current stage."))] | None
     ) = None

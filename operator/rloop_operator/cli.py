@@ -1,10 +1,13 @@
 """`rloop`: the user's command line.
 
 rloop run FILE [--state-dir DIR]        run an RLoopRun YAML on this machine (resumable)
-rloop demo [--compare] [--workdir DIR]  a tiny RLoop on CPU; --compare adds one vanilla DAPO
-                                        run beside it, compared at equal RL steps
-rloop report RUN [--compare OTHER] [--metric NAME] [--out DIR]
-                                        a run's evaluations and analysis, from its store
+rloop demo [--compare] [--workdir DIR] [--mlflow URI]
+                                        a tiny RLoop on CPU; --compare adds one vanilla DAPO
+                                        run beside it, compared at equal RL steps; --mlflow
+                                        also logs both to an MLflow tracking server
+rloop report RUN... [--compare OTHER...] [--metric NAME] [--out DIR]
+                                        runs' evaluations and analysis, from their stores;
+                                        --compare: two arms over paired seeds
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rloop_operator.api import RLoopRunSpec, SpecError
-from rloop_operator.demo import run_demo
+from rloop_operator.demo import print_demo_report, run_demo
 from rloop_operator.local_executor import LocalExecutor, Reporter
 from rloop_operator.planning.inputs import RunView
 from rloop_operator.report_command import ReportError, report_command
@@ -85,9 +88,11 @@ def run_command(run_file: Path, state_dir: Path | None, console: Console) -> int
     return 0 if status.phase.value == "Succeeded" else EXIT_FAILED
 
 
-def demo_command(workdir: Path, compare: bool, console: Console) -> int:
+def demo_command(workdir: Path, compare: bool, console: Console, mlflow: str | None) -> int:
     with live_progress(console) as report:
-        return run_demo(workdir, compare, console, report)
+        runs = run_demo(workdir, compare, console, report, mlflow)
+    # After the live display has printed its last frame: the sentence ends the output.
+    return print_demo_report(workdir, runs, console)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,28 +106,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--compare", action="store_true", help="also run vanilla DAPO, compared at equal RL steps"
     )
     demo.add_argument("--workdir", type=Path, default=Path("/tmp/rloop-demo"))
+    demo.add_argument(
+        "--mlflow", metavar="URI", help="also log the runs to this MLflow tracking server "
+        "(experiment rloop-demo), e.g. http://127.0.0.1:5000",
+    )  # fmt: skip
     report = commands.add_parser(
-        "report", help="a run's per-iteration table, best policy, pictures"
+        "report", help="runs' per-iteration tables, best policy, pictures; --compare two arms"
     )
-    report.add_argument("run", help="store URI of the run's prefix, or its RLoopRun YAML")
     report.add_argument(
-        "--compare", metavar="OTHER", help="a second run, compared at equal RL steps"
+        "run", nargs="+", help="store URI of a run's prefix, or its RLoopRun YAML (one a seed)"
     )
+    report.add_argument(
+        "--compare", metavar="OTHER", nargs="+", default=[],
+        help="the other arm's runs, as many as RUN and in the same seed order: compared at "
+        "equal RL steps with paired bootstrap intervals",
+    )  # fmt: skip
     report.add_argument("--metric", help="what 'best' maximises, e.g. heldout/avg@8 (default: "
                         "the first validation set's avg@n)")  # fmt: skip
-    report.add_argument("--out", type=Path, help="download the run's PNG pictures into DIR/<run>/")
+    report.add_argument(
+        "--out", type=Path, help="download the runs' PNG pictures into DIR/<run>/; "
+        "the comparison's go to DIR/<arm>-vs-<arm>/ (default ./rloop-compare/...)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     console = Console()
     if args.command == "run":
         return run_command(args.file, args.state_dir, console)
     if args.command == "report":
-        runs = [args.run, *([args.compare] if args.compare else [])]
         try:
-            return report_command(runs, args.metric, args.out, console)
+            return report_command(args.run, args.compare, args.metric, args.out, console)
         except ReportError as exc:
             console.print(f"[red]cannot report:[/red] {exc}")
             return EXIT_FAILED
-    return demo_command(args.workdir, args.compare, console)
+    return demo_command(args.workdir, args.compare, console, args.mlflow)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ Builds a tiny model and the scratchpad-sums task, whose problems have many corre
 solutions (rloop_trainer.demo_assets), writes the RLoopRun YAML of each run into the
 work directory (so `rloop run` can re-run either by hand), runs them with the local
 executor, then prints what `rloop report` prints from their stores: each run's table
-(the base policy first) and best policy, and with --compare Table 1 at equal RL steps
-(vanilla is evaluated after each window of dapo.steps steps, as RLoop after each
-iteration) and one line saying what this run showed. Everything is resumable: run it
-again to continue.
+(the base policy first) and best policy, and with --compare what `rloop report --compare`
+prints for one seed pair (vanilla is evaluated after each window of dapo.steps steps, as
+RLoop after each iteration): Table 1 with intervals over the held-out problems, the
+figures along the RL steps, the differential forgetting, each policy's own similarity
+(its solutions' diversity), the forgetting rates, the pictures under WORKDIR/compare,
+and last the sentence those intervals support. Everything is resumable: run it again to
+continue.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from rich.console import Console
 
 from rloop_operator.local_executor import LocalExecutor, Reporter
 from rloop_operator.planning.inputs import RunView
-from rloop_operator.report_command import StoreReader, load_summary, print_comparison, print_summary
-from rloop_operator.report_tables import RunSummary
+from rloop_operator.report_command import compare_arms, load_run_report, print_summary
 
 DEMO_ITERATIONS = 3
+# The MLflow experiment of `rloop demo --mlflow URI`: both runs, compared at equal RL steps.
+MLFLOW_EXPERIMENT = "rloop-demo"
 HELDOUT = "heldout"
+MODES = ("rloop", "vanilla")
 LABELS = {"rloop": "RLoop", "vanilla": "vanilla DAPO"}
 
 
@@ -70,42 +75,24 @@ def demo_run_document(workdir: Path, mode: str, iterations: int) -> dict[str, An
     }  # fmt: skip
 
 
-def _write_run(workdir: Path, mode: str, iterations: int) -> Path:
+def write_demo_run(workdir: Path, mode: str, iterations: int, mlflow: str | None) -> Path:
     document = demo_run_document(workdir, mode, iterations)
+    if mlflow is not None:
+        tracker = {"trackingUri": mlflow, "experimentName": MLFLOW_EXPERIMENT}
+        document["spec"]["tracking"] = {"mlflow": tracker}
     path = workdir / f"{document['metadata']['name']}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
-
-
-def plot_heldout(summaries: Sequence[RunSummary], png: Path) -> None:
-    """Held-out avg@8 and pass@8 against RL steps, the base policy at 0, one line a run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for axis, figure_name in zip(axes, ("avg@8", "pass@8"), strict=True):
-        metric = f"{HELDOUT}/{figure_name}"
-        for summary in summaries:
-            points = [(r.rl_steps, r.metrics[metric]) for r in summary.rows if metric in r.metrics]
-            if points:
-                axis.plot(*zip(*points, strict=True), marker="o", label=summary.name)
-        axis.set(title=f"{metric} (harder split)", xlabel="RL steps", ylabel=figure_name)
-        axis.legend()
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(png, dpi=100)
 
 
 # A run's `rloop run` process, and an executor that reads its state.
 Started = tuple[subprocess.Popen[bytes], LocalExecutor]
 
 
-def _start(workdir: Path, mode: str) -> Started:
+def _start(workdir: Path, mode: str, mlflow: str | None) -> Started:
     """`rloop run` of the mode's run in a process of its own, its output in a log file; the
     executor only reads the run's state for the progress display."""
-    run_file = _write_run(workdir, mode, DEMO_ITERATIONS)
+    run_file = write_demo_run(workdir, mode, DEMO_ITERATIONS, mlflow)
     state_dir = workdir / "state" / run_file.stem
     command = [sys.executable, "-m", "rloop_operator.cli", "run", str(run_file)]
     with (workdir / f"{run_file.stem}.log").open("wb") as log:
@@ -135,7 +122,12 @@ def _follow(started: Sequence[Started], report: Reporter) -> list[RunView]:
         time.sleep(1.0)
 
 
-def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -> int:
+def run_demo(
+    workdir: Path, compare: bool, console: Console, report: Reporter, mlflow: str | None = None
+) -> list[RunView]:
+    """Build the assets, run RLoop (and with `compare` vanilla DAPO beside it) to the end,
+    showing progress through `report`, logging to the MLflow server `mlflow` if given; the
+    runs' final views."""
     workdir.mkdir(parents=True, exist_ok=True)
     console.log(f"building the tiny model and toy data in {workdir / 'assets'}")
     subprocess.run(
@@ -144,23 +136,22 @@ def run_demo(workdir: Path, compare: bool, console: Console, report: Reporter) -
     # Vanilla DAPO is one run whose windows of dapo.steps steps are each evaluated, so the
     # two runs meet at equal RL steps after every iteration.
     # The two runs go side by side, each in its own `rloop run` (its log: WORKDIR/<run>.log).
-    modes = ("rloop", "vanilla") if compare else ("rloop",)
-    started = [_start(workdir, mode) for mode in modes]
+    started = [_start(workdir, mode, mlflow) for mode in MODES[: 2 if compare else 1]]
     try:
-        runs = _follow(started, report)
+        return _follow(started, report)
     finally:
         for process, _ in started:
             process.wait()
-    # Named by what they are, for the tables and the last line.
-    summaries = [
-        replace(load_summary(run.layout.root, StoreReader()), name=LABELS[mode])
-        for mode, run in zip(modes, runs, strict=True)
-    ]
-    for summary in summaries:
-        print_summary(summary, None, console)
-    png = workdir / "demo.png"
-    plot_heldout(summaries, png)
-    console.print(f"held-out curves: {png}; each run's analysis pictures: rloop report RUN")
-    if len(summaries) == 2:
-        print_comparison(summaries[0], summaries[1], console)
+
+
+def print_demo_report(workdir: Path, runs: Sequence[RunView], console: Console) -> int:
+    """What `rloop report` prints of the runs (with two, --compare's comparison, its
+    sentence last); 0 if every run succeeded."""
+    loaded = [load_run_report(run.layout.root) for run in runs]
+    for mode, run in zip(MODES, loaded, strict=False):
+        print_summary(replace(run.summary, name=LABELS[mode]), None, console)
+    console.print("each run's own analysis pictures: rloop report RUN --out DIR")
+    if len(loaded) == 2:
+        names = (LABELS["rloop"], LABELS["vanilla"])
+        compare_arms(loaded[:1], loaded[1:], names, workdir / "compare", console)
     return 0 if all(r.status.phase.value == "Succeeded" for r in runs) else 1

@@ -6,11 +6,14 @@
       iter-000/expert/data.parquet + report.json      the filter's expert set
       iter-000/rft/checkpoints/                       RFT resume state
       iter-000/rl/metrics.jsonl                       one line per DAPO step
+      iter-000/rl/report.json                         its last step's score and accuracy
       base/eval/report.json + samples.parquet         evaluation of theta_0 (the base)
       iter-000/eval/report.json + samples.parquet     evaluation of theta_1
       iter-001/policy/                                theta_1, the RFT output (HF format)
       analysis/analysis.json + *.png                  the run-level analysis, refreshed by
                                                       every evaluation
+      tracking/tensorboard/ ; tracking/wandb/         spec.tracking's TensorBoard event
+                                                      files and offline W&B runs
 
 The run's uid is part of the root so that a run deleted and created again under
 the same name never reads the old run's artifacts.
@@ -40,6 +43,9 @@ class RunLayout:
 
     def dapo_metrics(self, index: int) -> str:
         return f"{self.rl(index)}/metrics.jsonl"
+
+    def dapo_report(self, index: int) -> str:
+        return f"{self.rl(index)}/report.json"
 
     def rl_policy(self, index: int) -> str:
         return f"{self.rl(index)}/policy"
@@ -74,6 +80,9 @@ class RunLayout:
 
     def analysis_report(self) -> str:
         return f"{self.analysis()}/analysis.json"
+
+    def tracking(self) -> str:
+        return f"{self.root}/tracking"
 
 
 def run_layout(storage_uri: str, namespace: str, name: str, uid: str) -> RunLayout:

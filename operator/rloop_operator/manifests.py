@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from rloop_contract.tracking import CREDENTIALS_DIR_ENV
+
 from rloop_operator.api import GROUP, KIND, VERSION, RLoopRunSpec
 from rloop_operator.children import (
     ANNOTATION_RUN_NAME,
@@ -27,7 +29,8 @@ from rloop_operator.launchers import LaunchRequest, PhasePod
 from rloop_operator.lifecycle import Stage
 from rloop_operator.planning.actions import CreateChild
 from rloop_operator.planning.inputs import RunView
-from rloop_operator.stages import launcher_for, phase_seed, stage_info
+from rloop_operator.pod_template import TRACKING_CREDENTIALS, TRACKING_VOLUME
+from rloop_operator.stages import launcher_for, phase_seed, rl_steps_before, stage_info
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
@@ -55,9 +58,19 @@ def trainer_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]
     run it belongs to and its seed."""
     spec = run.spec
     assert isinstance(spec, RLoopRunSpec)
-    ref = {"namespace": run.namespace, "name": run.name, "uid": run.uid, "iteration": iteration}
+    ref = {
+        "namespace": run.namespace, "name": run.name, "uid": run.uid, "iteration": iteration,
+        "rl_step": rl_steps_before(spec, iteration, stage),
+    }  # fmt: skip
     body = stage_info(stage).config(spec, run.layout, iteration)
-    return body | {"run": ref, "seed": phase_seed(spec, iteration, stage)}
+    body |= {"run": ref, "seed": phase_seed(spec, iteration, stage)}
+    if spec.tracking.backends:
+        body["tracking"] = spec.tracking.model_dump() | {
+            "files_uri": run.layout.tracking(),
+            "run_spec": spec.model_dump(mode="json", by_alias=True),
+            "selection_metric": spec.selection_metric,
+        }
+    return body
 
 
 def trainer_command(run: RunView, iteration: int, stage: Stage) -> list[str]:
@@ -121,13 +134,16 @@ def _env(spec: RLoopRunSpec) -> list[dict[str, Any]]:
             }
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
+    if spec.tracking.credentials_secrets:
+        env.append({"name": CREDENTIALS_DIR_ENV, "value": TRACKING_CREDENTIALS})
     return env
 
 
 def _volumes(
     spec: RLoopRunSpec, gpu_pod: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(volumes, mounts): scratch space, /dev/shm on GPU pods, and the storage volume."""
+    """(volumes, mounts): scratch space, /dev/shm on GPU pods, the storage volume, and the
+    trackers' Secrets (read-only; rloop_trainer.tracking.credentials reads them)."""
     # No sizeLimit: checkpoints are staged here, and the kubelet would evict a pod over it.
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
@@ -141,6 +157,13 @@ def _volumes(
         claim = {"claimName": spec.storage.volume.claim_name}
         volumes.append({"name": "storage", "persistentVolumeClaim": claim})
         mounts.append({"name": "storage", "mountPath": spec.storage.volume.mount_path})
+    secrets = spec.tracking.credentials_secrets
+    if secrets:
+        sources = [{"secret": {"name": name}} for name in secrets]
+        volumes.append({"name": TRACKING_VOLUME, "projected": {"sources": sources}})
+        mounts.append(
+            {"name": TRACKING_VOLUME, "mountPath": TRACKING_CREDENTIALS, "readOnly": True}
+        )
     return volumes, mounts
 
 

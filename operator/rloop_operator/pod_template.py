@@ -15,8 +15,11 @@ from pydantic import Field, field_validator, model_validator
 from rloop_contract.schema import QUANTITY, Crd, Rule, SpecSection
 
 # The operator's pod volumes and where it mounts them (manifests.py).
-RESERVED_VOLUMES = ("scratch", "dshm", "storage")
-RESERVED_MOUNT_PATHS = ("/scratch", "/dev/shm", "/dev/termination-log")
+# Where the trackers' credentials (spec.tracking.credentialsSecrets) are mounted.
+TRACKING_VOLUME = "tracking"
+TRACKING_CREDENTIALS = "/var/run/secrets/rloop/tracking"
+RESERVED_VOLUMES = ("scratch", "dshm", "storage", TRACKING_VOLUME)
+RESERVED_MOUNT_PATHS = ("/scratch", "/dev/shm", "/dev/termination-log", TRACKING_CREDENTIALS)
 # Env the operator sets (manifests.py) or the launchers set for torchrun and DDP.
 RESERVED_ENV = (
     "TMPDIR", "HF_HOME", "PYTHONUNBUFFERED", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
@@ -38,12 +41,13 @@ ENV_RESERVED = (
     "by the operator or the launcher; choose another name"
 )
 VOLUME_RESERVED = (
-    "resources.podTemplate.volumes: the names scratch, dshm and storage are the operator's "
-    "volumes; choose another name"
+    "resources.podTemplate.volumes: the names scratch, dshm, storage and tracking are the "
+    "operator's volumes; choose another name"
 )
 MOUNT_RESERVED = (
-    "resources.podTemplate.volumeMounts: /scratch, /dev/shm and /dev/termination-log are the "
-    "operator's mounts (scratch space, NCCL shared memory, the phase's report); mount elsewhere"
+    "resources.podTemplate.volumeMounts: /scratch, /dev/shm, /dev/termination-log and "
+    "/var/run/secrets/rloop/tracking are the operator's mounts (scratch space, NCCL shared "
+    "memory, the phase's report, the trackers' credentials); mount elsewhere"
 )
 MOUNT_PATH_TWICE = (
     "resources.podTemplate.volumeMounts[].mountPath must be unique; mount each path once"

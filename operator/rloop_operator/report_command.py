@@ -1,4 +1,7 @@
-"""`rloop report RUN [--compare OTHER]`: a run's evaluations and analysis, from its store.
+"""`rloop report RUN... [--compare OTHER...]`: runs' evaluations and analysis, from their
+stores, and with --compare the paper's comparison of two arms over paired seeds (the
+i-th RUN and the i-th OTHER ran with the same seed): Table 1 with intervals, Fig. 4,
+5a-c and 6 (comparison_tables.py, comparison_plots.py), and one sentence.
 
 RUN is the store URI of the run's prefix (`<storage.uri>/<namespace>/<name>/<uid>`,
 `file://` or `s3://`; a local directory path works too), or the RLoopRun YAML that
@@ -15,26 +18,48 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from rich.console import Console
+from rich.table import Table
 
 from rloop_operator.api import SpecError
+from rloop_operator.comparison_plots import write_pictures
+from rloop_operator.comparison_tables import (
+    along_steps_table,
+    diversity_table,
+    forgetting_difference_table,
+)
+from rloop_operator.comparison_tables import table_one as table_one_table
 from rloop_operator.layout import RunLayout, run_layout
 from rloop_operator.local_executor import load_run
 from rloop_operator.report_tables import (
     PolicyRow,
     RunSummary,
     best_row,
-    comparison_table,
-    comparison_verdict,
     forgetting_table,
-    iteration_table,
+    iteration_tables,
     metric_names,
+)
+from rloop_operator.run_comparison import (
+    Arms,
+    FigureComparison,
+    RunAnalysis,
+    along_steps,
+    differential_forgetting,
+    equal_steps,
+    headline_figures,
+    parse_analysis,
+    shared_sets,
+    table_figures,
+    table_one,
+    verdict,
 )
 from rloop_operator.stage_reports import parse_eval_report, parse_filter_report
 
@@ -111,15 +136,21 @@ def _expert_samples(reader: StoreReader, layout: RunLayout, iteration: int) -> i
     return None if report is None else parse_filter_report(report).expert_samples
 
 
-def load_summary(prefix: str, reader: StoreReader) -> RunSummary:
+def read_analysis(prefix: str, reader: StoreReader) -> dict[str, Any]:
     layout = RunLayout(root=prefix)
-    analysis = reader.read_json(layout.analysis_report())
+    analysis: dict[str, Any] | None = reader.read_json(layout.analysis_report())
     if analysis is None:
         raise ReportError(
             f"no {layout.analysis_report()}: the run has no finished evaluation yet (each "
             "evaluation writes it; a run without spec.data.validation has none), or the "
             "prefix is not a run's <storage.uri>/<namespace>/<name>/<uid>"
         )
+    return analysis
+
+
+def load_summary(prefix: str, reader: StoreReader) -> RunSummary:
+    layout = RunLayout(root=prefix)
+    analysis = read_analysis(prefix, reader)
     rows = []
     for policy in analysis["policies"]:
         report = reader.read_json(f"{policy['eval_uri']}/report.json")
@@ -147,7 +178,8 @@ def download_pictures(summary: RunSummary, reader: StoreReader, target: Path) ->
 
 
 def print_summary(summary: RunSummary, metric: str | None, console: Console) -> None:
-    console.print(iteration_table(summary))
+    for table in iteration_tables(summary):
+        console.print(table)
     names = metric_names(summary.rows)
     chosen = metric or (names[0] if names else None)
     best = None if chosen is None else best_row(summary.rows, chosen)
@@ -160,31 +192,107 @@ def print_summary(summary: RunSummary, metric: str | None, console: Console) -> 
     )
 
 
+@dataclass(frozen=True)
+class LoadedRun:
+    summary: RunSummary
+    analysis: RunAnalysis
+    reader: StoreReader
+
+
+def load_run_report(argument: str) -> LoadedRun:
+    prefix, endpoint = resolve_run(argument)
+    reader = StoreReader(endpoint)
+    summary = load_summary(prefix, reader)
+    return LoadedRun(summary, parse_analysis(summary.name, read_analysis(prefix, reader)), reader)
+
+
+def arm_name(runs: Sequence[LoadedRun]) -> str:
+    """The runs' common name: `rloop-s0`, `rloop-s1` -> `rloop`; one run: its name."""
+    names = [run.summary.name for run in runs]
+    common = names[0]
+    for name in names[1:]:
+        while not name.startswith(common):
+            common = common[:-1]
+    if len(names) > 1:
+        common = re.sub(r"[-_.]s?$", "", common)
+    return common or names[0]
+
+
 def report_command(
-    runs: Sequence[str], metric: str | None, out: Path | None, console: Console
+    runs: Sequence[str],
+    others: Sequence[str],
+    metric: str | None,
+    out: Path | None,
+    console: Console,
 ) -> int:
-    """Print each run's table and best policy, the comparison of two, and their pictures."""
-    summaries: list[RunSummary] = []
-    for argument in runs:
-        prefix, endpoint = resolve_run(argument)
-        reader = StoreReader(endpoint)
-        summary = load_summary(prefix, reader)
-        print_summary(summary, metric, console)
+    """Print each run's tables and best policy and its pictures; with `others`, the
+    comparison of the two arms and its pictures (under `out`, else ./rloop-compare)."""
+    if others and len(others) != len(runs):
+        raise ReportError(
+            f"--compare pairs runs by seed: got {len(runs)} RUN and {len(others)} OTHER; "
+            "give as many of each, in the same seed order"
+        )
+    loaded: list[LoadedRun] = []
+    for argument in (*runs, *others):
+        run = load_run_report(argument)
+        print_summary(run.summary, metric, console)
         # Two runs of one name (a run and its re-creation) get a folder each.
-        folder = summary.name + ("-2" if summaries and summaries[0].name == summary.name else "")
-        pictures = download_pictures(summary, reader, out / folder) if out else summary.pictures
+        taken = sum(r.summary.name == run.summary.name for r in loaded)
+        folder = run.summary.name + (f"-{taken + 1}" if taken else "")
+        pictures = (
+            download_pictures(run.summary, run.reader, out / folder)
+            if out
+            else run.summary.pictures
+        )
         for picture in pictures:
             # A file:// picture is shown as its path, which an image viewer opens as it is.
             console.print(f"picture: {str(picture).removeprefix('file://')}", soft_wrap=True)
-        summaries.append(summary)
-    if len(summaries) == 2:
-        print_comparison(summaries[0], summaries[1], console)
+        loaded.append(run)
+    if others:
+        ours, theirs = loaded[: len(runs)], loaded[len(runs) :]
+        names = (arm_name(ours), arm_name(theirs))
+        compare_arms(
+            ours, theirs, names, (out or Path("rloop-compare")) / "-vs-".join(names), console
+        )
     return 0
 
 
-def print_comparison(first: RunSummary, second: RunSummary, console: Console) -> None:
-    """Table 1's layout at equal RL steps, the forgetting rates, and what they showed."""
-    console.print(comparison_table(first, second))
-    console.print(forgetting_table(first, second))
-    verdict = comparison_verdict(first, second)
-    console.print(verdict or "the runs have no evaluation at equal RL steps to compare")
+def compare_arms(
+    ours: Sequence[LoadedRun],
+    theirs: Sequence[LoadedRun],
+    names: tuple[str, str],
+    pictures: Path,
+    console: Console,
+) -> None:
+    """The comparison of two arms, the i-th run of each from the same seed (print_comparison)."""
+    arms = Arms(*names, tuple(r.analysis for r in ours), tuple(r.analysis for r in theirs))
+    forgetting = forgetting_table([r.summary for r in ours], [r.summary for r in theirs], names)
+    print_comparison(arms, forgetting, pictures, console)
+
+
+def print_comparison(arms: Arms, forgetting: Table, pictures: Path, console: Console) -> None:
+    """Per set: Table 1 at the last equal RL step, the headline figures along the steps,
+    the differential forgetting and the own similarity; the forgetting rates; the
+    pictures; last, the sentence the intervals support."""
+    along: dict[str, list[FigureComparison]] = {}
+    forgotten = {}
+    headlines: list[FigureComparison] = []
+    for set_name in shared_sets(arms.runs):
+        if not equal_steps(arms.runs, set_name) or not table_figures(arms.runs, set_name):
+            console.print(f"{set_name}: no evaluation at equal RL steps with per-problem figures")
+            continue
+        first = table_one(arms, set_name)
+        along[set_name] = along_steps(arms, set_name)
+        forgotten[set_name] = differential_forgetting(arms.ours, arms.theirs, set_name)
+        console.print(table_one_table(arms, set_name, first))
+        console.print(along_steps_table(arms, set_name, along[set_name]))
+        console.print(forgetting_difference_table(arms, set_name, *forgotten[set_name]))
+        console.print(diversity_table(arms, set_name))
+        wanted = headline_figures([c.figure for c in first])
+        headlines += [c for c in first if c.figure in wanted]
+    console.print(forgetting)
+    if along:
+        for path in write_pictures(pictures, arms, along, forgotten):
+            console.print(f"picture: {path}", soft_wrap=True)
+    console.print(verdict(headlines, arms.ours_name, arms.theirs_name) if headlines else
+                  "the arms have no evaluation at equal RL steps to compare")  # fmt: skip

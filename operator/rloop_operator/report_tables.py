@@ -1,4 +1,5 @@
-"""The tables `rloop report` prints. Pure: a run's summary in, rich tables out.
+"""The per-run tables `rloop report` prints. Pure: a run's summary in, rich tables out
+(comparison_tables.py has those of --compare).
 
 A row is one evaluated policy: the base policy (iteration 0) when the run evaluated it,
 then one per iteration, each with the RL steps the run had taken behind it. Metrics are
@@ -53,21 +54,36 @@ def _cell(value: float | int | None, digits: int = 3) -> str:
     return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
 
 
-def iteration_table(summary: RunSummary) -> Table:
-    """One row per evaluated policy: iteration, RL steps, expert samples, every metric."""
-    names = metric_names(summary.rows)
-    table = Table(title=f"{summary.name}  ({summary.prefix})")
-    for column in ("policy", "iteration", "RL steps", "expert samples", *names):
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for row in summary.rows:
-        table.add_row(
-            row.label,
-            str(row.iteration),
-            str(row.rl_steps),
-            _cell(row.expert_samples),
-            *(_cell(row.metrics.get(name)) for name in names),
-        )
-    return table
+def set_names(rows: Sequence[PolicyRow]) -> list[str]:
+    return sorted({name.rpartition("/")[0] for row in rows for name in row.metrics})
+
+
+def iteration_tables(summary: RunSummary) -> list[Table]:
+    """One table a validation set, one row per evaluated policy: iteration, RL steps,
+    expert samples and the set's figures (pass@1 left out: it is avg@n)."""
+    tables = []
+    for set_name in set_names(summary.rows):
+        names = [n for n in metric_names(summary.rows)
+                 if n.rpartition("/")[0] == set_name and not n.endswith("/pass@1")]  # fmt: skip
+        table = Table(title=f"{summary.name}: {set_name}", caption=summary.prefix)
+        for column in (
+            "policy",
+            "iter",
+            "RL steps",
+            "expert",
+            *(n.rpartition("/")[2] for n in names),
+        ):
+            table.add_column(column, justify="left" if column == "policy" else "right")
+        for row in summary.rows:
+            table.add_row(
+                row.label,
+                str(row.iteration),
+                str(row.rl_steps),
+                _cell(row.expert_samples),
+                *(_cell(row.metrics.get(name)) for name in names),
+            )
+        tables.append(table)
+    return tables
 
 
 def best_row(rows: Sequence[PolicyRow], metric: str) -> PolicyRow | None:
@@ -76,82 +92,22 @@ def best_row(rows: Sequence[PolicyRow], metric: str) -> PolicyRow | None:
     return max(scored, key=lambda row: row.metrics[metric], default=None)
 
 
-def matched_rows(
-    first: Sequence[PolicyRow], second: Sequence[PolicyRow]
-) -> list[tuple[PolicyRow, PolicyRow]]:
-    """Pairs of rows at equal RL steps (the last of each run's rows at that step)."""
-    by_steps = {row.rl_steps: row for row in second}
-    pairs = {
-        row.rl_steps: (row, by_steps[row.rl_steps]) for row in first if row.rl_steps in by_steps
-    }
-    return [pairs[steps] for steps in sorted(pairs)]
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
-def comparison_table(first: RunSummary, second: RunSummary) -> Table:
-    """The paper's Table 1: both runs' metrics at equal RL steps, and their difference."""
-    pairs = matched_rows(first.rows, second.rows)
-    names = metric_names([row for pair in pairs for row in pair])
-    table = Table(title=f"{first.name} vs {second.name} at equal RL steps")
-    for column in ("RL steps", "run", "policy", *names):
-        table.add_column(column, justify="left" if column in ("run", "policy") else "right")
-    for ours, theirs in pairs:
-        table.add_row(
-            str(ours.rl_steps), first.name, ours.label, *(_cell(ours.metrics.get(n)) for n in names)
-        )
-        table.add_row("", second.name, theirs.label, *(_cell(theirs.metrics.get(n)) for n in names))
-        differences = [
-            ours.metrics[n] - theirs.metrics[n]
-            if n in ours.metrics and n in theirs.metrics
-            else None
-            for n in names
-        ]
-        table.add_row("", "difference", "", *(_signed(d) for d in differences), end_section=True)
-    return table
-
-
-def comparison_verdict(first: RunSummary, second: RunSummary) -> str | None:
-    """One line that says what the comparison showed at the last equal RL step, computed
-    from the numbers: the first set's largest pass@k, then its avg@n; None when the runs
-    share no evaluated RL step or metric."""
-    pairs = matched_rows(first.rows, second.rows)
-    if not pairs:
-        return None
-    ours, theirs = pairs[-1]
-    shared = [name for name in metric_names([ours, theirs])
-              if name in ours.metrics and name in theirs.metrics]  # fmt: skip
-    if not shared:
-        return None
-    set_name = shared[0].rpartition("/")[0]
-    figures = [name for name in shared if name.rpartition("/")[0] == set_name]
-    passes = [name for name in figures if "/pass@" in name]
-    headline = passes[-1] if passes else figures[0]
-    averages = [name for name in figures if "/avg@" in name and name != headline]
-    difference = ours.metrics[headline] - theirs.metrics[headline]
-    standing = "ahead of" if difference > 0 else "behind" if difference < 0 else "level with"
-    versus = "; ".join(_versus(name, ours, theirs) for name in (headline, *averages))
-    return (
-        f"After {ours.rl_steps} RL steps {first.name} is {standing} {second.name} on "
-        f"{headline} in this run: {versus} ({first.name} vs {second.name})"
-    )
-
-
-def _versus(name: str, ours: PolicyRow, theirs: PolicyRow) -> str:
-    value, other = ours.metrics[name], theirs.metrics[name]
-    return f"{name} {value:.3f} vs {other:.3f} ({value - other:+.3f})"
-
-
-def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.3f}"
-
-
-def forgetting_table(first: RunSummary, second: RunSummary) -> Table:
-    """Each validation set's forgetting rate in both runs (lower forgets less)."""
+def forgetting_table(
+    ours: Sequence[RunSummary], theirs: Sequence[RunSummary], names: tuple[str, str]
+) -> Table:
+    """Each validation set's forgetting rate in both arms, mean over their runs (lower
+    forgets less)."""
     table = Table(title="forgetting rate: mean share of problems a later policy loses")
-    for column in ("validation set", first.name, second.name, "difference"):
+    for column in ("validation set", *names, "difference"):
         table.add_column(column, justify="left" if column == "validation set" else "right")
-    for set_name in sorted({*first.forgetting_rates, *second.forgetting_rates}):
-        ours = first.forgetting_rates.get(set_name)
-        theirs = second.forgetting_rates.get(set_name)
-        difference = None if ours is None or theirs is None else ours - theirs
-        table.add_row(set_name, _cell(ours), _cell(theirs), _signed(difference))
+    for set_name in sorted({k for s in (*ours, *theirs) for k in s.forgetting_rates}):
+        a = _mean([s.forgetting_rates.get(set_name) for s in ours])
+        b = _mean([s.forgetting_rates.get(set_name) for s in theirs])
+        difference = None if a is None or b is None else f"{a - b:+.3f}"
+        table.add_row(set_name, _cell(a), _cell(b), difference or "-")
     return table

@@ -29,10 +29,16 @@ class StageReport:
     trajectories: int | None = None
     hard_prompts: int | None = None
     expert_samples: int | None = None
+    train_score: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     # What the report leaves out (it is recorded all the same).
     incomplete: str | None = None
+
+
+def parse_dapo_report(report: Mapping[str, Any]) -> StageReport:
+    """The DAPO phase's: the mean score of its last step's rollouts."""
+    return StageReport(train_score=float(report["score"]))
 
 
 def parse_filter_report(report: Mapping[str, Any]) -> StageReport:
@@ -75,7 +81,8 @@ class ReportKind:
     of_base_policy: bool = False
 
 
-# The filter's: rollouts, hard prompts, kept expert samples.
+# DAPO's: its last step's score. The filter's: rollouts, hard prompts, kept expert samples.
+DAPO_REPORT = ReportKind("dapo", RunLayout.dapo_report, parse_dapo_report)
 EXPERT_REPORT = ReportKind("expert", RunLayout.expert_report, parse_filter_report)
 # The evaluation's: avg@n and pass@k per validation set; the same of the base policy.
 EVAL_REPORT = ReportKind("eval", RunLayout.eval_report, parse_eval_report)

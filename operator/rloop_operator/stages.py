@@ -2,7 +2,7 @@
 handed and what it leaves. Pure.
 
     stage           slug    phase   launcher                 GPU node  config (phase_config)  report
-    Exploring       rl      dapo    spec.resources.launcher  yes       dapo_config            -
+    Exploring       rl      dapo    spec.resources.launcher  yes       dapo_config            dapo
     Filtering       filter  filter  batch/v1 Job             no        filter_config          expert
     Consolidating   rft     rft     spec.resources.launcher  yes       rft_config             -
     Evaluating      eval    eval    batch/v1 Job             yes       eval_config            eval
@@ -24,7 +24,13 @@ from rloop_operator.api import RLoopRunSpec
 from rloop_operator.launchers import BATCH_JOB, TRAINING_LAUNCHERS, Launcher, Prerequisite
 from rloop_operator.layout import RunLayout
 from rloop_operator.lifecycle import Stage
-from rloop_operator.stage_reports import BASE_EVAL_REPORT, EVAL_REPORT, EXPERT_REPORT, ReportKind
+from rloop_operator.stage_reports import (
+    BASE_EVAL_REPORT,
+    DAPO_REPORT,
+    EVAL_REPORT,
+    EXPERT_REPORT,
+    ReportKind,
+)
 
 ConfigBuilder = Callable[[RLoopRunSpec, RunLayout, int], phase_config.ConfigBody]
 
@@ -43,25 +49,32 @@ class StageInfo:
     record_field: str
     config: ConfigBuilder
     report: ReportKind | None
+    # Runs after the iteration's DAPO phase: it lies at the end of the iteration's RL steps
+    # on the run's axis (trackers' x axis); the others at its start.
+    after_rl: bool
 
 
 STAGES = (
-    StageInfo(Stage.EXPLORING, "rl", "dapo", True, True, "rl_job", phase_config.dapo_config, None),
     StageInfo(
-        Stage.FILTERING, "filter", "filter", False, False, "filter_job",
-        phase_config.filter_config, EXPERT_REPORT,
+        Stage.EXPLORING, "rl", "dapo", True, True, "rl_job", phase_config.dapo_config,
+        DAPO_REPORT, after_rl=False,
     ),
     StageInfo(
-        Stage.CONSOLIDATING, "rft", "rft", True, True, "rft_job", phase_config.rft_config, None
+        Stage.FILTERING, "filter", "filter", False, False, "filter_job",
+        phase_config.filter_config, EXPERT_REPORT, after_rl=True,
+    ),
+    StageInfo(
+        Stage.CONSOLIDATING, "rft", "rft", True, True, "rft_job", phase_config.rft_config, None,
+        after_rl=True,
     ),
     StageInfo(
         Stage.EVALUATING, "eval", "eval", False, True, "eval_job", phase_config.eval_config,
-        EVAL_REPORT,
+        EVAL_REPORT, after_rl=True,
     ),
     # Last in the table so that the other stages keep their seeds (phase_seed).
     StageInfo(
         Stage.EVALUATING_BASE, "base", "eval", False, True, "base_eval_job",
-        phase_config.base_eval_config, BASE_EVAL_REPORT,
+        phase_config.base_eval_config, BASE_EVAL_REPORT, after_rl=False,
     ),
 )  # fmt: skip
 _BY_STAGE = {info.stage: info for info in STAGES}
@@ -81,6 +94,12 @@ def phase_seed(spec: RLoopRunSpec, iteration: int, stage: Stage) -> int:
     if spec.mode == "vanilla" and stage is Stage.EXPLORING:
         iteration = 0  # the windows of one DAPO run share its seed
     return spec.seed + 1000 * iteration + STAGES.index(stage_info(stage))
+
+
+def rl_steps_before(spec: RLoopRunSpec, iteration: int, stage: Stage) -> int:
+    """The run's RL steps before the stage's phase began: where it lies on the run's axis of
+    RL steps (a vanilla window's first step; 0 for the base policy's evaluation)."""
+    return spec.dapo.steps * (iteration + stage_info(stage).after_rl)
 
 
 def stages_of(spec: RLoopRunSpec) -> tuple[Stage, ...]:

@@ -193,8 +193,11 @@ def test_a_permission_the_operator_lacks_shows_on_the_run_until_it_is_granted(
             in (condition["message"])
         )
         assert "cannot set blockOwnerDeletion" in condition["message"]
-        refused = events(plane, namespace, "CreateForbidden")
-        assert refused and all(e["type"] == "Warning" for e in refused)
+        # The reconciler posts its events right after it writes the status.
+        refused = eventually(
+            lambda: events(plane, namespace, "CreateForbidden"), 30, "the refusal's event"
+        )
+        assert all(e["type"] == "Warning" for e in refused)
         assert all("cannot set blockOwnerDeletion" in e["message"] for e in refused)
         assert child_names(plane, namespace) == []
         grant = {"apiGroups": ["rloop.io"], "resources": ["rloopruns/finalizers"],

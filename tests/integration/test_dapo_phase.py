@@ -21,6 +21,7 @@ from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo import run_dapo_phase
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.policy import load_policy
+from rloop_trainer.termination import PATH_ENV
 from safetensors.torch import load_file
 
 from tests.cluster.procs import free_port
@@ -93,6 +94,21 @@ def test_dapo_raises_the_training_success_rate(toy_inputs: ToyInputs, tmp_path: 
     assert end > start + 0.1, f"success rate went from {start:.2f} to {end:.2f}: {accuracy}"
     assert store.read_marker(str(tmp_path)) is not None
     assert (tmp_path / "policy" / "model.safetensors").exists()
+
+
+def test_a_finished_phase_reports_its_last_steps_score_where_the_operator_reads_it(
+    toy_inputs: ToyInputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PATH_ENV, str(tmp_path / "termination"))
+    output = tmp_path / "out"
+    config = dapo_config(str(toy_inputs.policy_dir), str(toy_inputs.train_data), str(output))
+
+    run_dapo_phase(config)
+
+    last = read_metrics(output)[-1]
+    report = json.loads((output / "report.json").read_text())
+    assert report == {"rl_step": 4, "score": last["reward"], "accuracy": last["accuracy"]}
+    assert json.loads((tmp_path / "termination").read_text()) == report
 
 
 def test_every_rollout_is_cached_before_dynamic_sampling_drops_groups(

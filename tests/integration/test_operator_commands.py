@@ -9,24 +9,15 @@ from the Secret's data.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rloop_operator.api import RLoopRunSpec, parse_spec, parse_status
 from rloop_operator.children import child_name
 from rloop_operator.layout import RunLayout
 from rloop_operator.lifecycle import Stage
-from rloop_operator.manifests import (
-    SCRATCH,
-    TERMINATION_MESSAGE_PATH,
-    ManifestSettings,
-    child_manifest,
-    trainer_config,
-)
+from rloop_operator.manifests import ManifestSettings, child_manifest, trainer_config
 from rloop_operator.planning.actions import CreateChild
 from rloop_operator.planning.inputs import RunView
 from rloop_operator.stage_reports import (
@@ -38,39 +29,11 @@ from rloop_operator.stage_reports import (
 from rloop_operator.stages import stage_info, stages_of
 from rloop_trainer import s3, store, toy
 
-from tests.cluster.procs import free_port
 from tests.cluster.s3 import S3Endpoint
+from tests.integration.pod_commands import container_of, pod_env
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 SECRET = "s3-creds"
-
-
-def container_of(manifest: dict[str, Any]) -> dict[str, Any]:
-    if manifest["kind"] == "PyTorchJob":
-        pod = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
-    else:
-        pod = manifest["spec"]["template"]
-    container: dict[str, Any] = pod["spec"]["containers"][0]
-    return container
-
-
-def pod_env(container: dict[str, Any], secret: dict[str, str], scratch: Path) -> dict[str, str]:
-    # The training operator would set PET_MASTER_PORT; a free port keeps parallel runs apart.
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PET_MASTER_PORT": str(free_port()),
-    }
-    for item in container["env"]:
-        if "valueFrom" in item:
-            ref = item["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == SECRET
-            env[item["name"]] = secret[ref["key"]]
-        else:
-            value = item["value"].replace(SCRATCH, str(scratch))
-            env[item["name"]] = value.replace(
-                TERMINATION_MESSAGE_PATH, str(scratch / "termination")
-            )
-    return env
 
 
 @pytest.fixture
@@ -135,7 +98,7 @@ def test_one_iteration_of_manifest_commands_hands_each_stage_its_inputs(
         scratch = tmp_path / f"scratch-{stage.value}"
         scratch.mkdir()
         done = subprocess.run(
-            container["command"], env=pod_env(container, secret, scratch),
+            container["command"], env=pod_env(container, {SECRET: secret}, scratch),
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

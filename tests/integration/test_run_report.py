@@ -129,18 +129,35 @@ def test_two_runs_are_compared_at_equal_rl_steps_with_their_forgetting_rates(
     write_run(f"file://{tmp_path}/ns/vanilla/u2", VANILLA)
 
     code, lines = report(
-        capsys, f"{tmp_path}/ns/rloop/u1", "--compare", f"{tmp_path}/ns/vanilla/u2"
-    )
+        capsys, f"{tmp_path}/ns/rloop/u1", "--compare", f"{tmp_path}/ns/vanilla/u2",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
 
     assert code == 0
-    comparison = [row for row in table_rows(lines) if row[1] in ("rloop", "vanilla", "difference")]
-    assert comparison == [
-        ["8", "rloop", "iter 2", "0.417", "0.667"],
-        ["", "vanilla", "iter 1", "0.167", "0.417"],
-        ["", "difference", "", "+0.250", "+0.250"],
-    ]
+    # Table 1 at 8 RL steps: base (rloop's), vanilla, rloop, the difference, its interval
+    assert row_of(lines, "avg@4")[:5] == ["avg@4", "0.250", "0.167", "0.417", "+0.250"]
+    assert row_of(lines, "pass@4")[:5] == ["pass@4", "0.667", "0.333", "0.667", "+0.333"]
     # rloop: base -> iter 2 and iter 1 -> iter 2 each lose p0, base -> iter 1 loses nothing
     assert row_of(lines, "heldout") == ["heldout", "0.222", "-", "-"]
+    assert lines[-1].startswith("No difference detected at this power between rloop and vanilla")
+    pictures = tmp_path / "out" / "rloop-vs-vanilla"
+    assert sorted(p.name for p in pictures.iterdir()) == [
+        "accuracy.png", "diversity.png", "entropy-gradnorm.png", "forgetting-difference.png",
+    ]  # fmt: skip
+
+
+def test_arms_of_unequal_size_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_run(f"file://{tmp_path}/ns/rloop/u1", RLOOP)
+
+    code, lines = report(
+        capsys, f"{tmp_path}/ns/rloop/u1", f"{tmp_path}/ns/rloop/u1", "--compare",
+        f"{tmp_path}/ns/rloop/u1",
+    )  # fmt: skip
+
+    assert code == 1
+    assert "got 2 RUN and 1 OTHER" in " ".join(lines)
 
 
 def test_a_prefix_without_analysis_is_refused_naming_the_file(

@@ -1,12 +1,9 @@
-"""spec.tracking end to end: the phases of a tiny RLoop iteration, each a trainer process
-as the operator runs it, log to a real MLflow server (sqlite, artifacts in the test S3),
-to TensorBoard event files and to an offline W&B run in the run's store prefix (the test
-S3); each tool's own reader reads them back. A tracker that is down, or that answers 500
-mid-phase, is one warning in the phase log and the phase finishes.
-
-The phase configs are the operator's (phase_config) with the tracking section and the
-run's RL step added as the operator will add them once spec.tracking is in the CRD
-(issue 23): `tracked_config` below.
+"""spec.tracking end to end: the phases of a tiny RLoop iteration log to a real MLflow
+server (sqlite, artifacts in the test S3), to TensorBoard event files and to an offline W&B
+run in the run's store prefix; each tool's own reader reads them back. Once as the operator
+runs them (each child's container command and environment from its manifest, the
+trackers' Secret mounted), once as `rloop run` runs them. A tracker that is down, or that
+answers 500 mid-phase, is one warning in the phase log and the phase finishes.
 """
 
 from __future__ import annotations
@@ -21,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rloop_operator.api import RLoopRunSpec, parse_spec, parse_status
+import yaml
+from rloop_operator.api import parse_spec, parse_status
+from rloop_operator.children import child_name
 from rloop_operator.demo import demo_run_document
 from rloop_operator.lifecycle import Stage
-from rloop_operator.manifests import trainer_config
+from rloop_operator.manifests import ManifestSettings, child_manifest, trainer_config
+from rloop_operator.planning.actions import CreateChild
 from rloop_operator.planning.inputs import RunView
 from rloop_operator.stages import stage_info
 from rloop_trainer.demo_assets import build_demo_assets
@@ -33,12 +33,16 @@ from rloop_trainer.tracking.session import DROPPED
 from tests.cluster.mlflow import MlflowServer, faulty_proxy
 from tests.cluster.procs import free_port
 from tests.cluster.s3 import S3Endpoint, s3_client
+from tests.integration.pod_commands import container_of, mount_projected_secrets, pod_env
 from tests.integration.tracker_files import tensorboard_run, wandb_run
 from tests.unit.trainer.test_tracking_names import VERL_DAPO_NAMES
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.timeout(1800)]
 TRAINER = Path(sys.executable).parent / "rloop-trainer"
+RLOOP = Path(sys.executable).parent / "rloop"
 EXPERIMENT = "rloop-tests"
+STORE_SECRET, TRACKER_SECRET = "s3-creds", "tracker-creds"
+Secrets = dict[str, dict[str, str]]
 DAPO_STEPS = 2
 ITERATION_0 = [
     Stage.EVALUATING_BASE,
@@ -52,39 +56,23 @@ VERL_NAMES = [*sorted(VERL_DAPO_NAMES), "timing_s/step", "timing_s/gen", "timing
 DROPPED_LINE = DROPPED.split("%s")[1]
 
 
-def rl_step_before(spec: RLoopRunSpec, iteration: int, stage: Stage) -> int:
-    """RunRef.rl_step: the run's RL steps before the phase. A DAPO phase (an RLoop
-    iteration's or a vanilla window) starts after `iteration` phases of dapo.steps; the
-    filter, RFT and evaluation of an iteration come after its DAPO phase."""
-    if stage is Stage.EVALUATING_BASE:
-        return 0
-    return spec.dapo.steps * (iteration + (stage is not Stage.EXPLORING))
-
-
-def tracked_config(
-    run: RunView, iteration: int, stage: Stage, tracking: dict[str, Any]
+def demo_document(
+    workdir: Path, name: str, tracking: dict[str, Any], storage: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """What the operator renders once spec.tracking is wired: the phase config with the
-    run's RL step in `run` and spec.tracking plus the run's tracker-files URI, the spec
-    and the selection metric in `tracking`."""
-    spec = run.spec
-    assert isinstance(spec, RLoopRunSpec)
-    config = trainer_config(run, iteration, stage)
-    config["run"]["rl_step"] = rl_step_before(spec, iteration, stage)
-    config["tracking"] = tracking | {
-        "files_uri": f"{run.layout.root}/tracking",
-        "run_spec": spec.model_dump(mode="json", by_alias=True),
-        "selection_metric": spec.selection_metric,
-    }
-    return config
+    """The demo's RLoopRun, one iteration of DAPO_STEPS steps, with spec.tracking."""
+    document = demo_run_document(workdir, "rloop", iterations=1)
+    document["metadata"]["name"] = name
+    document["spec"]["dapo"]["steps"] = DAPO_STEPS
+    document["spec"]["tracking"] = tracking
+    document["spec"]["storage"] = storage or {"uri": f"file://{workdir}/{name}-store"}
+    return document
 
 
-def demo_run(workdir: Path, store_uri: str, name: str) -> RunView:
-    """The demo's RLoop run, one iteration of DAPO_STEPS steps, its store at `store_uri`."""
-    spec = demo_run_document(workdir, "rloop", iterations=1)["spec"]
-    spec["dapo"]["steps"] = DAPO_STEPS
-    spec["storage"]["uri"] = store_uri
-    return RunView(name, "team-a", f"uid-{name}", 1, parse_spec(spec), parse_status({}))
+def demo_run(
+    workdir: Path, name: str, tracking: dict[str, Any], storage: dict[str, Any] | None = None
+) -> RunView:
+    spec = parse_spec(demo_document(workdir, name, tracking, storage)["spec"])
+    return RunView(name, "team-a", f"uid-{name}", 1, spec, parse_status({}))
 
 
 def start_phase(
@@ -113,9 +101,8 @@ def run_phase(config: dict[str, Any], stage: Stage, workdir: Path, env: dict[str
     return text
 
 
-def trainer_env(s3: S3Endpoint | None = None) -> dict[str, str]:
+def trainer_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RLOOP_", "WANDB_"))}
-    env |= s3.client_env() if s3 is not None else {}
     return env | {"OMP_NUM_THREADS": "1"}  # the toy model: one thread is fastest here
 
 
@@ -146,20 +133,52 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def tracked_run(workdir: Path, s3_server: S3Endpoint, mlflow_server: MlflowServer) -> TrackedRun:
-    """Iteration 0 of the demo run with MLflow, TensorBoard and offline W&B all on."""
-    run = demo_run(workdir, f"s3://{s3_server.bucket}/runs", "tiny")
-    tracking = {
-        "mlflow": {"tracking_uri": mlflow_server.tracking_uri, "experiment_name": EXPERIMENT},
+def all_trackers(mlflow_server: MlflowServer) -> dict[str, Any]:
+    return {
+        "mlflow": {"trackingUri": mlflow_server.tracking_uri, "experimentName": EXPERIMENT},
         "tensorboard": True,
         "wandb": {"project": "rloop-tests", "mode": "offline"},
+        "credentialsSecrets": [TRACKER_SECRET],
     }
-    env = trainer_env(s3_server)
-    logs = {
-        stage: run_phase(tracked_config(run, 0, stage, tracking), stage, workdir, env)
-        for stage in ITERATION_0
+
+
+def run_as_the_operator(run: RunView, stage: Stage, workdir: Path, secrets: Secrets) -> str:
+    """The stage's child container, run with the command and environment of its manifest
+    and the pod's mounted Secrets; its output."""
+    request = CreateChild(child_name(run.name, 0, stage, 0), 0, stage)
+    manifest = child_manifest(run, request, ManifestSettings(trainer_image="unused-here"))
+    pod = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"] if (
+        manifest["kind"] == "PyTorchJob") else manifest["spec"]["template"]  # fmt: skip
+    pod_dir = workdir / f"pod-{request.name}"
+    pod_dir.mkdir()
+    mount_projected_secrets(pod, secrets, pod_dir)
+    container = container_of(manifest)
+    env = pod_env(container, secrets, pod_dir) | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        container["command"], env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{request.name} failed:\n{output[-4000:]}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def tracked_run(workdir: Path, s3_server: S3Endpoint, mlflow_server: MlflowServer) -> TrackedRun:
+    """Iteration 0 of the demo run with MLflow, TensorBoard and offline W&B all on, its
+    children run as the operator's manifests say."""
+    storage = {
+        "uri": f"s3://{s3_server.bucket}/runs", "endpoint": s3_server.endpoint_url,
+        "region": s3_server.region, "credentialsSecret": STORE_SECRET,
+    }  # fmt: skip
+    run = demo_run(workdir, "tiny", all_trackers(mlflow_server), storage)
+    secrets = {
+        STORE_SECRET: {
+            "AWS_ACCESS_KEY_ID": s3_server.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        },
+        TRACKER_SECRET: {"WANDB_API_KEY": "0" * 40},
     }
+    logs = {stage: run_as_the_operator(run, stage, workdir, secrets) for stage in ITERATION_0}
     files = download(s3_server, f"{run.layout.root}/tracking", workdir / "tracking")
     return TrackedRun(run, logs, files)
 
@@ -316,9 +335,9 @@ def dapo_metrics_steps(store_dir: Path, run: RunView) -> list[int]:
 
 
 def test_an_unreachable_tracker_is_one_warning_and_the_phase_finishes(workdir: Path) -> None:
-    run = demo_run(workdir, f"file://{workdir}/down-store", "down")
-    tracking = {"mlflow": {"tracking_uri": f"http://127.0.0.1:{free_port()}"}, "tensorboard": True}
-    config = tracked_config(run, 0, Stage.EXPLORING, tracking)
+    tracking = {"mlflow": {"trackingUri": f"http://127.0.0.1:{free_port()}"}, "tensorboard": True}
+    run = demo_run(workdir, "down", tracking)
+    config = trainer_config(run, 0, Stage.EXPLORING)
 
     log = run_phase(config, Stage.EXPLORING, workdir, trainer_env())
 
@@ -332,11 +351,11 @@ def test_an_unreachable_tracker_is_one_warning_and_the_phase_finishes(workdir: P
 def test_a_tracker_answering_500_mid_phase_is_one_warning_and_the_phase_finishes(
     workdir: Path, mlflow_server: MlflowServer
 ) -> None:
-    run = demo_run(workdir, f"file://{workdir}/flaky-store", "flaky")
-    metrics = Path(run.layout.dapo_metrics(0).removeprefix("file://"))
     with faulty_proxy(mlflow_server.tracking_uri) as proxy:
-        tracking = {"mlflow": {"tracking_uri": proxy.url, "experiment_name": EXPERIMENT}}
-        config = tracked_config(run, 0, Stage.EXPLORING, tracking)
+        tracking = {"mlflow": {"trackingUri": proxy.url, "experimentName": EXPERIMENT}}
+        run = demo_run(workdir, "flaky", tracking)
+        metrics = Path(run.layout.dapo_metrics(0).removeprefix("file://"))
+        config = trainer_config(run, 0, Stage.EXPLORING)
         process, log = start_phase(config, Stage.EXPLORING, workdir, trainer_env())
         wait_for_first_step(metrics, process)
         proxy.answer_500()
@@ -359,3 +378,42 @@ def wait_for_first_step(metrics: Path, process: subprocess.Popen[bytes]) -> None
         assert process.poll() is None, "the phase ended before its first step"
         assert time.monotonic() < deadline, "no step within 600s"
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def local_run(workdir: Path, mlflow_server: MlflowServer) -> RunView:
+    """Iteration 0 of the demo run with MLflow, TensorBoard and offline W&B all on, as
+    `rloop run` runs it (no tracker Secret: locally the trackers read the environment)."""
+    trackers = {k: v for k, v in all_trackers(mlflow_server).items() if k != "credentialsSecrets"}
+    document = demo_document(workdir, "local-tiny", trackers)
+    path = workdir / "local-tiny.yaml"
+    path.write_text(yaml.safe_dump(document))
+    command = [str(RLOOP), "run", str(path), "--state-dir", str(workdir / "local-state")]
+    done = subprocess.run(
+        command, env=trainer_env(), capture_output=True, text=True, timeout=1500, check=False
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    spec = parse_spec(document["spec"])
+    return RunView("local-tiny", "local", "local", 1, spec, parse_status({}))
+
+
+def test_a_local_run_shows_its_curves_parameters_and_artifacts_in_every_tracker(
+    local_run: RunView, mlflow_server: MlflowServer
+) -> None:
+    from mlflow import MlflowClient
+
+    parent, phases = mlflow_runs(mlflow_server, local_run)
+    assert (parent.info.run_name, parent.info.status) == ("local-tiny", "FINISHED")
+    assert parent.data.params["dapo.steps"] == str(DAPO_STEPS)
+    assert sorted(phases) == sorted(PHASE_LABELS)
+    for name in VERL_NAMES:
+        assert steps_of(mlflow_server, parent.info.run_id, name) == [1, 2], name
+    artifacts = MlflowClient(mlflow_server.tracking_uri).list_artifacts(
+        parent.info.run_id, "analysis"
+    )
+    assert "analysis/analysis.json" in {a.path for a in artifacts}
+    files = Path(f"{local_run.layout.root}/tracking".removeprefix("file://"))
+    board = tensorboard_run(files / "tensorboard")
+    assert [step for step, _ in board.scalars["critic/score/mean"]] == [1, 2]
+    runs = [wandb_run(d) for d in sorted((files / "wandb").iterdir())]
+    assert len(runs) == len(ITERATION_0) and len({run.run_id for run in runs}) == 1

@@ -71,13 +71,18 @@ def learning_forgetting_png(set_name: str, comparison: Mapping[str, Any]) -> byt
 
 
 def similarity_png(set_name: str, comparison: Mapping[str, Any]) -> bytes:
-    figure = Figure(figsize=(6.5, 5.4), layout="constrained")
+    figure = Figure(figsize=(7.2, 6.0), layout="constrained")
     axis = figure.subplots()
-    _heatmap(figure, axis, comparison["similarity"], comparison["policies"], 1.0, "Jaccard index")
+    _heatmap(
+        figure, axis, comparison["similarity"], comparison["policies"], 1.0,
+        "mean bigram Jaccard index of two solutions (0 = no shared bigram, 1 = alike)",
+    )  # fmt: skip
     axis.set_title(
-        f"{set_name}: similarity of the policies' responses\n"
-        "bigram Jaccard index per problem, mean over "
-        f"{comparison['problems']} problems"
+        f"{set_name}: similarity of the policies' solutions (Appendix A)\n"
+        "cell (i, j): one solution of i vs one of j, every pair, mean per problem, then\n"
+        f"over {comparison['problems']} problems; diagonal: a policy's own distinct\n"
+        "solution pairs, N x (N-1) a problem (higher = less diverse)",
+        fontsize=10,
     )
     return _png(figure)
 

@@ -30,8 +30,7 @@ from rloop_contract.sections import (
     ValidationSet,
     field_of,
 )
-
-from rloop_trainer.tracking.settings import TrackingSettings
+from rloop_contract.tracking import TrackingSection
 
 
 class PhaseConfigError(ValueError):
@@ -59,7 +58,7 @@ class RunRef(_Strict):
     )
 
 
-class PhaseTracking(TrackingSettings):
+class PhaseTracking(TrackingSection):
     """spec.tracking, and what the trackers need besides it from the operator."""
 
     files_uri: str = Field(

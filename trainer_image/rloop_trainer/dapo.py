@@ -22,6 +22,7 @@ schedules its steps as the run's; so the windows make the same run as one phase 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,17 @@ from dataclasses import asdict, dataclass
 import pyarrow.parquet as pq
 import torch
 
-from rloop_trainer import checkpoint, data, dist, policy, progress, rank_watch, reward, store
+from rloop_trainer import (
+    checkpoint,
+    data,
+    dist,
+    policy,
+    progress,
+    rank_watch,
+    reward,
+    store,
+    termination,
+)
 from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo_loss import group_advantages, informative_groups, loss_sample_mask
 from rloop_trainer.dapo_metrics import StepTimings, step_metrics
@@ -50,6 +61,8 @@ from rloop_trainer.tracking.session import PhaseTrackers, phase_trackers
 from rloop_trainer.training import TrainEngine, build_trainer
 
 log = logging.getLogger(__name__)
+# Under output_uri: the last step's score and accuracy (rloop_operator.stage_reports).
+REPORT_FILE = "report.json"
 
 
 def sampling_seed(seed: int, step: int, generation_round: int, rank: int) -> int:
@@ -267,12 +280,13 @@ class DapoPhase:
     def run(self) -> None:
         start, history = self.restore()
         with phase_trackers(self.config, "dapo", dist.is_main()) as trackers:
-            self.take_steps(start, history, trackers)
-            self.finish(start.step)
+            history = self.take_steps(start, history, trackers)
+            self.finish(start.step, history[-1] if history else None)
 
     def take_steps(
         self, start: ResumeState, history: list[checkpoint.Metrics], trackers: PhaseTrackers
-    ) -> None:
+    ) -> list[checkpoint.Metrics]:
+        """Every step after `start`; the metrics of every step of the phase (main rank)."""
         config = self.config
         checkpoints = dapo_checkpoints(config.output_uri)
         progress.reached(start.step)
@@ -302,8 +316,10 @@ class DapoPhase:
                 resume = asdict(ResumeState(step, data_position))
                 checkpoints.save(self.trainer, step, history, resume)
             progress.reached(step)
-        if metrics is not None:
-            metrics.close()
+        if metrics is None:
+            return []
+        metrics.close()
+        return metrics.records
 
     def checkpoint_due(self, step: int) -> bool:
         """Every `checkpoint_every` steps inside the phase; and at a window's last step, the
@@ -330,7 +346,7 @@ class DapoPhase:
         stats = update_policy(self.trainer, batches, config, int(self.tokenizer.pad_token_id))
         return stats | {"skipped_step": float(not batches), "lr": self.trainer.lr}
 
-    def finish(self, resumed_step: int) -> None:
+    def finish(self, resumed_step: int, last_step: checkpoint.Metrics | None) -> None:
         state_dict = self.trainer.gathered_state_dict()
         dist.barrier()
         if dist.is_main():
@@ -338,6 +354,8 @@ class DapoPhase:
             policy.save_policy_state(
                 self.trainer.module, self.tokenizer, config.rl_policy_uri, state_dict
             )
+            if last_step is not None:
+                self.report(last_step)
             store.write_marker(
                 config.output_uri,
                 {
@@ -349,6 +367,18 @@ class DapoPhase:
                 },
             )
         dist.barrier()
+
+    def report(self, last_step: checkpoint.Metrics) -> None:
+        """The phase's report (report.json, and the termination message the operator reads
+        into the run's status): the mean score and accuracy of its last step's rollouts."""
+        config = self.config
+        report = {
+            "rl_step": config.rl_step_of(config.last_step),
+            "score": last_step["reward"],
+            "accuracy": last_step["accuracy"],
+        }
+        store.write_bytes(store.join(config.output_uri, REPORT_FILE), json.dumps(report).encode())
+        termination.write_report(report)
 
 
 def run_dapo_phase(config: DapoPhaseConfig) -> None:

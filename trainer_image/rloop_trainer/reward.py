@@ -149,16 +149,32 @@ class Verifier:
         self.workers = [_Worker(self.context) for _ in range(count)]
 
     def score(self, answers: Sequence[str | None], ground_truths: Sequence[str]) -> list[bool]:
-        """math-verify's verdict on each `gradable_answer`; None is wrong unchecked."""
+        """math-verify's verdict on each `gradable_answer`; None is wrong unchecked. Each
+        distinct (answer, ground truth) is checked once: a group's rollouts and a
+        problem's evaluation samples often commit to the same answer."""
         if len(answers) != len(ground_truths):
             raise ValueError(f"{len(answers)} answers but {len(ground_truths)} ground truths")
+        holders: dict[tuple[str, str], list[int]] = {}
+        for index, answer in enumerate(answers):
+            if answer is not None:
+                holders.setdefault((answer, ground_truths[index]), []).append(index)
+        checked = self._check(list(holders))
         verdicts = [False] * len(answers)
-        queue = deque(index for index, answer in enumerate(answers) if answer is not None)
+        for indices, verdict in zip(holders.values(), checked, strict=True):
+            for index in indices:
+                verdicts[index] = verdict
+        return verdicts
+
+    def _check(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """The verdict on each (answer, ground truth), each on a worker within the limit."""
+        answers = [answer for answer, _ in pairs]
+        verdicts = [False] * len(pairs)
+        queue = deque(range(len(pairs)))
         while queue or any(worker.task is not None for worker in self.workers):
             for worker in self.workers:
                 if worker.ready and worker.task is None and queue:
                     index = queue.popleft()
-                    worker.assign(index, str(answers[index]), ground_truths[index])
+                    worker.assign(index, *pairs[index])
             for connection in wait([worker.connection for worker in self.workers], timeout=0.2):
                 self._receive(next(w for w in self.workers if w.connection is connection), verdicts)
             self._replace_overdue(answers)

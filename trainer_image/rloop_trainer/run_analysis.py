@@ -7,7 +7,8 @@ phase's metrics.jsonl; writes under `output_uri`:
     analysis.json                    the run's evaluated policies (label, iteration, RL
                                      steps, eval URI) and every number drawn below
     learning-forgetting-<set>.png    learning and forgetting matrices (policy_comparison.py)
-    similarity-<set>.png             bigram-Jaccard similarity of the policies' responses
+    similarity-<set>.png             pairwise bigram-Jaccard similarity of the policies'
+                                     responses (Appendix A; the diagonal: each one's own)
     training.png                     train accuracy, token entropy, grad norm per RL step
     validation.png                   each set's avg@n and pass@k per evaluated policy
 
@@ -30,9 +31,10 @@ from rloop_trainer import store
 from rloop_trainer.config import EvaluatedPolicy, RunAnalysisConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.eval_samples import ProblemSamples, read_samples
+from rloop_trainer.passk import ProblemOutcome, pass_at_k
 from rloop_trainer.policy_comparison import (
     FloatMatrix,
-    bigram_jaccard_matrix,
+    bigram_similarity_matrix,
     forgetting_matrix,
     forgetting_rate,
     learning_matrix,
@@ -58,19 +60,24 @@ def _matrix(matrix: FloatMatrix) -> list[list[float | None]]:
 
 
 def compare_on_set(set_name: str, evaluations: Sequence[LoadedEvaluation]) -> dict[str, Any]:
-    """Matrices over the problems of `set_name` that every policy with samples of it has."""
+    """Matrices over the problems of `set_name` that every policy with samples of it has,
+    and each policy's avg@n and pass@k problem by problem (what a paired comparison of
+    two runs resamples)."""
     by_policy: dict[str, dict[str, ProblemSamples]] = {}
+    pass_at: set[int] = set()
     for evaluation in evaluations:
         problems = {p.prompt_id: p for p in evaluation.samples or () if p.set_name == set_name}
         if problems:
             by_policy[evaluation.policy.label] = problems
+            figures = ((evaluation.report or {}).get("sets") or {}).get(set_name) or {}
+            pass_at |= {int(k) for k in figures.get("pass@k") or {}}
     labels = list(by_policy)
     common = [pid for pid in by_policy[labels[0]] if all(pid in by_policy[x] for x in labels)]
     if not common:
         raise PhaseError(f"validation set {set_name!r}: the policies share no problem")
-    solved_by = solved([[by_policy[x][pid].correct for pid in common] for x in labels])
+    samples = [[by_policy[x][pid] for pid in common] for x in labels]
+    solved_by = solved([[p.correct for p in problems] for problems in samples])
     forgetting = forgetting_matrix(solved_by)
-    responses = [[by_policy[x][pid].token_ids for pid in common] for x in labels]
     return {
         "policies": labels,
         "problems": len(common),
@@ -78,8 +85,28 @@ def compare_on_set(set_name: str, evaluations: Sequence[LoadedEvaluation]) -> di
         "learning": _matrix(learning_matrix(solved_by)),
         "forgetting": _matrix(forgetting),
         "forgetting_rate": forgetting_rate(forgetting),
-        "similarity": _matrix(bigram_jaccard_matrix(responses)),
+        "similarity": _matrix(
+            bigram_similarity_matrix([[p.token_ids for p in s] for s in samples])
+        ),
+        "problem_ids": common,
+        "per_problem": per_problem_figures(samples, sorted(pass_at)),
     }
+
+
+def per_problem_figures(
+    samples: Sequence[Sequence[ProblemSamples]], pass_at: Sequence[int]
+) -> dict[str, list[list[float]]]:
+    """samples[policy][problem] -> {"avg@n" or "pass@k": [policy][problem] values}: the
+    numbers whose mean over problems is the evaluation's figure (passk.py), for each k of
+    the report that every problem has samples for."""
+    outcomes = [[ProblemOutcome(len(p.verdicts), p.correct) for p in s] for s in samples]
+    fewest = min(o.samples for policy in outcomes for o in policy)
+    most = max(o.samples for policy in outcomes for o in policy)
+    name = f"avg@{most}" if fewest == most else "avg@n"
+    figures = {name: [[round(o.correct / o.samples, 6) for o in policy] for policy in outcomes]}
+    for k in (k for k in pass_at if k <= fewest):
+        figures[f"pass@{k}"] = [[round(pass_at_k(o, k), 6) for o in policy] for policy in outcomes]
+    return figures
 
 
 def validation_points(evaluations: Sequence[LoadedEvaluation]) -> dict[str, dict[str, Any]]:

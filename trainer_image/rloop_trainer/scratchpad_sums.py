@@ -28,8 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerFast, Qwen2ForCausalLM
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from rloop_trainer import toy
 
@@ -60,14 +59,16 @@ def reserved_for_heldout(problem: str) -> bool:
 
 
 def make_problems(
-    split: Literal["train", "heldout"], count: int, seed: int
+    split: Literal["train", "heldout"], count: int, seed: int, terms_per_problem: int | None = None
 ) -> list[toy.ToyProblem]:
-    """`count` distinct problems of the split: 3 terms for train, 4 for heldout."""
+    """`count` distinct problems of the split: 3 terms for train, 4 for heldout, unless
+    `terms_per_problem` says otherwise."""
     rng = random.Random(seed)
     heldout = split == "heldout"
+    size = terms_per_problem or TERMS[split]
     seen: dict[str, toy.ToyProblem] = {}
     while len(seen) < count:
-        terms = [rng.randint(0, 9) for _ in range(TERMS[split])]
+        terms = [rng.randint(0, 9) for _ in range(size)]
         problem = problem_text(terms)
         if reserved_for_heldout(problem) == heldout:
             item = toy.ToyProblem(f"{split}-{len(seen):05d}", problem, str(sum(terms)))
@@ -87,30 +88,20 @@ def warm_start_examples(count: int, rng: random.Random) -> list[tuple[str, str]]
     return examples
 
 
-def warm_start(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, steps: int, seed: int
-) -> None:
-    """Supervised steps on generated solutions: AdamW at a constant rate for the first
-    half, then decayed linearly to 0 (a stable end point matters more than speed here)."""
-    rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=WARM_START_LR)
-    model.train()
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = WARM_START_LR * min(1.0, 2.0 * (steps - step) / steps)
-        examples = warm_start_examples(WARM_START_BATCH, rng)
-        input_ids, labels = toy.padded_sft_batch(tokenizer, examples)
-        loss = model(input_ids=input_ids, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.train(False)
-
-
 def build_policy(directory: Path, warm_start_steps: int, seed: int = 0) -> Path:
-    """toy.py's tokenizer and tiny model, warm-started on this task, as an HF policy dir."""
-    torch.manual_seed(seed)
-    tokenizer = toy.build_tokenizer()
-    model = Qwen2ForCausalLM(toy.tiny_config(tokenizer))
-    warm_start(model, tokenizer, warm_start_steps, seed)
-    return toy.save_policy(model, tokenizer, directory)
+    """toy.py's tokenizer and tiny model, warm-started on generated solutions of this task:
+    AdamW at a constant rate for the first half, then decayed linearly to 0 (a stable end
+    point matters more than speed here); an HF policy dir."""
+
+    def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> None:
+        rng = random.Random(seed)
+        steps = warm_start_steps
+        toy.warm_start(
+            model,
+            tokenizer,
+            lambda: warm_start_examples(WARM_START_BATCH, rng),
+            steps,
+            lambda step: WARM_START_LR * min(1.0, 2.0 * (steps - step) / steps),
+        )
+
+    return toy.trained_policy(directory, seed, train)

@@ -7,7 +7,7 @@ it works for a file:// store on a volume the operator does not mount. The operat
 manifests and the local executor set RLOOP_TERMINATION_MESSAGE_PATH; elsewhere nothing
 is written. Two kinds of message, both compact JSON objects:
 
-    a report    a finished filter or eval phase's report.json (written by the phase). One
+    a report    a finished DAPO, filter or eval phase's report.json (written by the phase). One
                 that does not fit is cut down to what the run's status shows (the filter's
                 counts; avg@n, samples and pass@k of each validation set), then, if it still
                 does not fit, whole validation sets are left out from the end and named
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 PATH_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
 MESSAGE_LIMIT_BYTES = 4096
 # What rloop_operator.stage_reports reads into the status.
-STATUS_KEYS = ("rollouts", "hard_prompts", "kept_samples", "sets")
+STATUS_KEYS = ("rollouts", "hard_prompts", "kept_samples", "sets", "score")
 SET_KEYS = ("avg@n", "samples", "pass@k")
 
 

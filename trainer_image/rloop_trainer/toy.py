@@ -15,6 +15,7 @@ shares this tokenizer and model.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from rloop_trainer.config import DapoPhaseConfig
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 BOXED = "\\boxed{"
 TRAIN_OPERAND_MAX = 19
+WARM_START_LR = 3e-3
 
 
 # DAPO at the tiny model's size: short prompts and answers, the transformers engine, and
@@ -130,19 +132,32 @@ def padded_sft_batch(
     return input_ids, labels
 
 
+def correct_answers(problems: list[ToyProblem], seed: int) -> Callable[[], list[tuple[str, str]]]:
+    """Batches of up to 32 of `problems`, drawn at random, with their correct responses."""
+    rng = random.Random(seed)
+
+    def examples() -> list[tuple[str, str]]:
+        batch = rng.sample(problems, min(32, len(problems)))
+        return [(item.problem, response_text(item.answer)) for item in batch]
+
+    return examples
+
+
 def warm_start(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
-    problems: list[ToyProblem],
+    examples: Callable[[], list[tuple[str, str]]],
     steps: int,
-    seed: int,
+    lr: Callable[[int], float],
 ) -> None:
-    """A few supervised steps on correct answers (plain AdamW: this is setup, not the product)."""
-    rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    """`steps` supervised AdamW steps, each on a batch of (prompt, response) texts that
+    `examples` draws, at the rate `lr(step)` (plain AdamW: this is setup, not the product)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr(0))
     model.train()
-    for _ in range(steps):
-        input_ids, labels = sft_batch(tokenizer, rng.sample(problems, min(32, len(problems))))
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr(step)
+        input_ids, labels = padded_sft_batch(tokenizer, examples())
         loss = model(input_ids=input_ids, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
@@ -150,13 +165,25 @@ def warm_start(
     model.train(False)
 
 
-def build_policy(directory: Path, warm_start_steps: int, seed: int = 0) -> Path:
-    """Tokenizer + tiny model, warm-started on the train split, saved as an HF policy dir."""
+def trained_policy(
+    directory: Path, seed: int, train: Callable[[PreTrainedModel, PreTrainedTokenizerFast], None]
+) -> Path:
+    """The toy tokenizer and a tiny model, trained by `train`, saved as an HF policy dir."""
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     model = Qwen2ForCausalLM(tiny_config(tokenizer))
-    warm_start(model, tokenizer, make_problems("train", 200, seed), warm_start_steps, seed)
+    train(model, tokenizer)
     return save_policy(model, tokenizer, directory)
+
+
+def build_policy(directory: Path, warm_start_steps: int, seed: int = 0) -> Path:
+    """A policy warm-started on correct answers of the train split, at a constant rate."""
+
+    def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> None:
+        examples = correct_answers(make_problems("train", 200, seed), seed)
+        warm_start(model, tokenizer, examples, warm_start_steps, lambda _: WARM_START_LR)
+
+    return trained_policy(directory, seed, train)
 
 
 def save_policy(

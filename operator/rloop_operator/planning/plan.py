@@ -228,11 +228,12 @@ def _record_report(draft: StatusDraft, index: int, report: StageReport, child: s
         "trajectories": report.trajectories,
         "hard_prompts": report.hard_prompts,
         "expert_samples": report.expert_samples,
+        "train_score": report.train_score,
     }
     known = {key: value for key, value in counts.items() if value is not None}
     draft.update_record(index, metrics={**record.metrics, **report.metrics}, **known)
-    if report.expert_samples is not None:
-        draft.update(expert_samples=report.expert_samples)
+    latest = {key: known[key] for key in ("expert_samples", "train_score") if key in known}
+    draft.update(**latest)
     if report.incomplete is not None:
         draft.event("Warning", "ReportIncomplete", f"{child}: {report.incomplete}")
 

@@ -101,15 +101,20 @@ def _model_value(spec: dict[str, Any], dotted: str) -> Any:
 def test_crd_defaults_match_the_model_defaults() -> None:
     data = {"train": "s3://b/t", "validation": [{"name": "v", "uri": "s3://b/v"}]}
     parsed = parse_spec(spec_dict(data=data, iterations=3, dapo={})).model_dump(by_alias=True)
-    # runtimeRef has no default of its own (it is only for launcher trainjob): its fields'
-    # defaults are read from a spec that sets it empty.
-    with_runtime = parse_spec(
-        spec_dict(resources={"launcher": "trainjob", "runtimeRef": {}})
+    # Optional sections (runtimeRef is only for launcher trainjob; a tracker is on only when
+    # set) have no default of their own: their fields' defaults are read from a spec that sets
+    # them, with only their required fields.
+    with_optional = parse_spec(
+        spec_dict(
+            resources={"launcher": "trainjob", "runtimeRef": {}},
+            tracking={"mlflow": {"trackingUri": "http://mlflow:5000"}, "wandb": {"project": "p"}},
+        )
     ).model_dump(by_alias=True)
+    optional = ("resources.runtimeRef.", "tracking.mlflow.", "tracking.wandb.")
     defaults = _defaults(SCHEMA["properties"]["spec"], "")
     assert len(defaults) > 40
     for dotted, default in defaults.items():
-        source = with_runtime if dotted.startswith("resources.runtimeRef.") else parsed
+        source = with_optional if dotted.startswith(optional) else parsed
         assert _model_value(source, dotted) == default, dotted
 
 

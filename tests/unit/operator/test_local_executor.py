@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rloop_operator.api import SpecError, parse_spec
-from rloop_operator.demo import demo_run_document
+from rloop_operator.demo import MLFLOW_EXPERIMENT, demo_run_document, write_demo_run
 from rloop_operator.lifecycle import Phase
 from rloop_operator.local_executor import ChildRecord, LocalState, load_run, phase_failure
 
@@ -106,3 +106,14 @@ def test_a_crash_without_a_message_is_retryable_and_shows_the_log(tmp_path: Path
 
     assert not failure.permanent and failure.reason == "ProcessFailed"
     assert failure.message.startswith(f"exit code 137; log {log}") and "Killed" in failure.message
+
+
+def test_the_demo_with_mlflow_logs_both_runs_to_one_experiment(tmp_path: Path) -> None:
+    for mode in ("rloop", "vanilla"):
+        path = write_demo_run(tmp_path, mode, 3, "http://127.0.0.1:5000")
+        tracking = parse_spec(yaml.safe_load(path.read_text())["spec"]).tracking
+        assert tracking.mlflow is not None and tracking.backends == ["mlflow"]
+        assert tracking.mlflow.tracking_uri == "http://127.0.0.1:5000"
+        assert tracking.mlflow.experiment_name == MLFLOW_EXPERIMENT
+    plain = write_demo_run(tmp_path, "rloop", 3, None)
+    assert "tracking" not in yaml.safe_load(plain.read_text())["spec"]

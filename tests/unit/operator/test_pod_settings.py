@@ -184,7 +184,10 @@ def test_a_trainjob_carries_the_pod_template_through_its_patch_and_trainer_field
 COLLISIONS = [
     ({"env": [{"name": "PET_NNODES", "value": "4"}]}, "choose another name; got PET_NNODES"),
     ({"env": [{"name": "AWS_ACCESS_KEY_ID", "value": "x"}]}, "podTemplate.env: TMPDIR"),
-    ({"volumes": [{"name": "dshm", "emptyDir": {}}]}, "the names scratch, dshm and storage"),
+    (
+        {"volumes": [{"name": "dshm", "emptyDir": {}}]},
+        "the names scratch, dshm, storage and tracking",
+    ),
     (
         {"volumes": [{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]},
         "volumes[].name must be unique; name each volume once; got a",
@@ -194,7 +197,7 @@ COLLISIONS = [
             "volumes": [{"name": "a", "emptyDir": {}}],
             "volumeMounts": [{"name": "a", "mountPath": "/dev/shm"}],
         },
-        "/scratch, /dev/shm and /dev/termination-log are the operator's mounts",
+        "/scratch, /dev/shm, /dev/termination-log and /var/run/secrets/rloop/tracking are",
     ),
     ({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}, "must name a volume of"),
     ({"labels": {"rloop.io/run": "other", "team": "x"}}, "resources.queueName); got rloop.io/run"),

@@ -1,5 +1,5 @@
-"""The tables of `rloop report`: rows per evaluated policy, the best one, two runs side by
-side at equal RL steps."""
+"""The per-run tables of `rloop report`: rows per evaluated policy, the best one, and the
+forgetting rates of two arms."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from rloop_operator.report_tables import (
     PolicyRow,
     RunSummary,
     best_row,
-    comparison_table,
-    comparison_verdict,
     forgetting_table,
-    iteration_table,
-    matched_rows,
+    iteration_tables,
     metric_names,
 )
 
@@ -52,17 +49,28 @@ def test_metrics_are_ordered_avg_first_then_pass_at_growing_k() -> None:
     assert metric_names(rows) == ["h/avg@4", "h/pass@2", "t/avg@4", "t/pass@16"]
 
 
-def test_the_iteration_table_has_a_row_per_policy_base_first() -> None:
-    table = iteration_table(RLOOP)
+def test_the_iteration_tables_have_a_row_per_policy_base_first_one_table_a_set() -> None:
+    two_sets = RunSummary(
+        "r", "s3://b/r", (PolicyRow("base", 0, 0, None, {"a/avg@4": 0.5, "b/avg@4": 0.25}),)
+    )
 
+    (table,) = iteration_tables(RLOOP)
+
+    assert table.title == "rloop: h"
     assert [column.header for column in table.columns] == [
-        "policy", "iteration", "RL steps", "expert samples", "h/avg@8", "h/pass@8",
+        "policy", "iter", "RL steps", "expert", "avg@8", "pass@8",
     ]  # fmt: skip
     assert cells(table) == [
         ["base", "0", "0", "-", "0.100", "0.500"],
         ["iter 1", "1", "4", "12", "0.300", "0.700"],
         ["iter 2", "2", "8", "9", "0.250", "0.750"],
     ]
+    assert [cells(t) for t in iteration_tables(two_sets)] == [
+        [["base", "0", "0", "-", "0.500"]],
+        [["base", "0", "0", "-", "0.250"]],
+    ]
+    # pass@1 is avg@n: not shown twice
+    assert [c.header for c in iteration_tables(VANILLA)[0].columns][4:] == ["avg@8", "pass@8"]
 
 
 def test_the_best_policy_maximises_the_metric_and_the_earliest_wins_ties() -> None:
@@ -73,46 +81,21 @@ def test_the_best_policy_maximises_the_metric_and_the_earliest_wins_ties() -> No
     assert best_row(RLOOP.rows, "other/avg@8") is None
 
 
-def test_runs_are_compared_only_at_rl_steps_both_evaluated() -> None:
-    assert [(a.label, b.label) for a, b in matched_rows(RLOOP.rows, VANILLA.rows)] == [
-        ("iter 2", "iter 1")
-    ]
+def test_forgetting_rates_of_both_arms_mean_over_their_runs_and_the_difference() -> None:
+    other = RunSummary("rloop-2", "s3://b/ns/rloop/u3", RLOOP.rows, {"h": 0.15})
 
-    table = comparison_table(RLOOP, VANILLA)
+    table = forgetting_table([RLOOP, other], [VANILLA, VANILLA], ("RLoop", "vanilla"))
 
-    assert cells(table) == [
-        ["8", "rloop", "iter 2", "0.250", "-", "0.750"],
-        ["", "vanilla", "iter 1", "0.200", "0.200", "0.400"],
-        ["", "difference", "", "+0.050", "-", "+0.350"],
-    ]
+    assert cells(table) == [["h", "0.100", "0.125", "-0.025"]]
+    assert [c.header for c in table.columns] == ["validation set", "RLoop", "vanilla", "difference"]
 
 
-def test_forgetting_rates_of_both_runs_and_their_difference() -> None:
-    assert cells(forgetting_table(RLOOP, VANILLA)) == [["h", "0.050", "0.125", "-0.075"]]
+def test_the_iteration_table_fits_eighty_columns_with_whole_headers() -> None:
+    console = Console(file=io.StringIO(), width=80)
 
+    for table in iteration_tables(RLOOP):
+        console.print(table)
 
-def test_tables_render_with_their_titles() -> None:
-    console = Console(file=io.StringIO(), width=200)
-
-    console.print(iteration_table(RLOOP))
-
-    assert "rloop  (s3://b/ns/rloop/u1)" in console.file.getvalue()  # type: ignore[attr-defined]
-
-
-def test_the_verdict_reads_the_last_equal_step_largest_pass_at_k_first() -> None:
-    # At 8 RL steps: rloop's iter 2 (avg 0.25, pass@8 0.75) against vanilla's iter 1.
-    assert comparison_verdict(RLOOP, VANILLA) == (
-        "After 8 RL steps rloop is ahead of vanilla on h/pass@8 in this run: "
-        "h/pass@8 0.750 vs 0.400 (+0.350); h/avg@8 0.250 vs 0.200 (+0.050) (rloop vs vanilla)"
-    )
-
-
-def test_the_verdict_says_behind_when_the_numbers_say_so() -> None:
-    verdict = comparison_verdict(VANILLA, RLOOP)
-    assert verdict is not None
-    assert verdict.startswith("After 8 RL steps vanilla is behind rloop on h/pass@8")
-
-
-def test_runs_without_an_equal_step_get_no_verdict() -> None:
-    later = RunSummary("later", "s3://b/l", (PolicyRow("iter 1", 1, 100, None, {"h/avg@8": 1.0}),))
-    assert comparison_verdict(RLOOP, later) is None
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "rloop: h" in text and "s3://b/ns/rloop/u1" in text
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80

@@ -22,8 +22,16 @@ from rloop_operator.stages import launcher_for
 from rloop_operator.unknown_fields import parse_cluster_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+DAPO_REPORT = StageReport(train_score=0.375)
 FILTER_REPORT = StageReport(trajectories=640, hard_prompts=12, expert_samples=30)
 EVAL_REPORT = StageReport(metrics={"heldout/avg@8": 0.25, "heldout/pass@8": 0.5})
+# What each kind of report says unless a test sets a child's own (World.reports).
+REPORTS = {
+    "dapo": DAPO_REPORT,
+    "expert": FILTER_REPORT,
+    "eval": EVAL_REPORT,
+    "base-eval": EVAL_REPORT,
+}
 
 
 def spec_dict(**overrides: Any) -> dict[str, Any]:
@@ -84,8 +92,7 @@ class World:
         return plan(self.view(), self.observed(reports), self.now, self.settings)
 
     def read_report(self, read: ReadReport) -> StageReport:
-        default = FILTER_REPORT if "filter" in read.child else EVAL_REPORT
-        return self.reports.get(read.child, default)
+        return self.reports.get(read.child, REPORTS[read.report.name])
 
     def create(self, action: CreateChild) -> Refusal | None:
         """The API server's answer to a create; the child itself is added by step()."""

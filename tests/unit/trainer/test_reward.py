@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from rloop_trainer.reward import (
     Verifier,
+    _Worker,
     gradable_answer,
     grade,
     last_boxed,
@@ -114,6 +115,23 @@ def test_an_answer_that_makes_math_verify_hang_is_wrong_and_the_pool_goes_on(
     assert verdicts == [False, True]
     assert time.monotonic() - started < 30
     assert verifier.score(["\\boxed{7}"], ["7"]) == [True]
+
+
+def test_each_distinct_answer_is_checked_once(
+    verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[tuple[str, str]] = []
+    assign = _Worker.assign
+    monkeypatch.setattr(
+        _Worker, "assign", lambda self, i, a, g: (checked.append((a, g)), assign(self, i, a, g))
+    )
+
+    verdicts = verifier.score(
+        ["\\boxed{7}", "\\boxed{7}", None, "\\boxed{8}", "\\boxed{7}"], ["7", "7", "7", "7", "8"]
+    )
+
+    assert verdicts == [True, True, False, False, False]
+    assert sorted(checked) == [("\\boxed{7}", "7"), ("\\boxed{7}", "8"), ("\\boxed{8}", "7")]
 
 
 def test_mismatched_lengths_are_rejected(verifier: Verifier) -> None:

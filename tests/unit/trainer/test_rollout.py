@@ -23,7 +23,8 @@ def engine() -> HFEngine:
     torch.manual_seed(0)
     tokenizer = toy.build_tokenizer()
     model = Qwen2ForCausalLM(toy.tiny_config(tokenizer))
-    toy.warm_start(model, tokenizer, toy.make_problems("train", 50, 0), steps=40, seed=0)
+    examples = toy.correct_answers(toy.make_problems("train", 50, 0), seed=0)
+    toy.warm_start(model, tokenizer, examples, steps=40, lr=lambda _: toy.WARM_START_LR)
     return HFEngine(model, tokenizer)
 
 

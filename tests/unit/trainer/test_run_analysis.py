@@ -78,8 +78,12 @@ def test_analysis_json_holds_the_matrices_of_the_hand_made_evaluations(
     assert heldout["forgetting"][0] == [0.0, 0.25, 0.25]  # base -> iter 2 loses p2
     assert heldout["forgetting"][1][2] == 0.25  # iter 1 -> iter 2 loses p2
     assert heldout["forgetting_rate"] == pytest.approx(0.25)
-    # every problem: base and iter 1 share {12, 23} of {12, 23, 32, 21}; iter 2 nothing
-    assert heldout["similarity"][0] == [1.0, 0.5, 0.0]
+    # Appendix A, every problem: base's own two solutions 1 2 3 and 3 2 share no bigram;
+    # of the 4 pairs base x iter 1 only (1 2 3, 1 2 3) matches; iter 2 shares nothing
+    assert heldout["similarity"][0] == [0.0, 0.25, 0.0]
+    assert heldout["problem_ids"] == ["p0", "p1", "p2", "p3"]
+    assert heldout["per_problem"]["avg@2"][0] == [0.0, 0.5, 1.0, 0.0]
+    assert heldout["per_problem"]["pass@2"][2] == [1.0, 1.0, 0.0, 1.0]
     assert document["training"]["grad_norm"] == [[1, 0.3], [5, 0.2]]
     assert document["training"]["accuracy"] == [[5, 0.4]]
     assert document["validation"]["heldout"]["avg@2"][2] == [8, 4 / 8, "iter 2"]

@@ -41,6 +41,13 @@ def test_train_has_three_terms_and_the_held_out_split_four() -> None:
     assert all(scratchpad_sums.reserved_for_heldout(p.problem) for p in heldout)
 
 
+def test_a_split_can_have_another_number_of_terms() -> None:
+    five = scratchpad_sums.make_problems("heldout", 30, seed=2, terms_per_problem=5)
+
+    assert {len(p.problem.removesuffix("=").split("+")) for p in five} == {5}
+    assert all(str(sum(map(int, p.problem[:-1].split("+")))) == p.answer for p in five)
+
+
 def test_no_held_out_problem_is_ever_in_the_warm_start_data() -> None:
     heldout = {p.problem for p in scratchpad_sums.make_problems("heldout", 200, seed=0)}
 

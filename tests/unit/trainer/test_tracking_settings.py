@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from rloop_contract.tracking import TrackingSection
 from rloop_trainer.config import (
     PHASE_CONFIGS,
     DapoPhaseConfig,
     PhaseConfigError,
     parse_phase_config,
 )
-from rloop_trainer.tracking.settings import TrackingSettings
 
 TRACKING: dict[str, Any] = {
     "mlflow": {"tracking_uri": "http://mlflow.mlflow:5000", "experiment_name": "math"},
@@ -33,11 +33,11 @@ RFT: dict[str, Any] = {
 
 
 def test_no_tracker_is_the_default() -> None:
-    assert TrackingSettings().backends == []
+    assert TrackingSection().backends == []
 
 
 def test_several_trackers_may_be_on_at_once() -> None:
-    settings = TrackingSettings.model_validate(
+    settings = TrackingSection.model_validate(
         {key: TRACKING[key] for key in ("mlflow", "tensorboard", "wandb")}
     )
     assert settings.backends == ["mlflow", "tensorboard", "wandb"]
@@ -58,12 +58,12 @@ def test_several_trackers_may_be_on_at_once() -> None:
 )
 def test_a_bad_setting_is_refused_naming_its_field(settings: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as refused:
-        TrackingSettings.model_validate(settings)
+        TrackingSection.model_validate(settings, by_alias=False, by_name=True)
     assert field in {".".join(str(p) for p in e["loc"]) for e in refused.value.errors()}
 
 
 def test_settings_are_frozen() -> None:
-    settings = TrackingSettings(tensorboard=True)
+    settings = TrackingSection(tensorboard=True)
     with pytest.raises(ValidationError):
         settings.tensorboard = False  # type: ignore[misc]
 

@@ -21,6 +21,7 @@ from rloop_trainer.tracking import (  # noqa: F401
     wandb_backend,
 )
 from rloop_trainer.tracking.base import BACKENDS, TrackedPhase, Tracker
+from rloop_trainer.tracking.credentials import load_credentials
 from rloop_trainer.tracking.names import flatten_params
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class PhaseTrackers:
         self.trackers: dict[str, Tracker] = {}
         if phase is None:
             return
+        load_credentials()
         for name in phase.tracking.backends:
             try:
                 self.trackers[name] = BACKENDS[name](phase)

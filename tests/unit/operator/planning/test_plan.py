@@ -117,6 +117,14 @@ def test_validation_sets_add_an_evaluation_stage_whose_metrics_are_recorded() ->
     assert world.status.iterations[0].base_eval_job == "demo-i00-base"
 
 
+def test_the_last_dapo_phases_score_is_recorded_for_its_iteration_and_the_run() -> None:
+    world = World()
+    world.reports["demo-i01-rl"] = StageReport(train_score=0.5)
+    world.run_to_end()
+    assert [record.train_score for record in world.status.iterations] == [0.375, 0.5]
+    assert world.status.train_score == 0.5
+
+
 def test_vanilla_mode_is_one_window_of_one_dapo_run_per_iteration() -> None:
     world = World(mode="vanilla", iterations=3)
     children = world.run_to_end()
