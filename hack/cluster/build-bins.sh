@@ -41,13 +41,15 @@ obtain_training_operator() {
   echo "training-operator $TRAINING_OPERATOR_VERSION CRD: $(elapsed "$started")s ($RLOOP_PYTORCHJOB_CRD)"
 }
 
+# The pinned Trainer's module (CRDs, runtimes, webhooks) and the oldest supported Trainer's
+# (its CRDs check every TrainJob the operator writes, beside the pinned ones).
 obtain_trainer() {
-  local started
+  local version="$1" module="$2" started
   started=$(date +%s)
-  if [[ ! -d "$RLOOP_TRAINER_MODULE/manifests" ]]; then
-    go mod download "github.com/kubeflow/trainer/v2@$TRAINER_VERSION"
+  if [[ ! -d "$module/manifests" ]]; then
+    go mod download "github.com/kubeflow/trainer/v2@$version"
   fi
-  echo "Kubeflow Trainer $TRAINER_VERSION CRDs and runtimes: $(elapsed "$started")s ($RLOOP_TRAINER_MODULE)"
+  echo "Kubeflow Trainer $version CRDs and runtimes: $(elapsed "$started")s ($module)"
 }
 
 # `go install k8s.io/kubernetes/cmd/...@v` is refused because k8s.io/kubernetes replaces
@@ -134,7 +136,8 @@ build_full_mode_controllers() {
 
 main() {
   obtain_training_operator
-  obtain_trainer
+  obtain_trainer "$TRAINER_VERSION" "$RLOOP_TRAINER_MODULE"
+  obtain_trainer "$TRAINER_OLDEST_VERSION" "$RLOOP_TRAINER_OLDEST_MODULE"
   local missing=()
   for component in "${components[@]}"; do
     [[ -x "$RLOOP_K8S_BIN/$component" ]] || missing+=("$component")

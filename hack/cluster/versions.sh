@@ -9,9 +9,12 @@ ETCD_VERSION="v3.7.0"
 TRAINING_OPERATOR_VERSION="v1.9.4"
 # The full mode (build-bins.sh --full): fake GPU nodes and the real workload controllers.
 KWOK_VERSION="v0.8.0"
-TRAINER_VERSION="v2.2.1"
-JOBSET_VERSION="v0.11.1" # the version Kubeflow Trainer v2.2.1 requires
-KUEUE_VERSION="v0.17.0"
+TRAINER_VERSION="v2.3.0"
+JOBSET_VERSION="v0.12.0" # the version Kubeflow Trainer v2.3.0 requires
+KUEUE_VERSION="v0.19.2"
+# The oldest Trainer the operator supports: its CRDs validate every TrainJob the operator
+# writes in the fast-mode tests, beside those of TRAINER_VERSION (nothing of it is built).
+TRAINER_OLDEST_VERSION="v2.2.1"
 
 RLOOP_CACHE="${RLOOP_CACHE:-$HOME/.cache/rloop}"
 RLOOP_K8S_DIR="$RLOOP_CACHE/kubernetes/$K8S_VERSION"
@@ -22,6 +25,7 @@ RLOOP_TRAINING_OPERATOR_MODULE="$RLOOP_GOMODCACHE/github.com/kubeflow/training-o
 RLOOP_PYTORCHJOB_CRD="$RLOOP_TRAINING_OPERATOR_MODULE/manifests/base/crds/kubeflow.org_pytorchjobs.yaml"
 RLOOP_KWOK_MODULE="$RLOOP_GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VERSION"
 RLOOP_TRAINER_MODULE="$RLOOP_GOMODCACHE/github.com/kubeflow/trainer/v2@$TRAINER_VERSION"
+RLOOP_TRAINER_OLDEST_MODULE="$RLOOP_GOMODCACHE/github.com/kubeflow/trainer/v2@$TRAINER_OLDEST_VERSION"
 RLOOP_JOBSET_MODULE="$RLOOP_GOMODCACHE/sigs.k8s.io/jobset@$JOBSET_VERSION"
 RLOOP_KUEUE_MODULE="$RLOOP_GOMODCACHE/sigs.k8s.io/kueue@$KUEUE_VERSION"
 # Each controller: $RLOOP_CACHE/<name>/<version>/{bin,gocache}, so a version bump builds afresh.

@@ -30,6 +30,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from rloop_operator.api import GROUP, KIND
+from rloop_operator.api_outage import outage
 from rloop_operator.children import LABEL_RUN
 from rloop_operator.launchers import ApiResource
 
@@ -90,7 +91,8 @@ class ChildWatch(threading.Thread):
             except ApiException as exc:
                 self.stopped.wait(self._after(exc))
             except Exception as exc:  # the connection broke or timed out: start again
-                log.debug("%s: %s", self.name, exc)
+                if not outage.failed(self.name, exc):
+                    log.debug("%s: %s", self.name, exc)
                 self.stopped.wait(ERROR_RETRY_SECONDS)
 
     def _after(self, exc: ApiException) -> float:
@@ -103,7 +105,8 @@ class ChildWatch(threading.Thread):
                             self.name, self.resource.kind, UNSERVED_RETRY_SECONDS)  # fmt: skip
             self._unserved = True
             return UNSERVED_RETRY_SECONDS
-        log.warning("%s: API error %s %s", self.name, exc.status, exc.reason)
+        if not outage.failed(self.name, exc):
+            log.warning("%s: API error %s %s", self.name, exc.status, exc.reason)
         return ERROR_RETRY_SECONDS
 
     def _lister(self) -> tuple[Callable[..., Any], tuple[str, ...]]:
@@ -129,6 +132,7 @@ class ChildWatch(threading.Thread):
             *args, label_selector=LABEL_RUN, _request_timeout=self.timeout, _preload_content=False
         )
         listing = cast(dict[str, Any], json.loads(response.data))
+        outage.answered()
         if self._unserved:
             log.info("%s: %s is served again", self.name, self.resource.kind)
             self._unserved = False

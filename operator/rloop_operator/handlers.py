@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rloop_operator import prometheus
 from rloop_operator.api import GROUP, PLURAL, VERSION
+from rloop_operator.api_outage import outage, quiet_retries_during_outages
 from rloop_operator.child_watch import PODS, ChildWatch, RunKey
 from rloop_operator.kube import Kube, refusal_of
 from rloop_operator.launchers import LAUNCHERS
@@ -62,6 +63,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     _bound_kopf_requests(settings, operator.api_timeout_seconds)
+    quiet_retries_during_outages()
     api = client.ApiClient()
     kube = Kube(api, operator.api_timeout_seconds, operator.identity)
     _state.update(reconciler=Reconciler(kube, operator), settings=operator, loop=loop)
@@ -188,20 +190,26 @@ async def reconcile(key: RunKey) -> None:
 async def _reconcile_once(key: RunKey) -> float | None:
     _in_flight[key] = started = time.monotonic()
     try:
-        return await asyncio.to_thread(_state["reconciler"].reconcile, *key)
+        delay: float | None = await asyncio.to_thread(_state["reconciler"].reconcile, *key)
     except ApiException as exc:
         prometheus.RECONCILE_ERRORS.labels(kind=f"api{exc.status}").inc()
-        log.warning("reconcile %s/%s: API error %s %s: %s",
-                    *key, exc.status, exc.reason, refusal_of(exc).message)  # fmt: skip
+        if not outage.failed("reconcile {}/{}".format(*key), exc):
+            log.warning("reconcile %s/%s: API error %s %s: %s",
+                        *key, exc.status, exc.reason, refusal_of(exc).message)  # fmt: skip
         # 409: someone wrote the run between our read and our patch; read again.
         return 1.0 if exc.status == 409 else 10.0
-    except Exception:
-        prometheus.RECONCILE_ERRORS.labels(kind="exception").inc()
-        log.exception("reconcile %s/%s failed", *key)
+    except Exception as exc:
+        if outage.failed("reconcile {}/{}".format(*key), exc):
+            prometheus.RECONCILE_ERRORS.labels(kind="unreachable").inc()
+        else:
+            prometheus.RECONCILE_ERRORS.labels(kind="exception").inc()
+            log.exception("reconcile %s/%s failed", *key)
         return 10.0
     finally:
         del _in_flight[key]
         prometheus.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    outage.answered()
+    return delay
 
 
 def _schedule_wakeup(key: RunKey, delay: float) -> None:

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rloop_operator.api_outage import outage
+
 log = logging.getLogger(__name__)
 
 
@@ -89,8 +91,10 @@ class LeaderElector(threading.Thread):
             try:
                 if self._try_hold(started):
                     self._valid_until = started + self.settings.renew_deadline_seconds
+                outage.answered()
             except Exception as exc:  # an API or network error: try again, never die
-                log.warning("lease %s: %s", self.settings.name, exc)
+                if not outage.failed(f"lease {self.settings.name}", exc):
+                    log.warning("lease %s: %s", self.settings.name, exc)
             self._announce()
             self.stopped.wait(self.settings.retry_seconds)
         self._release()

@@ -10,7 +10,13 @@ One writer per phase output: the executor stops its phase process when it is
 interrupted or terminated, and an executor that was killed outright leaves the
 process's pid in the child's record, where the next `rloop run` finds it and stops
 it before starting the phase again (a torchrun worker dies with its torchrun:
-rloop_trainer.cli.die_with_torchrun; the trainer's writer fence covers the rest).
+rloop_trainer.cli.die_with_torchrun; the trainer's writer fence covers the rest). Either
+way it starts nothing before every process of the run's phases is gone, workers included
+(phase_processes).
+
+A phase that makes no progress for the progress timeout is stopped and retried, the
+trainer resuming from its checkpoint: the executor runs the phase pods' liveness probe
+(stall_watch).
 
 A phase that fails leaves its reason in a termination-message file, as in a pod:
 its own one-line error is the status message, and a failure it calls permanent
@@ -30,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +46,24 @@ from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError, parse_sp
 from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
 from rloop_operator.lifecycle import Phase, Stage
-from rloop_operator.manifests import trainer_command
+from rloop_operator.manifests import progress_probe_command, trainer_command
+from rloop_operator.phase_processes import (
+    process_start_time,
+    run_marker,
+    stop_marked_processes,
+    stop_process,
+)
 from rloop_operator.planning.actions import CreateChild, EmitEvent, Plan, ReadReport
 from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
 from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.stage_reports import StageReport, read_report
 from rloop_operator.stages import launcher_for
+from rloop_operator.stall_watch import DEFAULT_PROGRESS_TIMEOUT, StallWatch, probe_period
 from rloop_operator.trainer_failures import TrainerFailure, failure_from_messages
 
 LOG_TAIL_CHARS = 2000
-STOP_GRACE_SECONDS = 10.0
 TERMINATION_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
+PROGRESS_ENV = "RLOOP_PROGRESS_PATH"
 # Locally a failed phase is usually a bug to fix, not a node to wait for.
 LOCAL_PLAN_SETTINGS = PlanSettings(backoff_base_seconds=2, backoff_cap_seconds=30)
 
@@ -142,33 +155,8 @@ class LocalState:
     def termination_file(self, child: str) -> Path:
         return self.directory / "logs" / f"{child}.termination"
 
-
-def process_start_time(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks after boot; None if it has exited."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; the fields after it do not.
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
-def stop_process(pid: int, started: int | None, grace_seconds: float = STOP_GRACE_SECONDS) -> bool:
-    """SIGTERM the process `pid` that started at `started`, SIGKILL it after the grace
-    period, and wait until it is gone; False if it had already exited."""
-    if started is None or process_start_time(pid) != started:
-        return False
-    # The process may exit between a look and a signal: ProcessLookupError is fine.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while process_start_time(pid) == started:
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-    return True
+    def progress_file(self, child: str) -> Path:
+        return self.directory / "logs" / f"{child}.progress"
 
 
 def phase_failure(code: int, log_file: Path, termination_file: Path) -> TrainerFailure:
@@ -229,6 +217,7 @@ class LocalExecutor:
         state_dir: Path,
         report: Reporter,
         settings: PlanSettings = LOCAL_PLAN_SETTINGS,
+        progress_timeout: timedelta = DEFAULT_PROGRESS_TIMEOUT,
     ) -> None:
         metadata, self.spec = load_run(run_file)
         self.name = str(metadata["name"])
@@ -237,6 +226,7 @@ class LocalExecutor:
         self.state = LocalState(state_dir)
         self.report = report
         self.settings = settings
+        self.progress_timeout = progress_timeout
 
     def view(self) -> RunView:
         return RunView(self.name, self.namespace, self.uid, 1, self.spec, self.state.load_status())
@@ -261,11 +251,15 @@ class LocalExecutor:
                     time.sleep(result.requeue_after or 1.0)
 
     def _stop_leftovers(self) -> None:
-        """Stop the phase process a killed executor left running, before any retry starts."""
+        """Stop the phases a killed executor left running (their top process first, which
+        stops its workers), and wait until all their processes are gone, before any retry."""
         for record in self.state.records():
             if record.pid is not None and stop_process(record.pid, record.pid_started):
                 message = f"stopped {record.name} (pid {record.pid}), left by an earlier executor"
                 self.report(self.view(), message)
+        stragglers = stop_marked_processes(self.state.directory)
+        if stragglers:
+            self.report(self.view(), f"stopped phase processes {stragglers} of an earlier executor")
 
     def _plan(self) -> Plan:
         credentials = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
@@ -288,23 +282,28 @@ class LocalExecutor:
         self.report(run, f"running {action.name}")
         log_file = self.state.log_file(action.name)
         termination_file = self.state.termination_file(action.name)
-        termination_file.unlink(missing_ok=True)
+        progress_file = self.state.progress_file(action.name)
+        for leftover in (termination_file, progress_file):
+            leftover.unlink(missing_ok=True)
+        env = self._env() | {
+            TERMINATION_ENV: str(termination_file),
+            PROGRESS_ENV: str(progress_file),
+        }
         with log_file.open("w") as log:
             process = subprocess.Popen(
                 trainer_command(run, action.iteration, action.stage),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._env() | {TERMINATION_ENV: str(termination_file)},
+                env=env,
             )
             record.pid, record.pid_started = process.pid, process_start_time(process.pid)
             self.state.save_child(record)
             try:
-                while (code := process.poll()) is None:
-                    self.report(run, None)
-                    time.sleep(POLL_SECONDS)
+                self._watch(run, action, process, env)
             finally:
                 stop_process(process.pid, record.pid_started)
-                process.wait()
+                code = process.wait()
+                stop_marked_processes(self.state.directory)  # its workers too, before a retry
         record.phase = (Phase.SUCCEEDED if code == 0 else Phase.FAILED).value
         record.finished_at = utcnow().isoformat()
         record.pid = record.pid_started = None
@@ -315,8 +314,28 @@ class LocalExecutor:
             record.permanent = failure.permanent
         self.state.save_child(record)
 
+    def _watch(
+        self,
+        run: RunView,
+        action: CreateChild,
+        process: subprocess.Popen[bytes],
+        env: dict[str, str],
+    ) -> None:
+        """Until the phase process exits, or until it has made no progress for the progress
+        timeout (the caller then stops it; the probe has left why)."""
+        command = progress_probe_command(self.progress_timeout)
+        watch = StallWatch(command, env, probe_period(self.progress_timeout))
+        while process.poll() is None:
+            self.report(run, None)
+            stall = watch.stalled()
+            if stall is not None:
+                message = f"{action.name} {stall}; stopping it, to retry from its checkpoint"
+                self.report(run, message)
+                return
+            time.sleep(POLL_SECONDS)
+
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(os.environ) | run_marker(self.state.directory)
         # The training operator hands torchrun its rendezvous port as PET_MASTER_PORT;
         # locally a free one keeps parallel runs on one machine apart.
         env["PET_MASTER_PORT"] = str(_free_port())

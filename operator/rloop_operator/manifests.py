@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from rloop_contract.tracking import CREDENTIALS_DIR_ENV
@@ -43,6 +44,13 @@ class ManifestSettings:
     """Operator-wide settings that shape children (from the operator's environment)."""
 
     trainer_image: str = DEFAULT_TRAINER_IMAGE
+
+
+def progress_probe_command(progress_timeout: timedelta) -> list[str]:
+    """The phase container's exec liveness probe (rloop_trainer.progress): it fails, and
+    leaves "stalled at step N since T" as the termination message, once the phase has made
+    no progress for `progress_timeout`. `rloop run`'s watchdog runs the same."""
+    return ["rloop-trainer-probe", "--stalled-after", str(int(progress_timeout.total_seconds()))]
 
 
 def trainer_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:

@@ -4,10 +4,11 @@ pure functions.
 PyTorchJob conditions follow Kubeflow training-operator v1.9.4
 (pkg/controller.v1/pytorch/pytorchjob_controller.go, pkg/util/status.go): reasons are the
 kind followed by Created/Running/Succeeded/Failed, and a finished job turns Running False.
-TrainJob status follows Kubeflow Trainer v2.2.1 (pkg/controller/trainjob_controller.go,
-pkg/runtime/framework/plugins/jobset/jobset.go): jobsStatus mirrors the JobSet's replicated
-Job `node`; Complete and Failed are the JobSet's Completed and Failed conditions renamed,
-with JobSet v0.11.1's reasons and messages (pkg/constants/constants.go).
+TrainJob status follows Kubeflow Trainer v2.2.1, unchanged in v2.3.0
+(pkg/controller/trainjob_controller.go, pkg/runtime/framework/plugins/jobset/jobset.go):
+jobsStatus mirrors the JobSet's replicated Job `node`; Complete and Failed are the JobSet's
+Completed and Failed conditions renamed, with the reasons and messages of JobSet v0.11.1 and
+v0.12.0 alike (pkg/constants/constants.go).
 Job conditions follow kube-controller-manager since 1.31, whose API validation refuses a
 Complete condition without SuccessCriteriaMet and a Failed one without FailureTarget.
 """

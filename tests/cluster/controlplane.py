@@ -124,6 +124,20 @@ class ControlPlane:
         ).stdout.strip()
         return write_kubeconfig(path, self.server_url, self.pki.ca.cert, {"token": token})
 
+    def restart_apiserver(self, down_s: float) -> None:
+        """Stop kube-apiserver, leave it down for `down_s` (clients get connection refused),
+        then start it again on the same port with the same arguments, as a control-plane
+        upgrade or a crashed apiserver's restart does; returns once it is ready."""
+        [index] = [i for i, s in enumerate(self.servers) if s.name == "kube-apiserver"]
+        stopped = self.servers[index]
+        stopped.stop()
+        time.sleep(down_s)
+        ready = lambda: _https_ok(f"{self.server_url}/readyz", self.pki)  # noqa: E731
+        argv = [str(arg) for arg in stopped.process.args]  # type: ignore[union-attr]  # a list
+        self.servers[index] = start_ready_server(
+            "kube-apiserver", argv, self.work_dir, ready, START_TIMEOUT_S
+        )
+
     def stop(self) -> None:
         """Stop in reverse start order: controllers first, etcd last."""
         for server in reversed(self.servers):

@@ -1,6 +1,6 @@
 """Kueue queues for a test namespace: a ResourceFlavor, a ClusterQueue and a LocalQueue.
 
-Kueue (v0.17, API kueue.x-k8s.io/v1beta2) admits a workload labelled
+Kueue (v0.19, API kueue.x-k8s.io/v1beta2) admits a workload labelled
 `kueue.x-k8s.io/queue-name: <LocalQueue>` once its ClusterQueue has quota for every resource
 the workload's pods request; until then the job stays suspended.
 """

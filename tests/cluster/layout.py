@@ -20,6 +20,7 @@ class ClusterLayout:
     cache_dir: Path
     pytorchjob_crd: Path
     trainer_module: Path
+    trainer_oldest_module: Path  # the oldest supported Trainer: its CRDs only
     etcd: Path
 
     @property
@@ -37,9 +38,12 @@ class ClusterLayout:
     @property
     def trainer_crds(self) -> list[Path]:
         """TrainJob, ClusterTrainingRuntime and TrainingRuntime (Kubeflow Trainer v2)."""
-        crds = self.trainer_module / "manifests" / "base" / "crds"
-        kinds = ("trainjobs", "clustertrainingruntimes", "trainingruntimes")
-        return [crds / f"trainer.kubeflow.org_{kind}.yaml" for kind in kinds]
+        return _trainer_crds(self.trainer_module)
+
+    @property
+    def trainer_oldest_crds(self) -> list[Path]:
+        """The same CRDs of the oldest Trainer the operator supports."""
+        return _trainer_crds(self.trainer_oldest_module)
 
     @property
     def torch_runtime(self) -> Path:
@@ -52,7 +56,8 @@ class ClusterLayout:
 
     def missing(self) -> list[Path]:
         wanted = [self.kube_apiserver, self.kube_controller_manager, self.etcd, self.kubectl]
-        files = [self.pytorchjob_crd, *self.trainer_crds, self.torch_runtime]
+        files = [self.pytorchjob_crd, *self.trainer_crds, *self.trainer_oldest_crds]
+        files.append(self.torch_runtime)
         return [path for path in [*wanted, *files] if not path.exists()]
 
 
@@ -80,6 +85,12 @@ class FullLayout:
         return [*self.cluster.missing(), *(path for path in wanted if not path.exists())]
 
 
+def _trainer_crds(module: Path) -> list[Path]:
+    crds = module / "manifests" / "base" / "crds"
+    kinds = ("trainjobs", "clustertrainingruntimes", "trainingruntimes")
+    return [crds / f"trainer.kubeflow.org_{kind}.yaml" for kind in kinds]
+
+
 def _versions(*names: str) -> list[str]:
     script = f"source {HACK_DIR / 'versions.sh'}; " + "; ".join(f'echo "${n}"' for n in names)
     return subprocess.run(
@@ -95,15 +106,17 @@ def cluster_layout() -> ClusterLayout:
         "RLOOP_CACHE",
         "RLOOP_PYTORCHJOB_CRD",
         "RLOOP_TRAINER_MODULE",
+        "RLOOP_TRAINER_OLDEST_MODULE",
         "RLOOP_ETCD_BIN",
     )
-    version, k8s_bin, cache_dir, crd, trainer, etcd = values
+    version, k8s_bin, cache_dir, crd, trainer, trainer_oldest, etcd = values
     return ClusterLayout(
         k8s_version=version,
         k8s_bin=Path(k8s_bin),
         cache_dir=Path(cache_dir),
         pytorchjob_crd=Path(crd),
         trainer_module=Path(trainer),
+        trainer_oldest_module=Path(trainer_oldest),
         etcd=Path(etcd),
     )
 

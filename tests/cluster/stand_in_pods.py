@@ -7,10 +7,11 @@ Read from the controllers' sources in the Go module cache:
   the replica's template, labelled training.kubeflow.org/job-name; a Worker also gets the init
   container `init-pytorch` (its default template in initcontainer.go, image alpine:3.10)
   that waits for the Master's DNS name, without a securityContext.
-- Trainer v2.2.1 (pkg/runtime/core/trainingruntime.go): the runtime's `node` Job template with
-  each runtimePatches entry applied as a strategic merge patch, then trainer.{image, command,
-  env, resourcesPerNode} on container `node`; JobSet labels the pods
-  jobset.sigs.k8s.io/jobset-name.
+- Trainer v2.2.1 and v2.3.0 alike (pkg/runtime/core/trainingruntime.go; v2.3.0 reads the
+  runtime from its snapshot ConfigMap `<trainjob>-runtime-snapshot` once it has made one): the
+  runtime's `node` Job template with each runtimePatches entry applied as a strategic merge
+  patch, then trainer.{image, command, env, resourcesPerNode} on container `node`; JobSet labels
+  the pods jobset.sigs.k8s.io/jobset-name.
 """
 
 from __future__ import annotations

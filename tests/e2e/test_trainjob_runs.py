@@ -1,5 +1,6 @@
 """Runs whose DAPO and RFT phases are Kubeflow Trainer v2 TrainJobs, on a real API server
-that validates every TrainJob against Trainer v2.2.1's CRD."""
+that validates every TrainJob against the pinned Trainer's CRD (the oldest supported
+Trainer's: tests/integration/test_trainjob_crds.py)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def mini_batches() -> list[list[TrainSequence]]:
 
 
 def main(output: str) -> None:
-    dist.init_distributed()
+    dist.init_distributed(CONFIG.collective_timeout)
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(toy.tiny_config(toy.build_tokenizer()))
     trainer = build_trainer(model, CONFIG, total_steps=1)

@@ -210,6 +210,14 @@ def _run_cli(config: DapoPhaseConfig, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def two_rank_command(config: DapoPhaseConfig) -> list[str]:
+    """The phase under torchrun with two ranks on this machine."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1"]
+    command += [f"--master_port={free_port()}", "-m", "rloop_trainer.cli", "dapo"]
+    return [*command, "--config-json", config.model_dump_json()]
+
+
 def _wait_for(path: Path, process: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -406,12 +414,8 @@ def test_two_ranks_under_torchrun_with_zero3_write_one_consistent_output(
         micro_batch=3,
         zero_stage=3,
     )
-    torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1"]
-    command += [f"--master_port={free_port()}", "-m", "rloop_trainer.cli", "dapo"]
-
     done = subprocess.run(
-        [*command, "--config-json", config.model_dump_json()],
+        two_rank_command(config),
         capture_output=True,
         text=True,
         timeout=400,

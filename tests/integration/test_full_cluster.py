@@ -175,6 +175,39 @@ def test_trainjob_on_the_torch_runtime_runs_as_a_jobset_on_two_gpu_nodes(
     assert env["PET_MASTER_ADDR"] == "tiny-i00-tj-node-0-0.tiny-i00-tj"
 
 
+def test_trainer_keeps_a_snapshot_of_the_runtime_that_the_trainjob_owns(
+    full_cluster: FullCluster, namespace: str
+) -> None:
+    # Kubeflow Trainer v2.3 (pkg/runtime/core/snapshot.go): a TrainJob reads its runtime from
+    # the copy taken at its first reconcile, so a runtime edited later changes only TrainJobs
+    # created later; the operator leaves managedBy to its default, Trainer's own controller.
+    trainer = {"numNodes": 1, "image": "trainer", "command": ["torchrun", "train.py"]}
+    trainjob = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "tiny-i00-snap"},
+        "spec": {"runtimeRef": {"name": "torch-distributed"}, "trainer": trainer},
+    }
+    create(full_cluster, namespace, trainjob)
+
+    def snapshot() -> dict[str, Any] | None:
+        listed = full_cluster.kubectl("get", "configmaps", "-n", namespace, "-o", "json")
+        named = "tiny-i00-snap-runtime-snapshot"
+        items = json.loads(listed)["items"]
+        return next((c for c in items if c["metadata"]["name"] == named), None)
+
+    configmap = eventually(snapshot, 60, "the runtime snapshot ConfigMap")
+    created = get(full_cluster, namespace, "trainjob", "tiny-i00-snap")
+    assert created["spec"]["managedBy"] == "trainer.kubeflow.org/trainjob-controller"
+    [owner] = configmap["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == (
+        "TrainJob",
+        created["metadata"]["uid"],
+        True,
+    )
+    assert "name: torch-distributed" in configmap["data"]["runtime"]
+
+
 def test_a_pod_no_node_matches_stays_pending_as_unschedulable(
     full_cluster: FullCluster, namespace: str
 ) -> None:

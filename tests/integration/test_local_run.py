@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,20 +74,25 @@ def phase_output(workdir: Path, name: str) -> Path:
 
 
 def trainer_pids(store_dir: Path) -> set[int]:
-    """Live trainer processes (torchrun's workers, not torchrun) writing under `store_dir`."""
-    found = set()
+    """Live trainer processes (torchrun's workers, not torchrun) writing under `store_dir`.
+
+    A process that a trainer starts (a math-verify worker, DeepSpeed's compiler probes) has
+    the trainer's command line from its fork until its exec: Python starts it with vfork,
+    and /proc shows the parent's arguments meanwhile. It is the trainer's child, not a second
+    trainer, so a match whose parent matches too is not counted."""
+    parents = {}
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+            state, parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
             continue
         command = b" ".join(argv)
         trainer = any(a.endswith(b"/rloop-trainer") for a in argv[:2])
         ours = b"torchrun" not in command and str(store_dir).encode() in command
         if trainer and ours and state not in ("Z", "X"):
-            found.add(int(proc.name))
-    return found
+            parents[int(proc.name)] = int(parent)
+    return {pid for pid, parent in parents.items() if parent not in parents}
 
 
 def wait_for(condition: Any, what: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -104,14 +110,28 @@ def trajectories(output: Path) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(workdir: Path) -> Path:
+    """The phase output of the run, neither killed nor stalled."""
+    clean = write_run(workdir, "clean")
+    assert start_rloop(clean, workdir / "clean.log").wait(timeout=900) == 0
+    return phase_output(workdir, "clean")
+
+
+def assert_same_phase_output(output: Path, uninterrupted: Path) -> None:
+    assert trajectories(output) == trajectories(uninterrupted)
+    resumed = load_file(output / "policy" / "model.safetensors")
+    expected = load_file(uninterrupted / "policy" / "model.safetensors")
+    assert resumed.keys() == expected.keys()
+    assert all(torch.equal(resumed[k], expected[k]) for k in resumed)
+
+
 # Three trainer starts (torchrun, the model, DeepSpeed) and eight DAPO steps, on two cores
 # that other work shares: over the suite's 900 s when the machine is busy.
 @pytest.mark.timeout(1800)
 def test_an_executor_killed_mid_phase_and_restarted_at_once_leaves_one_writer(
-    workdir: Path,
+    workdir: Path, uninterrupted: Path
 ) -> None:
-    clean = write_run(workdir, "clean")
-    assert start_rloop(clean, workdir / "clean.log").wait(timeout=900) == 0
     run_file = write_run(workdir, "killed")
     output = phase_output(workdir, "killed")
     first = start_rloop(run_file, workdir / "killed.log")
@@ -130,18 +150,79 @@ def test_an_executor_killed_mid_phase_and_restarted_at_once_leaves_one_writer(
         time.sleep(0.2)
 
     assert second.returncode == 0, (workdir / "killed.log").read_text()[-3000:]
-    # The old trainer may outlive its executor for a moment (or until the restarted executor
-    # stops it), but never once a new one has started.
+    # The old trainer may outlive its executor for a moment (until the restarted executor has
+    # seen it gone), but never once a new one has started.
     new_writers = [pid for pid in writers_in_order if pid != old_trainer]
     assert new_writers, "the restarted executor's trainer was never seen"
     assert old_trainer not in writers_in_order[writers_in_order.index(new_writers[0]) :]
     assert status_of(run_file)["phase"] == "Succeeded"
-    clean_output = phase_output(workdir, "clean")
-    assert trajectories(output) == trajectories(clean_output)
-    resumed = load_file(output / "policy" / "model.safetensors")
-    uninterrupted = load_file(clean_output / "policy" / "model.safetensors")
-    assert resumed.keys() == uninterrupted.keys()
-    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+    assert_same_phase_output(output, uninterrupted)
+
+
+# Longer than any step, and than a trainer's start, of this run on a busy machine.
+PROGRESS_TIMEOUT_S = 120
+# `rloop run` with a progress timeout of argv[3] seconds, each transition on a line.
+EXECUTOR = """
+import sys
+from datetime import timedelta
+from pathlib import Path
+from rloop_operator.local_executor import LocalExecutor
+
+def report(run, line):
+    if line:
+        print(line, flush=True)
+
+timeout = timedelta(seconds=float(sys.argv[3]))
+status = LocalExecutor(Path(sys.argv[1]), Path(sys.argv[2]), report, progress_timeout=timeout).run()
+sys.exit(0 if status.phase.value == "Succeeded" else 1)
+"""
+
+
+@pytest.mark.timeout(1800)
+def test_a_phase_that_stops_making_progress_is_stopped_and_resumed_from_its_checkpoint(
+    workdir: Path, uninterrupted: Path
+) -> None:
+    run_file = write_run(workdir, "stalled", maxRetries=2)
+    state = run_file.with_suffix(".state")
+    output = phase_output(workdir, "stalled")
+    log = workdir / "stalled.log"
+    command = [sys.executable, "-c", EXECUTOR, str(run_file), str(state), str(PROGRESS_TIMEOUT_S)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLOOP_")}
+    with log.open("wb") as sink:
+        executor = subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env | {"OMP_NUM_THREADS": "1"},
+            start_new_session=True,
+        )
+    try:
+        checkpoint = output / "checkpoints" / "step-000002" / "_SUCCESS"
+        wait_for(checkpoint.exists, "the checkpoint of step 2", executor, timeout=600)
+        (stopped,) = trainer_pids(output)
+        os.kill(stopped, signal.SIGSTOP)  # hung, whatever the cause
+
+        code = executor.wait(timeout=1200)
+        stopped_trainer_left = Path(f"/proc/{stopped}").exists()
+    finally:
+        if executor.poll() is None:
+            os.killpg(executor.pid, signal.SIGKILL)
+            executor.wait()
+
+    lines = log.read_text().splitlines()
+    assert code == 0, lines[-20:]
+    stall = [line for line in lines if line.startswith("stalled-i00-rl stalled at step")]
+    assert len(stall) == 1, lines
+    assert re.fullmatch(
+        r"stalled-i00-rl stalled at step [12] since \S+: no progress for \d+ s \(progress "
+        rf"timeout {PROGRESS_TIMEOUT_S} s\); stopping it, to retry from its checkpoint",
+        stall[0],
+    )
+    assert not stopped_trainer_left
+    first_attempt = json.loads((state / "children" / "stalled-i00-rl.json").read_text())
+    assert first_attempt["reason"] == "Stalled"
+    assert first_attempt["message"] == stall[0].removeprefix("stalled-i00-rl ").split(";")[0]
+    assert_same_phase_output(output, uninterrupted)
 
 
 def test_a_run_whose_training_data_is_missing_fails_at_once_with_the_trainers_line(

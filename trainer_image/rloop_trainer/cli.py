@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rloop_trainer import termination
+from rloop_trainer import progress, termination
 from rloop_trainer.config import (
     PHASE_CONFIGS,
     PhaseConfig,
@@ -97,6 +97,7 @@ def _fail(phase: str, error: PhaseError | PhaseConfigError) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     die_with_torchrun()
+    progress.started()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

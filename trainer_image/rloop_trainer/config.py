@@ -15,6 +15,7 @@ trainer only reads and writes where it is told.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -80,6 +81,20 @@ class TrainerOptions(BaseModel):
 
     bf16: bool | None = Field(None, description="None: bf16 on GPU, fp32 on CPU")
     gradient_checkpointing: bool = False
+    collective_timeout_seconds: int = Field(
+        1800,
+        ge=1,
+        description=(
+            "a collective (all-reduce, barrier, ...) that does not complete in this many "
+            "seconds fails the phase, and so does a rank whose peer has been silent that "
+            "long; the pods end, their GPUs are freed and the stage can resume from its "
+            "checkpoint (spec.resources.collectiveTimeout)"
+        ),
+    )
+
+    @property
+    def collective_timeout(self) -> timedelta:
+        return timedelta(seconds=self.collective_timeout_seconds)
 
 
 class DapoWindow(_Strict):

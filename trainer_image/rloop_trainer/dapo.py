@@ -31,7 +31,17 @@ from dataclasses import asdict, dataclass
 import pyarrow.parquet as pq
 import torch
 
-from rloop_trainer import checkpoint, data, dist, policy, reward, store, termination
+from rloop_trainer import (
+    checkpoint,
+    data,
+    dist,
+    policy,
+    progress,
+    rank_watch,
+    reward,
+    store,
+    termination,
+)
 from rloop_trainer.config import DapoPhaseConfig
 from rloop_trainer.dapo_loss import group_advantages, informative_groups, loss_sample_mask
 from rloop_trainer.dapo_metrics import StepTimings, step_metrics
@@ -162,7 +172,7 @@ def collect_groups(
 class DapoPhase:
     def __init__(self, config: DapoPhaseConfig) -> None:
         self.config = config
-        self.layout = dist.init_distributed()
+        self.layout = dist.init_distributed(config.collective_timeout)
         self.device = dist.device()
         torch.manual_seed(config.seed + self.layout.rank)
         records = data.load_prompts(config.train_data_uri)  # bad data fails before the model loads
@@ -279,6 +289,7 @@ class DapoPhase:
         """Every step after `start`; the metrics of every step of the phase (main rank)."""
         config = self.config
         checkpoints = dapo_checkpoints(config.output_uri)
+        progress.reached(start.step)
         metrics = MetricsLog(config.output_uri, config.steps, history) if dist.is_main() else None
         data_position = start.data_position
         for step in range(start.step + 1, config.last_step + 1):
@@ -304,6 +315,7 @@ class DapoPhase:
                 history = metrics.records if metrics is not None else []
                 resume = asdict(ResumeState(step, data_position))
                 checkpoints.save(self.trainer, step, history, resume)
+            progress.reached(step)
         if metrics is None:
             return []
         metrics.close()
@@ -374,6 +386,7 @@ def run_dapo_phase(config: DapoPhaseConfig) -> None:
     if store.read_marker(config.output_uri) is not None:
         log.info("%s already has _SUCCESS; nothing to do", config.output_uri)
         return
-    phase = DapoPhase(config)  # bad input fails here, before this attempt claims the output
-    with dist.claimed_output(config.output_uri):
-        phase.run()
+    with rank_watch.stopped_if_a_peer_is_silent():
+        phase = DapoPhase(config)  # bad input fails here, before this attempt claims the output
+        with dist.claimed_output(config.output_uri):
+            phase.run()

@@ -14,11 +14,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as torch_dist
 
-from rloop_trainer import fencing
+from rloop_trainer import fencing, rank_watch
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ def layout_from_env(env: dict[str, str] | None = None) -> RankLayout:
     )
 
 
-def init_distributed() -> RankLayout:
-    """Join (or, for a single process, create) the default process group."""
+def init_distributed(collective_timeout: timedelta) -> RankLayout:
+    """Join (or, for a single process, create) the default process group, whose every
+    collective fails after `collective_timeout`; with peers, start this rank's watch of
+    them (rloop_trainer.rank_watch)."""
     layout = layout_from_env()
     if torch_dist.is_initialized():
         return layout
@@ -46,11 +49,15 @@ def init_distributed() -> RankLayout:
     if backend == "nccl":
         torch.cuda.set_device(layout.local_rank)
     if "MASTER_ADDR" in os.environ:
-        torch_dist.init_process_group(backend=backend)
+        torch_dist.init_process_group(backend=backend, timeout=collective_timeout)
+        if layout.world_size > 1:
+            rank_watch.start_watch(layout.rank, layout.world_size, collective_timeout)
         return layout
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     store = torch_dist.HashStore()  # type: ignore[attr-defined]  # public; missing in the stubs
-    torch_dist.init_process_group(backend=backend, store=store, rank=0, world_size=1)
+    torch_dist.init_process_group(
+        backend=backend, store=store, rank=0, world_size=1, timeout=collective_timeout
+    )
     return layout
 
 
@@ -95,7 +102,6 @@ def broadcast_object(value: object) -> object:
 def claimed_output(owner_uri: str, *also: str) -> Iterator[None]:
     """Collective: this attempt, under rank 0's identity, becomes the one writer of
     `owner_uri` and `also` for the block (rloop_trainer.fencing); rank 0 publishes it."""
-    init_distributed()
     attempt = str(broadcast_object(fencing.new_attempt()))
     with fencing.claimed(owner_uri, *also, attempt=attempt, publish=is_main()):
         barrier()  # no rank checks the claim before rank 0 has published it

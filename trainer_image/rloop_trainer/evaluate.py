@@ -22,7 +22,7 @@ import torch
 from rloop_contract.sections import AnswerFormat, ValidationSet
 from transformers import PreTrainedTokenizerBase
 
-from rloop_trainer import data, dist, fencing, policy, reward, store, termination
+from rloop_trainer import data, dist, fencing, policy, progress, reward, store, termination
 from rloop_trainer.config import EvalPhaseConfig, RunAnalysisConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.eval_samples import ProblemSamples, write_samples
@@ -95,6 +95,7 @@ def sample_problems(
         truths = [p.ground_truth for p in chunk for _ in range(sampling.n)]
         flat_completions = [c for samples in completions for c in samples]
         flat = [v.correct for v in reward.grade(flat_completions, truths, answer_format)]
+        progress.advanced()
         for i, (problem, samples) in enumerate(zip(chunk, completions, strict=True)):
             sampled.append(
                 ProblemSamples(

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rloop_trainer import fencing, store, termination
+from rloop_trainer import fencing, progress, store, termination
 from rloop_trainer.config import FilterPhaseConfig
 from rloop_trainer.errors import PhaseError
 from rloop_trainer.schema import EXPERT_SCHEMA, TRAJECTORY_SCHEMA, check_schema
@@ -168,6 +168,7 @@ class TrajectoryFiles:
             parquet = _open_parquet(uri)
             check_schema(f"trajectory file {uri}", parquet.schema_arrow, TRAJECTORY_SCHEMA, columns)
             yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+            progress.advanced()
 
 
 def _open_parquet(uri: str) -> pq.ParquetFile:

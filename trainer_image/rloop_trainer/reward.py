@@ -108,7 +108,10 @@ def _worker_main(connection: Connection) -> None:
 
     connection.send(("ready", False))
     while True:
-        task = connection.recv()
+        try:
+            task = connection.recv()
+        except EOFError:
+            return  # the trainer is gone (e.g. it stopped at once, rank_watch.stop): so are we
         if task is None:
             return
         index, answer, ground_truth = task

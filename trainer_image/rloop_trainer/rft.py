@@ -29,7 +29,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from rloop_trainer import dist, store
+from rloop_trainer import dist, progress, rank_watch, store
 from rloop_trainer.batches import MicroBatch, accumulate, by_length, collate
 from rloop_trainer.checkpoint import Checkpoints
 from rloop_trainer.config import RftPhaseConfig
@@ -215,6 +215,7 @@ def fine_tune(
     torch.manual_seed(config.seed)
     trainer = build_trainer(model, config, total_steps=len(batches))
     metrics = resume(trainer, config.checkpoint_uri)
+    progress.reached(len(metrics))
     for step in range(len(metrics), len(batches)):
         trainer.set_schedule_step(step)
         loss, outcome = train_step(trainer, expert, batches[step], config, tokenizer.pad_token_id)
@@ -232,6 +233,7 @@ def fine_tune(
         log.info("rft step %d/%d loss %.4f", step + 1, len(batches), loss)
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < len(batches):
             save_checkpoint(trainer, config.checkpoint_uri, metrics)
+        progress.reached(step + 1)
     state = trainer.gathered_state_dict()
     if dist.is_main():
         save_policy_state(trainer.module, tokenizer, config.output_uri, state)
@@ -245,7 +247,7 @@ def fine_tune(
 
 def run_rft_phase(config: RftPhaseConfig) -> None:
     """`rloop-trainer rft`: policy_uri + expert_uri -> the next policy at output_uri."""
-    dist.init_distributed()
+    dist.init_distributed(config.collective_timeout)
     try:
         if store.read_marker(config.output_uri) is not None:
             log.info("RFT output %s is already complete; nothing to do", config.output_uri)
@@ -253,6 +255,7 @@ def run_rft_phase(config: RftPhaseConfig) -> None:
         expert = read_expert_set(config.expert_uri)  # bad input fails before the model loads
         model, tokenizer = load_policy(config.policy_uri, _policy_dtype(config), dist.device())
         with (
+            rank_watch.stopped_if_a_peer_is_silent(),
             dist.claimed_output(config.output_uri, config.checkpoint_uri),
             phase_trackers(config, "rft", dist.is_main()) as trackers,
         ):

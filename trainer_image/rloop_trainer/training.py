@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +54,8 @@ class TrainingSettings(Protocol):
     def bf16(self) -> bool | None: ...
     @property
     def gradient_checkpointing(self) -> bool: ...
+    @property
+    def collective_timeout(self) -> timedelta: ...
 
 
 def deepspeed_config(config: TrainingSettings, bf16: bool) -> dict[str, Any]:
@@ -226,6 +229,23 @@ class TrainEngine:
         return {k: v.detach() for k, v in self.module.state_dict().items()}
 
 
+def _without_shm_comm_op() -> None:
+    """Keep DeepSpeed from building its CPU shared-memory all-reduce op.
+
+    DeepSpeed 0.19's comm backend JIT-builds that op when it starts (deepspeed/comm/torch.py:
+    build_shm_op) under a lock file in torch's extensions dir
+    (`$TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/lock`). A process killed during the build
+    leaves the lock behind, and every later build on the machine waits on it forever in
+    torch's FileBaton.wait. The op serves only `inference_all_reduce`, which DeepSpeed's
+    tensor-parallel inference layers call (deepspeed/module_inject); ZeRO training reduces
+    through torch.distributed. build_shm_op builds nothing for an op marked incompatible,
+    and DeepSpeed keeps that table for the process (deepspeed/ops/__init__.py)."""
+    import deepspeed
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
+
+
 def build_trainer(
     model: PreTrainedModel, config: TrainingSettings, total_steps: int
 ) -> TrainEngine:
@@ -233,7 +253,8 @@ def build_trainer(
     (the warm-up's bound)."""
     import deepspeed
 
-    dist.init_distributed()
+    dist.init_distributed(config.collective_timeout)
+    _without_shm_comm_op()
     bf16 = config.bf16 if config.bf16 is not None else torch.cuda.is_available()
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()  # type: ignore[no-untyped-call]

@@ -1,7 +1,10 @@
 """Kubeflow Trainer v2 TrainJob (trainer.kubeflow.org/v1alpha1, Trainer v2.2+, on JobSet).
 
 Read from github.com/kubeflow/trainer/v2@v2.2.1 (pkg/apis/trainer/v1alpha1/trainjob_types.go,
-pkg/runtime/framework/plugins/{torch,jobset}, manifests/base/runtimes/torch_distributed.yaml):
+pkg/runtime/framework/plugins/{torch,jobset}, manifests/base/runtimes/torch_distributed.yaml)
+and checked against v2.3.0, where all of it holds: v2.3 adds a runtime snapshot (ConfigMap
+`<trainjob>-runtime-snapshot`, owned by the TrainJob, read instead of the runtime once made)
+and JobSpecPatch.terminationGracePeriodSeconds, neither of which the launcher needs.
 
 - The TrainJob becomes a JobSet of the same name whose replicated Job `node` runs one pod per
   node, container `node`. The torch plugin sets PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK

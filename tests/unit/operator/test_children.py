@@ -85,7 +85,7 @@ def test_a_batch_job_with_active_pods_is_running() -> None:
     assert observed is not None and observed.phase is Phase.RUNNING
 
 
-# Conditions as Kubeflow Trainer v2.2.1 writes them: Complete and Failed copied from the
+# Conditions as Kubeflow Trainer v2.2.1 and v2.3.0 write them: Complete and Failed copied from the
 # JobSet's Completed/Failed (reasons AllJobsCompleted, FailedJobs), Suspended while suspended.
 def test_a_trainjob_is_finished_by_its_complete_condition() -> None:
     complete = cond("Complete", reason="AllJobsCompleted", message="jobset completed successfully")

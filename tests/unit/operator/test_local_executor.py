@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,7 @@ import yaml
 from rloop_operator.api import SpecError, parse_spec
 from rloop_operator.demo import MLFLOW_EXPERIMENT, demo_run_document, write_demo_run
 from rloop_operator.lifecycle import Phase
-from rloop_operator.local_executor import (
-    ChildRecord,
-    LocalState,
-    load_run,
-    phase_failure,
-    process_start_time,
-    stop_process,
-)
+from rloop_operator.local_executor import ChildRecord, LocalState, load_run, phase_failure
 
 from tests.unit.operator.world import spec_dict
 
@@ -114,42 +106,6 @@ def test_a_crash_without_a_message_is_retryable_and_shows_the_log(tmp_path: Path
 
     assert not failure.permanent and failure.reason == "ProcessFailed"
     assert failure.message.startswith(f"exit code 137; log {log}") and "Killed" in failure.message
-
-
-def test_a_leftover_phase_process_is_stopped_and_waited_for() -> None:
-    leftover = subprocess.Popen(["sleep", "60"])
-    try:
-        started = process_start_time(leftover.pid)
-        assert started is not None
-
-        assert stop_process(leftover.pid, started, grace_seconds=5)
-
-        assert process_start_time(leftover.pid) is None  # a zombie until reaped counts as gone
-    finally:
-        leftover.kill()
-        leftover.wait()
-
-
-def test_a_pid_now_used_by_another_process_is_left_alone() -> None:
-    other = subprocess.Popen(["sleep", "60"])
-    try:
-        started = process_start_time(other.pid)
-        assert started is not None
-
-        assert not stop_process(other.pid, started - 1)
-
-        assert other.poll() is None
-    finally:
-        other.kill()
-        other.wait()
-
-
-def test_a_process_that_already_exited_needs_no_stopping() -> None:
-    done = subprocess.Popen(["sleep", "60"])
-    started = process_start_time(done.pid)
-    done.kill()
-    done.wait()
-    assert started is not None and not stop_process(done.pid, started)
 
 
 def test_the_demo_with_mlflow_logs_both_runs_to_one_experiment(tmp_path: Path) -> None:
