@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist: two workers, each file's tests on one of them, the full-mode tests together.
+TEST_WORKERS ?= -n 2 --dist loadgroup
 DEMO_DIR ?= /tmp/rloop-demo
 
 .PHONY: venv lint generate test unit demo bench cluster-bins cluster-up cluster-down clean
@@ -31,7 +33,7 @@ generate: venv
 	$(BIN)/python hack/generate_api.py
 
 test: lint cluster-bins
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(TEST_WORKERS) $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

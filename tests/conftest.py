@@ -63,6 +63,16 @@ def full_cluster(
         yield cluster
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """For pytest-xdist's --dist loadgroup (`make test` runs two workers): the tests on the
+    full-mode cluster share one worker (one full cluster in the session), and every other
+    file's tests stay together (its module fixtures are built once)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        group = "full-cluster" if "full_cluster" in fixtures else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A failed test that used the full cluster reports the tails of its processes' logs."""
