@@ -18,13 +18,15 @@ import yaml
 from crd_schema import model_schema
 from rloop_contract.schema import Rule
 from rloop_operator import api
+from rloop_operator.child_watch import PODS
 from rloop_operator.children import (
     DNS_1035_LABEL,
     MAX_RUN_NAME,
     RUN_NAME_NOT_DNS_1035,
     RUN_NAME_TOO_LONG,
 )
-from rloop_operator.launchers import LAUNCHERS
+from rloop_operator.kueue_workloads import WORKLOADS
+from rloop_operator.launchers import LAUNCHERS, ApiResource
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +136,21 @@ def rbac_text() -> str:
         "{{/* Cluster-scoped objects launchers check exist before they create a child. */}}\n"
         '{{- define "rloop-operator.clusterPrerequisiteRules" }}\n'
         f"{reads(False)}\n"
+        "{{- end }}\n\n"
+        "{{/* What the operator observes of the children: their pods (child_watch.PODS) and\n"
+        "Kueue's Workloads of the suspended ones (kueue_workloads.WORKLOADS). */}}\n"
+        '{{- define "rloop-operator.observedRules" }}\n'
+        f"{_rule(PODS, 'list', 'watch')}\n"
+        f"{_rule(WORKLOADS, 'list')}\n"
         "{{- end }}\n"
+    )
+
+
+def _rule(resource: ApiResource, *verbs: str) -> str:
+    listed = ", ".join(f'"{verb}"' for verb in verbs)
+    return (
+        f'- apiGroups: ["{resource.group}"]\n  resources: ["{resource.plural}"]\n'
+        f"  verbs: [{listed}]"
     )
 
 

@@ -18,7 +18,7 @@ from rloop_contract.schema import API_CONTEXT, Crd, Rule, SpecSection, immutable
 from rloop_contract.sections import DapoSection, EvalSection, RewardSection, RftSection
 from rloop_contract.tracking import TrackingSection
 
-from rloop_operator.lifecycle import Phase, Stage
+from rloop_operator.lifecycle import Disruption, Phase, Stage
 from rloop_operator.pod_template import MOUNT_ON_STORAGE
 from rloop_operator.spec_sections import (
     DataSpec,
@@ -170,6 +170,11 @@ class RLoopRunSpec(SpecSection):
     max_retries: Annotated[int, Field(ge=0, le=10, description=(
         "Retries of a failed phase (with exponential backoff) before the run fails. Raising it "
         "after the run Failed on exhausted retries retries the failed stage."))] = 2  # fmt: skip
+    max_disruptions: Annotated[int, Field(ge=0, description=(
+        "Disruptions of one stage of one iteration (a phase pod evicted or preempted, its node "
+        "lost, its child preempted by Kueue) that do not count as failures; each one beyond it "
+        "counts against maxRetries. Unset: none counts. A disrupted attempt resumes from the "
+        "stage's latest checkpoint once capacity returns."))] | None = None  # fmt: skip
 
     @property
     def total_iterations(self) -> int:
@@ -250,6 +255,22 @@ class Condition(StatusModel):
     observed_generation: Annotated[int, Crd({"format": "int64", "minimum": 0})] | None = None
 
 
+class DisruptionRecord(StatusModel):
+    """One disruption of an attempt: not its failure, and retried without counting."""
+
+    child: Annotated[str, Field(description="The attempt disrupted.")]
+    kind: Annotated[Disruption, Field(description=(
+        "Eviction, Preemption (by the scheduler), NodeLost or KueuePreemption."))]  # fmt: skip
+    reason: Annotated[str, Field(description=(
+        "As Kubernetes or Kueue says it, e.g. EvictionByEvictionAPI, DeletionByPodGC, "
+        "Preempted."))]  # fmt: skip
+    message: Annotated[str, Field(description="What happened and where.")]
+    at: Annotated[datetime, _TIME]
+    id: Annotated[str, Field(description=(
+        "The disrupted pod's UID, or the Kueue Workload's UID / the eviction's number."
+    ))]  # fmt: skip
+
+
 class IterationRecord(StatusModel):
     index: int
     started_at: Annotated[datetime, _TIME] | None = None
@@ -276,6 +297,10 @@ class IterationRecord(StatusModel):
                 "the run."
             )
         ),
+    ] = ()
+    disruptions: Annotated[
+        tuple[DisruptionRecord, ...],
+        Field(description="Disruptions of this iteration's attempts, oldest first."),
     ] = ()
     trajectories: (
         Annotated[int, Field(description=("Rollouts cached by the DAPO phase."))] | None
@@ -391,6 +416,9 @@ class RLoopRunStatus(StatusModel):
     iterations: Annotated[
         tuple[IterationRecord, ...], Field(description=("One record per started iteration."))
     ] = ()
+    disruptions: Annotated[dict[str, int], Field(description=(
+        "Disruptions so far by stage, e.g. Exploring: 2 (each in iterations[].disruptions)."
+    ))] = Field(default_factory=dict)  # fmt: skip
     conditions: Annotated[tuple[Condition, ...], Crd({
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})] = ()  # fmt: skip
 

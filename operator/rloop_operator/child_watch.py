@@ -72,6 +72,7 @@ class ChildWatch(threading.Thread):
         on_change: OnChange,
         on_served: Callable[[], None],
         request_timeout: float,
+        on_object: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> None:
         where = namespace or "all namespaces"
         super().__init__(name=f"watch {resource.plural} in {where}", daemon=True)
@@ -80,6 +81,8 @@ class ChildWatch(threading.Thread):
         self.namespace = namespace
         self.on_change = on_change
         self.on_served = on_served
+        # Sees every object listed or watched, before its runs are told (DisruptedPods).
+        self.on_object = on_object
         self.timeout = request_timeout
         self.stopped = threading.Event()
         self._unserved = False
@@ -163,5 +166,7 @@ class ChildWatch(threading.Thread):
                     return
 
     def _tell(self, obj: Mapping[str, Any]) -> None:
+        if self.on_object is not None:
+            self.on_object(obj)
         for run in owning_runs(obj):
             self.on_change(run)

@@ -31,6 +31,7 @@ from rloop_operator import prometheus
 from rloop_operator.api import GROUP, PLURAL, VERSION
 from rloop_operator.api_outage import outage, quiet_retries_during_outages
 from rloop_operator.child_watch import PODS, ChildWatch, RunKey
+from rloop_operator.disrupted_pods import DisruptedPods
 from rloop_operator.kube import Kube, refusal_of
 from rloop_operator.launchers import LAUNCHERS
 from rloop_operator.leader import LeaderElector
@@ -66,7 +67,10 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     quiet_retries_during_outages()
     api = client.ApiClient()
     kube = Kube(api, operator.api_timeout_seconds, operator.identity)
-    _state.update(reconciler=Reconciler(kube, operator), settings=operator, loop=loop)
+    disrupted = DisruptedPods()
+    _state.update(
+        reconciler=Reconciler(kube, operator, disrupted=disrupted), settings=operator, loop=loop
+    )
     if operator.lease is not None:
         elector = LeaderElector(
             client.CoordinationV1Api(api),
@@ -85,6 +89,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
             _child_changed,
             lambda: _call_in_loop(loop, _look_at_every_run, True),
             operator.api_timeout_seconds,
+            disrupted.remember if resource == PODS else None,
         )
         for resource in (*(launcher.resource for launcher in LAUNCHERS), PODS)
         for namespace in operator.watch_namespaces or (None,)

@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from rloop_operator import prometheus
 from rloop_operator.api import GROUP, KIND, PLURAL, VERSION
 from rloop_operator.children import LABEL_RUN
+from rloop_operator.kueue_workloads import WORKLOADS
 from rloop_operator.launchers import LAUNCHERS, ApiResource, launcher_of_kind
 from rloop_operator.planning.inputs import Refusal
 from rloop_operator.pods import PodState, pod_state
@@ -194,6 +195,19 @@ class Kube:
             ),
         )
         return [pod_state(pod) for pod in json.loads(answer.data)["items"]]
+
+    def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
+        """Kueue's Workloads in `namespace`; none when Kueue is not installed."""
+        listing = counted(
+            "list_workloads",
+            partial(
+                self.custom.list_namespaced_custom_object,
+                *_coordinates(WORKLOADS, namespace),
+                _request_timeout=self.timeout,
+            ),
+            unless=NOT_FOUND,
+        )
+        return [] if listing is None else list(cast(dict[str, Any], listing)["items"])
 
     def termination_messages(self, namespace: str, pod_selector: str) -> list[str]:
         """Messages of the containers that exited 0 in the pods `pod_selector` selects."""

@@ -1,5 +1,6 @@
-"""Where a run and its children are in their lives: the phase of a run or of a child, and the
-stage of a run's current iteration (status.phase, status.stage)."""
+"""Where a run and its children are in their lives: the phase of a run or of a child, the
+stage of a run's current iteration (status.phase, status.stage), and what can take a running
+child's capacity away without its failing (status.iterations[].disruptions)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,12 @@ class Stage(StrEnum):
     FILTERING = "Filtering"
     CONSOLIDATING = "Consolidating"
     EVALUATING = "Evaluating"
+
+
+class Disruption(StrEnum):
+    """What took an attempt's capacity away: never a fault of the phase (planning/disruptions)."""
+
+    EVICTION = "Eviction"  # the Eviction API (e.g. a node drain) or the kubelet under pressure
+    PREEMPTION = "Preemption"  # the scheduler, for a pod of higher priority
+    NODE_LOST = "NodeLost"  # the node went away or became unreachable
+    KUEUE_PREEMPTION = "KueuePreemption"  # Kueue evicted the child's Workload and suspended it

@@ -46,7 +46,7 @@ from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError, parse_sp
 from rloop_operator.children import Child, run_name_problem
 from rloop_operator.clock import utcnow
 from rloop_operator.lifecycle import Phase, Stage
-from rloop_operator.manifests import progress_probe_command, trainer_command
+from rloop_operator.manifests import PROGRESS_ENV, progress_probe_command, trainer_command
 from rloop_operator.phase_processes import (
     process_start_time,
     run_marker,
@@ -58,12 +58,11 @@ from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
 from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.stage_reports import StageReport, read_report
 from rloop_operator.stages import launcher_for
-from rloop_operator.stall_watch import DEFAULT_PROGRESS_TIMEOUT, StallWatch, probe_period
+from rloop_operator.stall_watch import StallWatch, probe_period
 from rloop_operator.trainer_failures import TrainerFailure, failure_from_messages
 
 LOG_TAIL_CHARS = 2000
 TERMINATION_ENV = "RLOOP_TERMINATION_MESSAGE_PATH"
-PROGRESS_ENV = "RLOOP_PROGRESS_PATH"
 # Locally a failed phase is usually a bug to fix, not a node to wait for.
 LOCAL_PLAN_SETTINGS = PlanSettings(backoff_base_seconds=2, backoff_cap_seconds=30)
 
@@ -217,7 +216,6 @@ class LocalExecutor:
         state_dir: Path,
         report: Reporter,
         settings: PlanSettings = LOCAL_PLAN_SETTINGS,
-        progress_timeout: timedelta = DEFAULT_PROGRESS_TIMEOUT,
     ) -> None:
         metadata, self.spec = load_run(run_file)
         self.name = str(metadata["name"])
@@ -226,7 +224,9 @@ class LocalExecutor:
         self.state = LocalState(state_dir)
         self.report = report
         self.settings = settings
-        self.progress_timeout = progress_timeout
+        # spec.resources.progressTimeout, as the kubelet's liveness probe would apply it.
+        seconds = self.spec.resources.progress_timeout_seconds
+        self.progress_timeout = None if seconds is None else timedelta(seconds=seconds)
 
     def view(self) -> RunView:
         return RunView(self.name, self.namespace, self.uid, 1, self.spec, self.state.load_status())
@@ -323,11 +323,13 @@ class LocalExecutor:
     ) -> None:
         """Until the phase process exits, or until it has made no progress for the progress
         timeout (the caller then stops it; the probe has left why)."""
-        command = progress_probe_command(self.progress_timeout)
-        watch = StallWatch(command, env, probe_period(self.progress_timeout))
+        timeout = self.progress_timeout
+        watch = None
+        if timeout is not None:
+            watch = StallWatch(progress_probe_command(timeout), env, probe_period(timeout))
         while process.poll() is None:
             self.report(run, None)
-            stall = watch.stalled()
+            stall = None if watch is None else watch.stalled()
             if stall is not None:
                 message = f"{action.name} {stall}; stopping it, to retry from its checkpoint"
                 self.report(run, message)

@@ -31,12 +31,16 @@ from rloop_operator.planning.actions import CreateChild
 from rloop_operator.planning.inputs import RunView
 from rloop_operator.pod_template import TRACKING_CREDENTIALS, TRACKING_VOLUME
 from rloop_operator.stages import launcher_for, phase_seed, rl_steps_before, stage_info
+from rloop_operator.stall_watch import probe_period
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/rloop-io/rloop-trainer:0.1.0"
 SCRATCH = "/scratch"
 # Every phase writes why it failed here, and filter and eval their report; the operator
 # reads it from the pod status.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+# The trainer's heartbeat, which the liveness probe reads (rloop_trainer.progress).
+PROGRESS_ENV = "RLOOP_PROGRESS_PATH"
+PROGRESS_PATH = f"{SCRATCH}/progress.json"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,23 @@ def progress_probe_command(progress_timeout: timedelta) -> list[str]:
     leaves "stalled at step N since T" as the termination message, once the phase has made
     no progress for `progress_timeout`. `rloop run`'s watchdog runs the same."""
     return ["rloop-trainer-probe", "--stalled-after", str(int(progress_timeout.total_seconds()))]
+
+
+def liveness_probe(spec: RLoopRunSpec) -> dict[str, Any] | None:
+    """The phase container's probe of spec.resources.progressTimeout; None when it is 0.
+    Probed every tenth of the timeout (1 to 60 s); a probe may take 30 s on a starved node
+    without killing a healthy phase, and two failures in a row end the container (a probe
+    that only timed out leaves no message: the pod's own reason is then the status's)."""
+    seconds = spec.resources.progress_timeout_seconds
+    if seconds is None:
+        return None
+    timeout = timedelta(seconds=seconds)
+    return {
+        "exec": {"command": progress_probe_command(timeout)},
+        "periodSeconds": int(probe_period(timeout)),
+        "timeoutSeconds": 30,
+        "failureThreshold": 2,
+    }
 
 
 def trainer_config(run: RunView, iteration: int, stage: Stage) -> dict[str, Any]:
@@ -238,6 +259,7 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
     env = [
         *_env(spec),
         {"name": "RLOOP_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+        {"name": PROGRESS_ENV, "value": PROGRESS_PATH},
     ]
     pod = PhasePod(
         phase=info.phase,
@@ -253,6 +275,7 @@ def phase_pod(run: RunView, request: CreateChild, settings: ManifestSettings) ->
         priority_class_name=spec.resources.priority_class_name,
         termination_message_path=TERMINATION_MESSAGE_PATH,
         service_account_name=spec.resources.service_account_name,
+        liveness_probe=liveness_probe(spec),
     )
     return _with_pod_template(spec, pod, gpu_pod)
 

@@ -29,6 +29,7 @@ def dapo_config(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> Config
         "rl_policy_uri": layout.rl_policy(iteration),
         "output_uri": layout.rl(iteration),
         "window": _window(spec, layout, iteration),
+        "collective_timeout_seconds": spec.resources.collective_timeout_seconds,
     }
 
 
@@ -60,6 +61,7 @@ def rft_config(spec: RLoopRunSpec, layout: RunLayout, iteration: int) -> ConfigB
         "expert_uri": layout.expert_data(iteration),
         "output_uri": layout.policy(iteration + 1),
         "checkpoint_uri": layout.rft_checkpoints(iteration),
+        "collective_timeout_seconds": spec.resources.collective_timeout_seconds,
     }
 
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from rloop_operator.launchers.base import parse_time
 
 # Waiting reasons of the kubelet that last until someone fixes the image, the Secret, ...
 STUCK_WAITING = frozenset(
@@ -26,6 +29,10 @@ STUCK_WAITING = frozenset(
         "CreateContainerError",
     }
 )
+# The condition Kubernetes sets on a pod it is about to take away (k8s.io/api core/v1
+# DisruptionTarget), its reason saying who: the Eviction API, the scheduler, the taint
+# manager, the pod garbage collector (its node is gone) or the kubelet.
+DISRUPTION_TARGET = "DisruptionTarget"
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 STARTED_PHASES = frozenset({"Running", *FINISHED_PHASES})
 
@@ -40,6 +47,15 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class PodDisruption:
+    """Why Kubernetes took the pod away: its DisruptionTarget condition (an eviction, a
+    preemption, its node lost) or the kubelet's eviction under node pressure."""
+
+    reason: str  # e.g. EvictionByEvictionAPI, PreemptionByScheduler, DeletionByPodGC, Evicted
+    message: str
+
+
+@dataclass(frozen=True)
 class PodState:
     name: str
     phase: str  # Pending, Running, Succeeded, Failed or Unknown
@@ -48,6 +64,9 @@ class PodState:
     # (reason, message) of a cause that keeps the pod from starting (see STUCK_WAITING).
     stuck: tuple[str, str] | None = None
     exits: tuple[Exit, ...] = ()
+    uid: str = ""
+    created_at: datetime | None = None
+    disruption: PodDisruption | None = None
 
     @property
     def started(self) -> bool:
@@ -89,7 +108,22 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
         deleting=bool(metadata.get("deletionTimestamp")),
         stuck=_stuck(status.get("conditions") or (), containers),
         exits=tuple(_exits(containers)),
+        uid=str(metadata.get("uid") or ""),
+        created_at=parse_time(metadata.get("creationTimestamp")),
+        disruption=_disruption(status),
     )
+
+
+def _disruption(status: Mapping[str, Any]) -> PodDisruption | None:
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == DISRUPTION_TARGET and condition.get("status") == "True":
+            return PodDisruption(
+                str(condition.get("reason") or ""), str(condition.get("message") or "")
+            )
+    # A kubelet older than the condition says it only in the pod's own reason.
+    if status.get("reason") == "Evicted":
+        return PodDisruption("Evicted", str(status.get("message") or ""))
+    return None
 
 
 def _stuck(

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from rloop_operator.api import RLoopRunStatus
 from rloop_operator.lifecycle import Phase
 from rloop_operator.planning.actions import EmitEvent
 
@@ -22,6 +23,12 @@ RECONCILE_ERRORS = Counter("rloop_reconcile_errors_total", "Reconciles that rais
 RECONCILE_SECONDS = Histogram("rloop_reconcile_seconds", "Time of one reconcile")
 API_REQUESTS = Counter(
     "rloop_api_requests", "Requests of the reconciler to the API server, by call", ["call"]
+)
+DISRUPTIONS = Counter(
+    "rloop_disruptions",
+    "Attempts that lost their capacity without failing (not counted against maxRetries), "
+    "by kind: Eviction, Preemption, NodeLost, KueuePreemption",
+    ["kind"],
 )
 START_LATENCY = Histogram(
     "rloop_child_start_latency_seconds",
@@ -45,6 +52,15 @@ def observe_phase(namespace: str, name: str, phase: Phase | None) -> None:
 def observe_events(events: Iterable[EmitEvent]) -> None:
     for event in events:
         TRANSITIONS.labels(reason=event.reason).inc()
+
+
+def observe_disruptions(before: RLoopRunStatus, after: RLoopRunStatus) -> None:
+    """Count the disruptions `after` records that `before` did not."""
+    known = {d.id for record in before.iterations for d in record.disruptions}
+    for record in after.iterations:
+        for disruption in record.disruptions:
+            if disruption.id not in known:
+                DISRUPTIONS.labels(kind=disruption.kind.value).inc()
 
 
 def serve(port: int) -> None:

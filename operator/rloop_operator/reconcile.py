@@ -15,11 +15,13 @@ from rloop_operator import prometheus
 from rloop_operator.api import RLoopRunSpec, SpecError, parse_status
 from rloop_operator.children import Child, observe_child
 from rloop_operator.clock import utcnow
+from rloop_operator.disrupted_pods import DisruptedPods, with_remembered
 from rloop_operator.kube import ChildRefused, Kube
+from rloop_operator.kueue_workloads import WorkloadEvictions, evictions_by_child
 from rloop_operator.launchers import Prerequisite
 from rloop_operator.manifests import child_manifest
 from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
-from rloop_operator.planning.attempts import pods_to_read
+from rloop_operator.planning.attempts import SUSPENDED, pods_to_read
 from rloop_operator.planning.inputs import Observed, Refusal, RunView
 from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.pods import PodState
@@ -62,10 +64,13 @@ class Reconciler:
         kube: Kube,
         settings: OperatorSettings,
         clock: Callable[[], datetime] = utcnow,
+        disrupted: DisruptedPods | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.clock = clock
+        # The pod watch's memory of pods taken away (handlers wire the same one to both).
+        self.disrupted = disrupted or DisruptedPods()
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Bring one run one step closer to done; returns seconds until it needs a look."""
@@ -84,6 +89,7 @@ class Reconciler:
             missing_prerequisites=self._missing_prerequisites(run),
             unserved_kinds=unserved,
             pods=pods,
+            kueue_evictions=self._kueue_evictions(run, children),
         )
 
         def read(action: ReadReport) -> StageReport:
@@ -130,10 +136,21 @@ class Reconciler:
         if not isinstance(run.spec, RLoopRunSpec):
             return {}
         spec = run.spec
-        return {
-            name: self.kube.list_pods(run.namespace, launcher_for(spec, stage).pod_selector(name))
-            for name, stage in pods_to_read(run, children).items()
-        }
+        pods = {}
+        for name, stage in pods_to_read(run, children).items():
+            selector = launcher_for(spec, stage).pod_selector(name)
+            listed = self.kube.list_pods(run.namespace, selector)
+            pods[name] = with_remembered(listed, self.disrupted.selected(run.namespace, selector))
+        return pods
+
+    def _kueue_evictions(
+        self, run: RunView, children: tuple[Child, ...]
+    ) -> dict[str, WorkloadEvictions]:
+        """What Kueue says of the run's suspended children: read only while one is, since
+        a Kueue preemption shows on the child as Suspended."""
+        if not any(child.reason == SUSPENDED for child in children if not child.phase.is_terminal):
+            return {}
+        return evictions_by_child(self.kube.list_workloads(run.namespace))
 
     def _missing_prerequisites(self, run: RunView) -> tuple[Prerequisite, ...]:
         if not isinstance(run.spec, RLoopRunSpec):
@@ -161,6 +178,7 @@ class Reconciler:
             self.kube.patch_status(
                 run.namespace, run.name, result.status.model_dump(mode="json", by_alias=True)
             )
+            prometheus.observe_disruptions(run.status, result.status)
         for delete in (a for a in result.actions if isinstance(a, DeleteChild)):
             self.kube.delete_child(delete.kind, run.namespace, delete.name)
         events = [a for a in result.actions if isinstance(a, EmitEvent)]

@@ -210,6 +210,12 @@ class ResourcesSpec(SpecSection):
             "template instead",
             lambda r: r.priority_class_name is None or r.launcher != "trainjob",
         ),
+        Rule(
+            "!has(self.collectiveTimeout) || self.collectiveTimeout.matches('[1-9]')",
+            "resources.collectiveTimeout must be longer than 0, e.g. 30m: every collective "
+            "needs a limit",
+            lambda r: r.collective_timeout_seconds > 0,
+        ),
     )
 
     launcher: Annotated[
@@ -355,6 +361,35 @@ class ResourcesSpec(SpecSection):
             ),
         ),
     ] = "30m"
+    collective_timeout: Annotated[
+        str,
+        Field(
+            min_length=1,
+            pattern=DURATION,
+            description=(
+                "How long a collective of a DAPO or RFT phase (all-reduce, barrier, ...) may "
+                "wait for its ranks, e.g. 30m: a rank that stops answering (a frozen process, a "
+                "lost node) makes the others fail within this time, naming it; the pods end, their "
+                "GPUs are freed and the stage is retried from its latest checkpoint."
+            ),
+        ),
+    ] = "30m"
+    progress_timeout: Annotated[
+        str,
+        Field(
+            min_length=1,
+            pattern=DURATION,
+            description=(
+                "How long a phase may go without finishing a step before it is treated as hung, "
+                "whatever the cause (a store call that never returns, a deadlocked generation): "
+                "the phase container's liveness probe ends it with reason Stalled, naming the last "
+                "step and when, and the stage is retried from its latest checkpoint; 0 means no "
+                "limit. It must exceed the longest stretch between two steps, the start (model "
+                "download, engine start) included. Launcher trainjob: Trainer's container patch "
+                "has no probe, so set the probe in the runtime (README)."
+            ),
+        ),
+    ] = "1h"
     service_account_name: (
         Annotated[
             str,
@@ -396,6 +431,18 @@ class ResourcesSpec(SpecSection):
     @property
     def start_timeout_seconds(self) -> float | None:
         """spec.resources.startTimeout in seconds; None when it is 0 (never)."""
-        parts = _DURATION_PART.findall(self.start_timeout)
-        seconds = sum(int(count) * _SECONDS[unit] for count, unit in parts)
-        return float(seconds) or None
+        return float(duration_seconds(self.start_timeout)) or None
+
+    @property
+    def collective_timeout_seconds(self) -> int:
+        return duration_seconds(self.collective_timeout)
+
+    @property
+    def progress_timeout_seconds(self) -> int | None:
+        """spec.resources.progressTimeout in seconds; None when it is 0 (never)."""
+        return duration_seconds(self.progress_timeout) or None
+
+
+def duration_seconds(duration: str) -> int:
+    """A duration as the CRD's pattern allows it (30m, 1h30m, 90s, 0) in seconds."""
+    return sum(int(count) * _SECONDS[unit] for count, unit in _DURATION_PART.findall(duration))

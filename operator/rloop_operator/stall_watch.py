@@ -18,8 +18,6 @@ from datetime import timedelta
 
 log = logging.getLogger(__name__)
 
-# Until spec.resources.progressTimeout (issue 22) reaches the executor.
-DEFAULT_PROGRESS_TIMEOUT = timedelta(hours=1)
 PROBE_TIMEOUT_SECONDS = 30.0
 
 

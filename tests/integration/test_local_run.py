@@ -42,7 +42,9 @@ def write_run(workdir: Path, name: str, **spec: Any) -> Path:
     document["metadata"]["name"] = name
     document["spec"]["data"].pop("validation")
     document["spec"]["storage"]["uri"] = f"file://{workdir}/{name}-store"
-    document["spec"] |= spec
+    for key, value in spec.items():  # a section given is merged into the demo's
+        section = document["spec"].get(key)
+        document["spec"][key] = section | value if isinstance(section, dict) else value
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
@@ -161,10 +163,9 @@ def test_an_executor_killed_mid_phase_and_restarted_at_once_leaves_one_writer(
 
 # Longer than any step, and than a trainer's start, of this run on a busy machine.
 PROGRESS_TIMEOUT_S = 120
-# `rloop run` with a progress timeout of argv[3] seconds, each transition on a line.
+# `rloop run`, each transition on a line.
 EXECUTOR = """
 import sys
-from datetime import timedelta
 from pathlib import Path
 from rloop_operator.local_executor import LocalExecutor
 
@@ -172,8 +173,7 @@ def report(run, line):
     if line:
         print(line, flush=True)
 
-timeout = timedelta(seconds=float(sys.argv[3]))
-status = LocalExecutor(Path(sys.argv[1]), Path(sys.argv[2]), report, progress_timeout=timeout).run()
+status = LocalExecutor(Path(sys.argv[1]), Path(sys.argv[2]), report).run()
 sys.exit(0 if status.phase.value == "Succeeded" else 1)
 """
 
@@ -182,11 +182,13 @@ sys.exit(0 if status.phase.value == "Succeeded" else 1)
 def test_a_phase_that_stops_making_progress_is_stopped_and_resumed_from_its_checkpoint(
     workdir: Path, uninterrupted: Path
 ) -> None:
-    run_file = write_run(workdir, "stalled", maxRetries=2)
+    run_file = write_run(
+        workdir, "stalled", maxRetries=2, resources={"progressTimeout": f"{PROGRESS_TIMEOUT_S}s"}
+    )
     state = run_file.with_suffix(".state")
     output = phase_output(workdir, "stalled")
     log = workdir / "stalled.log"
-    command = [sys.executable, "-c", EXECUTOR, str(run_file), str(state), str(PROGRESS_TIMEOUT_S)]
+    command = [sys.executable, "-c", EXECUTOR, str(run_file), str(state)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RLOOP_")}
     with log.open("wb") as sink:
         executor = subprocess.Popen(

@@ -38,6 +38,7 @@ NAMESPACED_GRANTS: set[Grant] = {
     ("", "persistentvolumeclaims", "get"),
     ("", "pods", "list"),
     ("", "pods", "watch"),
+    ("kueue.x-k8s.io", "workloads", "list"),
     ("", "events", "create"),
 }
 CLUSTER_GRANTS: set[Grant] = {

@@ -26,3 +26,14 @@ belongs to Kueue. */}}
   resources: ["clustertrainingruntimes"]
   verbs: ["get"]
 {{- end }}
+
+{{/* What the operator observes of the children: their pods (child_watch.PODS) and
+Kueue's Workloads of the suspended ones (kueue_workloads.WORKLOADS). */}}
+{{- define "rloop-operator.observedRules" }}
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
+{{- end }}

@@ -79,12 +79,11 @@ namespace by a Role. Only the verbs that kopf and rloop_operator/kube.py use.
   verbs: ["get"]
 # The pods of a run's children, by each launcher's pod selector (and watched by the
 # rloop.io/run label): the filter and eval reports and the trainer's failures in their
-# termination messages, why pods do not start, and whether an earlier attempt's pods still
-# run. No Secrets: the operator holds no store credentials (the phase pods read
-# storage.credentialsSecret themselves).
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["list", "watch"]
+# termination messages, why pods do not start, whether an earlier attempt's pods still
+# run, and which were evicted, preempted or lost with their node. Kueue's Workloads: how
+# often Kueue preempted a suspended child. No Secrets: the operator holds no store
+# credentials (the phase pods read storage.credentialsSecret themselves).
+{{- include "rloop-operator.observedRules" . }}
 # Transition events of the reconciler and kopf's warnings.
 - apiGroups: [""]
   resources: ["events"]

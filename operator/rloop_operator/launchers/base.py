@@ -110,6 +110,7 @@ class PhasePod:
     affinity: Mapping[str, Any] | None = None
     # None: the namespace's default account, without an API token in the pod.
     service_account_name: str | None = None
+    liveness_probe: Mapping[str, Any] | None = None
 
     def template(self, container_name: str | None = None) -> dict[str, Any]:
         """The pod as a core/v1 PodTemplateSpec with one container (named after the phase)."""
@@ -124,6 +125,8 @@ class PhasePod:
         }
         if self.termination_message_path is not None:
             container["terminationMessagePath"] = self.termination_message_path
+        if self.liveness_probe is not None:
+            container["livenessProbe"] = _plain(self.liveness_probe)
         pod: dict[str, Any] = {
             "restartPolicy": "Never",
             "securityContext": _plain(POD_SECURITY_CONTEXT),

@@ -28,6 +28,7 @@ from rloop_operator.api import IterationRecord, RLoopRunSpec
 from rloop_operator.children import Child, child_name
 from rloop_operator.lifecycle import Phase, Stage
 from rloop_operator.planning.blockers import Blocker
+from rloop_operator.planning.disruptions import preempted
 from rloop_operator.planning.inputs import RunView
 from rloop_operator.planning.status_draft import StatusDraft
 from rloop_operator.pods import Pods, not_started, writers
@@ -68,18 +69,26 @@ def pods_to_read(run: RunView, children: Sequence[Child]) -> dict[str, Stage]:
     return wanted | dict.fromkeys(attempts, status.stage)
 
 
-def stall(draft: StatusDraft, blocker: Blocker) -> None:
+def stall(draft: StatusDraft, blocker: Blocker, announce: bool = True) -> None:
     """The run is not progressing: Progressing False with the cause, the status message,
-    and one Warning event each time the cause changes."""
+    and (`announce`) one Warning event each time the cause changes."""
     previous = draft.previous_condition("Progressing")
-    if previous is None or (previous.status, previous.reason, previous.message) != (
-        "False",
-        blocker.reason,
-        blocker.message,
+    if announce and (
+        previous is None
+        or (previous.status, previous.reason, previous.message)
+        != ("False", blocker.reason, blocker.message)
     ):
         draft.event("Warning", blocker.reason, blocker.message, draft.status.active_child)
     draft.stall = blocker
     draft.update(reason=blocker.reason, message=blocker.message)
+
+
+def note_preempted(draft: StatusDraft, child: Child, waiting: str) -> None:
+    """Progressing False (Preempted) while a disrupted attempt waits for `waiting`; its
+    Warning event went out when the disruption was recorded."""
+    blocker = preempted(draft, child.iteration, child.stage, child.name, waiting)
+    if blocker is not None:
+        stall(draft, blocker, announce=False)
 
 
 def earlier_attempt_writing(
@@ -114,14 +123,43 @@ def end_early(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods) 
 
 
 def watch_start(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods) -> Child | None:
-    """For an unfinished child: say why it does not progress (Queued, or what keeps its
-    pods from starting) and look again soon; returns the child as failed once its pods
-    have not all started within spec.resources.startTimeout."""
+    """For an unfinished child: say why it does not progress (Queued, Preempted, or what
+    keeps its pods from starting) and look again soon; returns the child as failed once its
+    pods have not all started within spec.resources.startTimeout. An attempt created again
+    after a disruption ran before, so its spec is sound: it waits for capacity to return
+    as long as that takes, like a child in Kueue's queue."""
     draft.update(reason=None, message=None)
     if child.phase is Phase.PENDING and child.reason == SUSPENDED:
         message = f"{child.kind} {child.name} is queued: Kueue admits it once its queue has quota"
         stall(draft, Blocker(QUEUED, f"{message} ({child.message})" if child.message else message))
         return None
+    if child.name not in pods:
+        return None
+    expected = spec.resources.nodes if stage_info(child.stage).distributed else 1
+    waiting = not_started(pods[child.name], expected)
+    if waiting is None:
+        return None
+    draft.requeue(START_POLL_SECONDS)
+    disrupted = preempted(
+        draft, child.iteration, child.stage, child.name, f"its pods start ({waiting.message})"
+    )
+    if disrupted is not None:
+        stall(draft, disrupted, announce=False)
+        return None
+    timeout = spec.resources.start_timeout_seconds
+    since = max((t for t in (child.created_at, child.admitted_at) if t is not None), default=None)
+    if timeout is not None and since is not None:
+        left = timeout - (draft.now - since).total_seconds()
+        if left <= 0:
+            message = (
+                f"the pods did not all start within spec.resources.startTimeout="
+                f"{spec.resources.start_timeout}: {waiting.reason}: {waiting.message}"
+            )
+            return replace(child, phase=Phase.FAILED, reason=START_TIMEOUT, message=message)
+        draft.requeue(left)
+    if waiting.stuck:
+        stall(draft, Blocker(waiting.reason, f"{child.kind} {child.name}: {waiting.message}"))
+    return None
     if child.name not in pods:
         return None
     expected = spec.resources.nodes if stage_info(child.stage).distributed else 1
@@ -141,6 +179,11 @@ def watch_start(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods
             return replace(child, phase=Phase.FAILED, reason=START_TIMEOUT, message=message)
         poll = min(poll, left)
     draft.requeue(poll)
-    if waiting.stuck:
+    blocker = preempted(
+        draft, child.iteration, child.stage, child.name, f"its pods start ({waiting.message})"
+    )
+    if blocker is not None:
+        stall(draft, blocker, announce=False)
+    elif waiting.stuck:
         stall(draft, Blocker(waiting.reason, f"{child.kind} {child.name}: {waiting.message}"))
     return None

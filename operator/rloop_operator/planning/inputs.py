@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError
 from rloop_operator.children import Child
+from rloop_operator.kueue_workloads import WorkloadEvictions
 from rloop_operator.launchers import Prerequisite
 from rloop_operator.layout import RunLayout, run_layout
 from rloop_operator.pods import Pods
@@ -62,6 +63,8 @@ class Observed:
     # The pods of children (existing or not yet created), by child name, for the names
     # attempts.pods_to_read asks for; none when the phases are not pods (`rloop run`).
     pods: Pods = field(default_factory=dict)
+    # What Kueue says of the children it evicted at least once, by child name.
+    kueue_evictions: Mapping[str, WorkloadEvictions] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ With validation sets, iteration 0 first evaluates the base policy (EvaluatingBas
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from rloop_operator.api import IterationRecord, RLoopRunSpec, SpecError
@@ -26,9 +27,23 @@ from rloop_operator.planning.actions import (
     Plan,
     ReadReport,
 )
-from rloop_operator.planning.attempts import earlier_attempt_writing, end_early, failed_attempts
+from rloop_operator.planning.attempts import (
+    SUSPENDED,
+    earlier_attempt_writing,
+    end_early,
+    failed_attempts,
+    note_preempted,
+    stall,
+)
 from rloop_operator.planning.best_policy import note_best, record_base_report
-from rloop_operator.planning.blockers import missing_object
+from rloop_operator.planning.blockers import Blocker, missing_object
+from rloop_operator.planning.disruptions import (
+    PREEMPTED,
+    attempt_disrupted,
+    beyond_limit,
+    new_disruptions,
+    record_disruptions,
+)
 from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
 from rloop_operator.planning.spec_edits import STAGE_FAILED
 from rloop_operator.planning.status_draft import StatusDraft
@@ -126,8 +141,14 @@ def _advance(
     if child.deleting:
         if spec.suspend:
             _suspend(draft)
+        else:
+            note_preempted(draft, child, "its pods have stopped and it is created again")
         draft.requeue(2.0)
         return False
+    if child.phase is not Phase.SUCCEEDED:
+        outcome = _disruption(draft, spec, child, observed, settings)
+        if outcome is not None:
+            return outcome
     if not child.phase.is_terminal:
         if spec.suspend:
             draft.act(DeleteChild(child.name, child.kind))
@@ -142,6 +163,39 @@ def _advance(
     if child.phase is Phase.SUCCEEDED:
         return _complete_stage(draft, spec, observed, child, stages)
     return _record_failure(draft, spec, child, settings)
+
+
+def _disruption(
+    draft: StatusDraft,
+    spec: RLoopRunSpec,
+    child: Child,
+    observed: Observed,
+    settings: PlanSettings,
+) -> bool | None:
+    """None unless the child's attempt was disrupted (planning/disruptions); then, like
+    _advance, whether planning goes on."""
+    found = new_disruptions(draft, child, observed)
+    if found:
+        record_disruptions(draft, spec, child, found)
+    if not attempt_disrupted(draft, child, observed):
+        return None
+    if found and beyond_limit(draft, spec, child):
+        if not child.phase.is_terminal:
+            draft.act(DeleteChild(child.name, child.kind))
+        message = f"{found[-1].message} (beyond spec.maxDisruptions={spec.max_disruptions})"
+        failed = replace(child, phase=Phase.FAILED, reason=PREEMPTED, message=message)
+        return _record_failure(draft, spec, failed, settings)
+    if child.phase is Phase.PENDING and child.reason == SUSPENDED:
+        draft.update(phase=Phase.RUNNING, active_child=child.name)
+        note_preempted(draft, child, "Kueue admits it again")
+        return False
+    if not found and child.phase is not Phase.FAILED:
+        return None  # an old disruption, handled: the child was ended already
+    draft.act(DeleteChild(child.name, child.kind))
+    draft.update(active_child=None)
+    note_preempted(draft, child, "its pods have stopped and it is created again")
+    draft.requeue(2.0)
+    return False
 
 
 def _failures(record: IterationRecord, run_name: str, index: int, stage: Stage) -> int:
@@ -160,6 +214,8 @@ def _start_child(
     if status.retry_after is not None and draft.now < status.retry_after:
         draft.update(phase=Phase.RUNNING)
         draft.requeue((status.retry_after - draft.now).total_seconds())
+        if status.reason and status.message:  # why the last attempt failed (_record_failure)
+            stall(draft, Blocker(status.reason, status.message), announce=False)
         return
     if earlier_attempt_writing(draft, observed.pods, name, index, stage):
         draft.update(phase=Phase.RUNNING)
@@ -264,13 +320,14 @@ def _record_failure(
         fail(draft, STAGE_FAILED, message, spec.total_iterations, child.name)
         return False
     backoff = min(settings.backoff_base_seconds * 2 ** (failures - 1), settings.backoff_cap_seconds)
-    draft.event(
-        "Warning",
-        "Retrying",
-        f"{cause}; retry {failures}/{spec.max_retries} in {backoff:.0f}s",
-        child.name,
+    retrying = f"{cause}; retry {failures}/{spec.max_retries} in {backoff:.0f}s"
+    draft.event("Warning", "Retrying", retrying, child.name)
+    draft.update(
+        retry_after=draft.now + timedelta(seconds=backoff),
+        active_child=None,
+        reason=child.reason or "Retrying",
+        message=retrying,
     )
-    draft.update(retry_after=draft.now + timedelta(seconds=backoff), active_child=None)
     return True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rloop_operator.pods import (
+    PodDisruption,
     PodState,
     not_started,
     pod_state,
@@ -130,3 +131,25 @@ def test_a_bound_pod_being_deleted_may_still_write() -> None:
     deleting["spec"] = {"nodeName": "gpu-node-1"}
     state = pod_state(deleting)
     assert (state.node, state.deleting, state.may_write) == ("gpu-node-1", True, True)
+
+
+def test_a_pod_kubernetes_is_taking_away_says_who_and_why() -> None:
+    target = {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
+              "message": "PodGC: node no longer exists"}  # fmt: skip
+    state = pod_state(pod(phase="Running", conditions=[target], uid="u-1"))
+    assert state.disruption == PodDisruption("DeletionByPodGC", "PodGC: node no longer exists")
+    assert state.uid == "u-1"
+
+
+def test_a_pod_the_kubelet_evicted_under_pressure_is_disrupted_without_the_condition() -> None:
+    evicted = pod(phase="Failed")
+    evicted["status"] |= {"reason": "Evicted", "message": "The node was low on resource: memory."}
+    assert pod_state(evicted).disruption == PodDisruption(
+        "Evicted", "The node was low on resource: memory."
+    )
+
+
+def test_a_pod_that_only_failed_or_whose_disruption_was_withdrawn_is_not_disrupted() -> None:
+    withdrawn = {"type": "DisruptionTarget", "status": "False", "reason": "PreemptionByScheduler"}
+    assert pod_state(pod(phase="Failed")).disruption is None
+    assert pod_state(pod(phase="Running", conditions=[withdrawn])).disruption is None

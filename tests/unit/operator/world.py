@@ -10,6 +10,7 @@ from typing import Any
 
 from rloop_operator.api import RLoopRunSpec, RLoopRunStatus, SpecError
 from rloop_operator.children import Child
+from rloop_operator.kueue_workloads import WorkloadEvictions
 from rloop_operator.launchers import Prerequisite
 from rloop_operator.lifecycle import Phase
 from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
@@ -63,6 +64,8 @@ class World:
         self.reports: dict[str, StageReport] = {}
         # The pods of children, by child name, as the reconciler reads them.
         self.pods: dict[str, tuple[PodState, ...]] = {}
+        # What Kueue's Workloads say of the children it evicted, by child name.
+        self.kueue_evictions: dict[str, WorkloadEvictions] = {}
         self.events: list[EmitEvent] = []
         self.settings = PlanSettings(backoff_base_seconds=10, backoff_cap_seconds=60)
 
@@ -86,6 +89,7 @@ class World:
             missing_prerequisites=self.missing_prerequisites,
             unserved_kinds=self.unserved_kinds,
             pods=dict(self.pods),
+            kueue_evictions=dict(self.kueue_evictions),
         )
 
     def plan_once(self, reports: Mapping[str, StageReport] | None = None) -> Plan:
@@ -135,6 +139,11 @@ class World:
             reason="" if ok else "BackoffLimitExceeded",
             message=message,
         )
+
+    def gone(self, name: str) -> None:
+        """The child's deletion completed, and its pods with it."""
+        del self.children[name]
+        self.pods.pop(name, None)
 
     def active(self) -> str:
         assert self.status.active_child is not None, self.status
