@@ -172,9 +172,10 @@ class RLoopRunSpec(SpecSection):
         "after the run Failed on exhausted retries retries the failed stage."))] = 2  # fmt: skip
     max_disruptions: Annotated[int, Field(ge=0, description=(
         "Disruptions of one stage of one iteration (a phase pod evicted or preempted, its node "
-        "lost, its child preempted by Kueue) that do not count as failures; each one beyond it "
-        "counts against maxRetries. Unset: none counts. A disrupted attempt resumes from the "
-        "stage's latest checkpoint once capacity returns."))] | None = None  # fmt: skip
+        "lost, its child preempted by Kueue, the phase hung past progressTimeout or "
+        "collectiveTimeout) that do not count as failures; each one beyond it counts against "
+        "maxRetries. Unset: none counts. A disrupted attempt resumes from the stage's latest "
+        "checkpoint once it runs again."))] | None = None  # fmt: skip
 
     @property
     def total_iterations(self) -> int:
@@ -260,14 +261,15 @@ class DisruptionRecord(StatusModel):
 
     child: Annotated[str, Field(description="The attempt disrupted.")]
     kind: Annotated[Disruption, Field(description=(
-        "Eviction, Preemption (by the scheduler), NodeLost or KueuePreemption."))]  # fmt: skip
+        "Eviction, Preemption (by the scheduler), NodeLost, KueuePreemption, Hang."))]  # fmt: skip
     reason: Annotated[str, Field(description=(
-        "As Kubernetes or Kueue says it, e.g. EvictionByEvictionAPI, DeletionByPodGC, "
-        "Preempted."))]  # fmt: skip
+        "As Kubernetes, Kueue or the trainer says it, e.g. EvictionByEvictionAPI, "
+        "DeletionByPodGC, Preempted, Stalled."))]  # fmt: skip
     message: Annotated[str, Field(description="What happened and where.")]
     at: Annotated[datetime, _TIME]
     id: Annotated[str, Field(description=(
-        "The disrupted pod's UID, or the Kueue Workload's UID / the eviction's number."
+        "The disrupted pod's UID, the Kueue Workload's UID / the eviction's number, or the "
+        "hung child's name @ its creation time."
     ))]  # fmt: skip
 
 

@@ -29,9 +29,13 @@ class Stage(StrEnum):
 
 
 class Disruption(StrEnum):
-    """What took an attempt's capacity away: never a fault of the phase (planning/disruptions)."""
+    """What ended an attempt without its failing: never counted against maxRetries
+    (planning/disruptions)."""
 
     EVICTION = "Eviction"  # the Eviction API (e.g. a node drain) or the kubelet under pressure
     PREEMPTION = "Preemption"  # the scheduler, for a pod of higher priority
     NODE_LOST = "NodeLost"  # the node went away or became unreachable
     KUEUE_PREEMPTION = "KueuePreemption"  # Kueue evicted the child's Workload and suspended it
+    # The phase stopped making progress (progressTimeout) or a rank went silent in a
+    # collective (collectiveTimeout): a frozen process or node, ended from the inside.
+    HANG = "Hang"

@@ -53,7 +53,7 @@ from rloop_operator.phase_processes import (
     stop_marked_processes,
     stop_process,
 )
-from rloop_operator.planning.actions import CreateChild, EmitEvent, Plan, ReadReport
+from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
 from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
 from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.stage_reports import StageReport, read_report
@@ -132,6 +132,11 @@ class LocalState:
         (self.directory / "children" / f"{record.name}.json").write_text(
             json.dumps(asdict(record), indent=2)
         )
+
+    def forget(self, child: str) -> None:
+        """A finished child the plan deleted (to create it again under its name, after a
+        hang): its record goes, its log stays and the next attempt's is appended."""
+        (self.directory / "children" / f"{child}.json").unlink(missing_ok=True)
 
     def records(self) -> list[ChildRecord]:
         paths = sorted((self.directory / "children").glob("*.json"))
@@ -243,6 +248,8 @@ class LocalExecutor:
                 # must be shown before it starts, not after it ended.
                 for event in (a for a in result.actions if isinstance(a, EmitEvent)):
                     self.report(run, f"{event.type}: {event.reason}: {event.message}")
+                for delete in (a for a in result.actions if isinstance(a, DeleteChild)):
+                    self.state.forget(delete.name)
                 for create in (a for a in result.actions if isinstance(a, CreateChild)):
                     self._run_child(run, create)
                 if result.status.phase.is_terminal:
@@ -289,7 +296,7 @@ class LocalExecutor:
             TERMINATION_ENV: str(termination_file),
             PROGRESS_ENV: str(progress_file),
         }
-        with log_file.open("w") as log:
+        with log_file.open("a") as log:
             process = subprocess.Popen(
                 trainer_command(run, action.iteration, action.stage),
                 stdout=log,

@@ -183,7 +183,7 @@ def test_a_phase_that_stops_making_progress_is_stopped_and_resumed_from_its_chec
     workdir: Path, uninterrupted: Path
 ) -> None:
     run_file = write_run(
-        workdir, "stalled", maxRetries=2, resources={"progressTimeout": f"{PROGRESS_TIMEOUT_S}s"}
+        workdir, "stalled", maxRetries=0, resources={"progressTimeout": f"{PROGRESS_TIMEOUT_S}s"}
     )
     state = run_file.with_suffix(".state")
     output = phase_output(workdir, "stalled")
@@ -221,9 +221,18 @@ def test_a_phase_that_stops_making_progress_is_stopped_and_resumed_from_its_chec
         stall[0],
     )
     assert not stopped_trainer_left
-    first_attempt = json.loads((state / "children" / "stalled-i00-rl.json").read_text())
-    assert first_attempt["reason"] == "Stalled"
-    assert first_attempt["message"] == stall[0].removeprefix("stalled-i00-rl ").split(";")[0]
+    [record] = status_of(run_file)["iterations"][0]["disruptions"]
+    assert (record["child"], record["kind"], record["reason"]) == (
+        "stalled-i00-rl",
+        "Hang",
+        "Stalled",
+    )
+    assert (
+        record["message"]
+        == "PyTorchJob stalled-i00-rl hung: "
+        + stall[0].removeprefix("stalled-i00-rl ").split(";")[0]
+    )
+    assert status_of(run_file)["iterations"][0]["failedJobs"] == []
     assert_same_phase_output(output, uninterrupted)
 
 

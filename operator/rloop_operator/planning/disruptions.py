@@ -1,4 +1,4 @@
-"""Disruptions: capacity taken from an attempt without its failing. Pure; plan() asks.
+"""Disruptions: attempts ended without their failing. Pure; plan() asks.
 
 On a shared cluster an attempt loses its pods for reasons that are no fault of its own:
 a pod evicted (the Eviction API, e.g. a node drain, or the kubelet under pressure),
@@ -6,20 +6,24 @@ preempted by the scheduler for a pod of higher priority, its node lost (a spot r
 the pod garbage collector or the taint manager deletes it), or its child preempted by
 Kueue. Kubernetes marks such a pod with the condition DisruptionTarget before it goes
 (pods.PodDisruption); Kueue counts the evictions of the child's Workload
-(kueue_workloads). None of them counts against spec.maxRetries:
+(kueue_workloads). A phase that hung (a frozen rank, a stuck call) is ended from the
+inside, and its trainer says so (reason Stalled or CollectiveTimeout); such a hang is
+most often a frozen process or node, so it is handled the same way. None of them counts
+against spec.maxRetries:
 
-- A disrupted pod ends its whole attempt: its peers would only wait in a collective, so
-  the child is deleted (every GPU of the attempt is freed at once) and, once its pods have
-  stopped, created again with the same name. The trainer resumes from the stage's latest
-  checkpoint.
+- A disrupted pod (or a hang) ends its whole attempt: its peers would only wait in a
+  collective, so the child is deleted (every GPU of the attempt is freed at once) and,
+  once its pods have stopped, created again with the same name. The trainer resumes from
+  the stage's latest checkpoint.
 - A child Kueue preempted stays: Kueue suspended it, its controller deleted its pods, and
   it resumes from the checkpoint when Kueue admits it again.
 
 Each disruption is recorded once (by the pod's UID, or the Workload's UID and the
 eviction's number) in its iteration's record, counted per stage in status.disruptions,
-announced by a Warning event Preempted, and shown as Progressing False (Preempted) until
-the attempt runs again. spec.maxDisruptions, when set, bounds the disruptions of one stage
-of one iteration that do not count; each one beyond it is a failed attempt.
+announced by a Warning event Preempted (a hang: Stalled or CollectiveTimeout), and shown
+as Progressing False with that reason until the attempt runs again. spec.maxDisruptions,
+when set, bounds the disruptions of one stage of one iteration that do not count; each
+one beyond it is a failed attempt.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from rloop_operator.planning.status_draft import StatusDraft
 from rloop_operator.pods import PodState
 
 PREEMPTED = "Preempted"
+# The trainer's reasons for a phase that hung (rloop_trainer.progress, rank_watch).
+HANG_REASONS = frozenset({"Stalled", "CollectiveTimeout"})
 # The DisruptionTarget reasons of k8s.io/api core/v1 (and the kubelet's older pod reason).
 _KIND_OF_REASON = {
     "EvictionByEvictionAPI": Disruption.EVICTION,
@@ -64,6 +70,9 @@ def new_disruptions(draft: StatusDraft, child: Child, observed: Observed) -> lis
         for pod in _this_incarnation(child, observed.pods.get(child.name, ()))
         if pod.disruption is not None and pod.uid not in recorded
     ]
+    hang = _hang(draft, child)
+    if hang is not None and hang.id not in recorded:
+        found.append(hang)
     evictions = observed.kueue_evictions.get(child.name)
     if evictions is not None:
         prefix = f"{evictions.workload_uid}/"
@@ -86,6 +95,27 @@ def _kueue_record(
         at=draft.now,
         id=f"{evictions.workload_uid}/{number}",
     )
+
+
+def _hang(draft: StatusDraft, child: Child) -> DisruptionRecord | None:
+    """A child whose trainer said it hung: recorded once per incarnation of the name."""
+    if child.phase is not Phase.FAILED or child.reason not in HANG_REASONS:
+        return None
+    created = child.created_at.isoformat() if child.created_at else ""
+    return DisruptionRecord(
+        child=child.name,
+        kind=Disruption.HANG,
+        reason=child.reason,
+        message=f"{child.kind} {child.name} hung: {child.message or 'no message'}",
+        at=draft.now,
+        id=f"{child.name}@{created}",
+    )
+
+
+def reason_of(record: DisruptionRecord) -> str:
+    """The reason a run's events and conditions give for the disruption: Preempted, or
+    the trainer's own for a hang (Stalled, CollectiveTimeout)."""
+    return record.reason if record.kind is Disruption.HANG else PREEMPTED
 
 
 def _this_incarnation(child: Child, pods: Sequence[PodState]) -> list[PodState]:
@@ -119,7 +149,7 @@ def record_disruptions(
         )
         draft.event(
             "Warning",
-            PREEMPTED,
+            reason_of(disruption),
             f"{disruption.message}; disruption {count} of this stage "
             f"(spec.maxDisruptions {bound}): {verdict}",
             child.name,
@@ -147,6 +177,8 @@ def attempt_disrupted(draft: StatusDraft, child: Child, observed: Observed) -> b
     suspended, its Workload evicted."""
     if child.phase is Phase.PENDING and child.reason == "Suspended":
         return _latest(draft, child.iteration, child.name, Disruption.KUEUE_PREEMPTION) is not None
+    if _hang(draft, child) is not None:
+        return True
     pods = _this_incarnation(child, observed.pods.get(child.name, ()))
     return any(pod.disruption is not None for pod in pods)
 
@@ -154,13 +186,14 @@ def attempt_disrupted(draft: StatusDraft, child: Child, observed: Observed) -> b
 def preempted(
     draft: StatusDraft, index: int, stage: Stage, name: str, waiting: str
 ) -> Blocker | None:
-    """Progressing False (Preempted) while attempt `name`, disrupted, waits to run again;
-    `waiting` says for what. None when the attempt was never disrupted."""
+    """Progressing False (Preempted, or Stalled after a hang) while attempt `name`,
+    disrupted, waits to run again; `waiting` says for what. None when the attempt was
+    never disrupted."""
     latest = _latest(draft, index, name, None)
     if latest is None:
         return None
     return Blocker(
-        PREEMPTED,
+        reason_of(latest),
         f"{latest.message}; {stage.value} resumes from its latest checkpoint once {waiting}",
     )
 

@@ -38,10 +38,10 @@ from rloop_operator.planning.attempts import (
 from rloop_operator.planning.best_policy import note_best, record_base_report
 from rloop_operator.planning.blockers import Blocker, missing_object
 from rloop_operator.planning.disruptions import (
-    PREEMPTED,
     attempt_disrupted,
     beyond_limit,
     new_disruptions,
+    reason_of,
     record_disruptions,
 )
 from rloop_operator.planning.inputs import Observed, PlanSettings, RunView
@@ -183,7 +183,7 @@ def _disruption(
         if not child.phase.is_terminal:
             draft.act(DeleteChild(child.name, child.kind))
         message = f"{found[-1].message} (beyond spec.maxDisruptions={spec.max_disruptions})"
-        failed = replace(child, phase=Phase.FAILED, reason=PREEMPTED, message=message)
+        failed = replace(child, phase=Phase.FAILED, reason=reason_of(found[-1]), message=message)
         return _record_failure(draft, spec, failed, settings)
     if child.phase is Phase.PENDING and child.reason == SUSPENDED:
         draft.update(phase=Phase.RUNNING, active_child=child.name)

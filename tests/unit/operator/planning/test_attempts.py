@@ -245,20 +245,21 @@ def test_a_pytorchjob_whose_pod_failed_is_left_to_its_controller() -> None:
     assert world.status.phase is Phase.RUNNING
 
 
-def test_a_stalled_phase_is_retried_and_the_run_says_where_it_stalled_until_the_retry() -> None:
+def test_a_failed_attempt_keeps_the_run_saying_why_until_its_retry_starts() -> None:
     world = World()
     world.step()
-    stalled = "stalled at step 41 since 2026-01-01T00:00:00Z: no progress for 3605 s"
+    unreachable = "rloop-trainer dapo: s3://bucket/rloop is unreachable after 5 tries"
     world.children[RL] = replace(
-        world.children[RL], phase=Phase.FAILED, reason="Stalled", message=stalled
+        world.children[RL], phase=Phase.FAILED, reason="StoreUnavailable", message=unreachable
     )
 
     world.step()
 
     condition = progressing(world)
-    assert (condition.status, condition.reason) == ("False", "Stalled")
-    assert condition.message == f"PyTorchJob {RL} failed (Stalled): {stalled}; retry 1/2 in 10s"
-    assert world.status.iterations[0].failed_jobs == (RL,)
+    assert (condition.status, condition.reason) == ("False", "StoreUnavailable")
+    assert condition.message == (
+        f"PyTorchJob {RL} failed (StoreUnavailable): {unreachable}; retry 1/2 in 10s"
+    )
     world.advance_clock(11)
     assert created(world.step()) == [f"{RL}-r1"]
     assert (progressing(world).status, progressing(world).reason) == ("True", "Exploring")

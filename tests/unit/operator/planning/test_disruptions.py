@@ -235,3 +235,34 @@ def test_an_attempt_created_again_waits_for_capacity_beyond_the_start_timeout() 
     condition = progressing(world)
     assert (condition.status, condition.reason) == ("False", "Preempted")
     assert "Insufficient nvidia.com/gpu" in condition.message
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("Stalled", "stalled at step 41 since 2026-01-01T00:00:00Z: no progress for 3605 s"),
+        ("CollectiveTimeout", "rank 0: collective timeout (1800 s): silent: rank 1 for 1800 s"),
+    ],
+)
+def test_a_phase_that_hung_is_resumed_under_its_name_without_counting(
+    reason: str, message: str
+) -> None:
+    world = World(maxRetries=0)
+    running_attempt(world)
+    world.finish(RL, ok=False)
+    world.children[RL] = replace(world.children[RL], reason=reason, message=message)
+
+    result = world.step()
+
+    assert deleted(result) == [RL]
+    [record] = world.status.iterations[0].disruptions
+    assert (record.kind, record.reason) == (Disruption.HANG, reason)
+    assert record.message == f"PyTorchJob {RL} hung: {message}"
+    condition = progressing(world)
+    assert (condition.status, condition.reason) == ("False", reason)
+    assert condition.message.startswith(record.message)
+    assert [e.reason for e in world.events if e.type == "Warning"] == [reason]
+    world.gone(RL)
+    world.advance_clock(5)
+    assert created(world.step()) == [RL]
+    assert world.status.iterations[0].failed_jobs == ()
