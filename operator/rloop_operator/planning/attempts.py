@@ -99,15 +99,21 @@ def earlier_attempt_writing(
     busy = [pod for attempt in attempts for pod in writers(pods.get(attempt, ()))]
     if not busy:
         return False
+    draft.requeue(WRITERS_POLL_SECONDS)
+    still = ", ".join(busy)
+    # After a disruption the run keeps saying what happened, and what it now waits for.
+    disrupted = preempted(draft, index, stage, name, f"its earlier pods have stopped: {still}")
+    if disrupted is not None:
+        stall(draft, disrupted, announce=False)
+        return True
     stall(
         draft,
         Blocker(
             PREVIOUS_ATTEMPT_RUNNING,
             f"{name} starts once the pods of earlier attempts have stopped, so that one "
-            f"attempt at a time writes the stage's outputs; still running: {', '.join(busy)}",
+            f"attempt at a time writes the stage's outputs; still running: {still}",
         ),
     )
-    draft.requeue(WRITERS_POLL_SECONDS)
     return True
 
 

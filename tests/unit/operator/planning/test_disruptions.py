@@ -80,7 +80,12 @@ def test_the_disrupted_attempt_is_created_again_under_its_name_once_its_pods_hav
     world.children.pop(RL)  # the child is gone; the worker still stops
 
     assert created(world.step()) == []
-    assert progressing(world).reason == "PreviousAttemptRunning"
+    condition = progressing(world)
+    assert (condition.status, condition.reason) == ("False", "Preempted")
+    assert condition.message.endswith(
+        f"once its earlier pods have stopped: {RL}-master-0 (Running, terminating), "
+        f"{RL}-worker-0 (Running)"
+    )
     world.pods[RL] = (pod("master-0", "Failed", disruption=EVICTED),)
     world.advance_clock(5)
 
