@@ -166,30 +166,3 @@ def watch_start(draft: StatusDraft, spec: RLoopRunSpec, child: Child, pods: Pods
     if waiting.stuck:
         stall(draft, Blocker(waiting.reason, f"{child.kind} {child.name}: {waiting.message}"))
     return None
-    if child.name not in pods:
-        return None
-    expected = spec.resources.nodes if stage_info(child.stage).distributed else 1
-    waiting = not_started(pods[child.name], expected)
-    if waiting is None:
-        return None
-    timeout = spec.resources.start_timeout_seconds
-    since = max((t for t in (child.created_at, child.admitted_at) if t is not None), default=None)
-    poll = START_POLL_SECONDS
-    if timeout is not None and since is not None:
-        left = timeout - (draft.now - since).total_seconds()
-        if left <= 0:
-            message = (
-                f"the pods did not all start within spec.resources.startTimeout="
-                f"{spec.resources.start_timeout}: {waiting.reason}: {waiting.message}"
-            )
-            return replace(child, phase=Phase.FAILED, reason=START_TIMEOUT, message=message)
-        poll = min(poll, left)
-    draft.requeue(poll)
-    blocker = preempted(
-        draft, child.iteration, child.stage, child.name, f"its pods start ({waiting.message})"
-    )
-    if blocker is not None:
-        stall(draft, blocker, announce=False)
-    elif waiting.stuck:
-        stall(draft, Blocker(waiting.reason, f"{child.kind} {child.name}: {waiting.message}"))
-    return None
