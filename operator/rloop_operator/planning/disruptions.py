@@ -57,6 +57,7 @@ def new_disruptions(draft: StatusDraft, child: Child, observed: Observed) -> lis
     """The disruptions of `child` not recorded yet: its pods' (of this incarnation of the
     name) and its Workload's evictions beyond those recorded."""
     recorded = {record.id for record in draft.record(child.iteration).disruptions}
+    pods = _this_incarnation(child, observed.pods.get(child.name, ()))
     found = [
         DisruptionRecord(
             child=child.name,
@@ -67,11 +68,12 @@ def new_disruptions(draft: StatusDraft, child: Child, observed: Observed) -> lis
             at=draft.now,
             id=pod.uid,
         )
-        for pod in _this_incarnation(child, observed.pods.get(child.name, ()))
+        for pod in pods
         if pod.disruption is not None and pod.uid not in recorded
     ]
     hang = _hang(draft, child)
-    if hang is not None and hang.id not in recorded:
+    # A lost pod hangs its peers too: one disruption, told by Kubernetes.
+    if hang is not None and hang.id not in recorded and not _disrupted(pods):
         found.append(hang)
     evictions = observed.kueue_evictions.get(child.name)
     if evictions is not None:
@@ -177,9 +179,12 @@ def attempt_disrupted(draft: StatusDraft, child: Child, observed: Observed) -> b
     suspended, its Workload evicted."""
     if child.phase is Phase.PENDING and child.reason == "Suspended":
         return _latest(draft, child.iteration, child.name, Disruption.KUEUE_PREEMPTION) is not None
-    if _hang(draft, child) is not None:
-        return True
-    pods = _this_incarnation(child, observed.pods.get(child.name, ()))
+    return _hang(draft, child) is not None or _disrupted(
+        _this_incarnation(child, observed.pods.get(child.name, ()))
+    )
+
+
+def _disrupted(pods: Sequence[PodState]) -> bool:
     return any(pod.disruption is not None for pod in pods)
 
 

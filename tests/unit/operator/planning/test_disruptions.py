@@ -271,3 +271,16 @@ def test_a_phase_that_hung_is_resumed_under_its_name_without_counting(
     world.advance_clock(5)
     assert created(world.step()) == [RL]
     assert world.status.iterations[0].failed_jobs == ()
+
+
+def test_a_lost_node_that_hung_the_other_ranks_is_one_disruption_not_two() -> None:
+    world = World()
+    running_attempt(world)
+    world.finish(RL, ok=False)
+    timeout = "rank 0: collective timeout (1800 s): silent: rank 1 for 1800 s"
+    world.children[RL] = replace(world.children[RL], reason="CollectiveTimeout", message=timeout)
+    world.pods[RL] = (pod("master-0", "Failed"), pod("worker-0", "Failed", disruption=NODE_GONE))
+
+    world.step()
+
+    assert [d.kind for d in world.status.iterations[0].disruptions] == [Disruption.NODE_LOST]
