@@ -36,6 +36,10 @@ CONTROLLERS = [
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
 ]
+# With nodes, as on a real cluster: the pod garbage collector marks the pods of a node that
+# is gone (a spot reclaim) Failed with DisruptionTarget DeletionByPodGC and deletes them,
+# 40 to 80 s after the Node object goes (a fixed quarantine, pkg/controller/podgc).
+NODE_CONTROLLERS = ["pod-garbage-collector-controller"]
 
 
 class KubectlError(RuntimeError):
@@ -213,7 +217,12 @@ def _start_apiserver(
 
 
 def _start_controller_manager(
-    layout: ClusterLayout, work_dir: Path, pki: ClusterPki, kubeconfig: Path, port: int
+    layout: ClusterLayout,
+    work_dir: Path,
+    pki: ClusterPki,
+    kubeconfig: Path,
+    port: int,
+    controllers: Sequence[str],
 ) -> Server:
     argv = [
         str(layout.kube_controller_manager),
@@ -222,7 +231,7 @@ def _start_controller_manager(
         "--bind-address=127.0.0.1", f"--secure-port={port}",
         f"--cert-dir={work_dir / 'controller-manager-certs'}",
         "--leader-elect=false",
-        f"--controllers={','.join(CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
         f"--service-account-private-key-file={pki.service_account_key}",
         f"--root-ca-file={pki.ca.cert}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
@@ -259,11 +268,11 @@ def _wait_for_default_service_account(plane: ControlPlane) -> None:
 def start_control_plane(
     layout: ClusterLayout,
     work_dir: Path,
-    scheduler: bool = False,
+    nodes: bool = False,
 ) -> ControlPlane:
-    """Start etcd, kube-apiserver, kube-controller-manager and,
-    if asked, kube-scheduler (the fast mode has no nodes to bind pods to); stop all of them
-    on failure."""
+    """Start etcd, kube-apiserver, kube-controller-manager and, for a cluster with `nodes`,
+    kube-scheduler and the NODE_CONTROLLERS (the fast mode has no nodes to bind pods to);
+    stop all of them on failure."""
     work_dir.mkdir(parents=True, exist_ok=True)
     pki = make_cluster_pki(work_dir / "pki", SERVICE_IP)
     etcd_port, peer_port, api_port, manager_port, scheduler_port = free_ports(5)
@@ -276,10 +285,11 @@ def start_control_plane(
     try:
         plane.servers.append(_start_etcd(layout, work_dir, etcd_port, peer_port))
         plane.servers.append(_start_apiserver(layout, work_dir, pki, etcd_port, api_port))
+        controllers = [*CONTROLLERS, *(NODE_CONTROLLERS if nodes else ())]
         plane.servers.append(
-            _start_controller_manager(layout, work_dir, pki, kubeconfig, manager_port)
+            _start_controller_manager(layout, work_dir, pki, kubeconfig, manager_port, controllers)
         )
-        if scheduler:
+        if nodes:
             plane.servers.append(_start_scheduler(layout, work_dir, kubeconfig, scheduler_port))
         _wait_for_default_service_account(plane)
     except BaseException:

@@ -114,12 +114,15 @@ class FullCluster:
         """Delete every Stage `script_pods` made for `namespace`."""
         self.kubectl("delete", "stages.kwok.x-k8s.io", "-l", f"{SCRIPT_LABEL}={namespace}")
 
-    def kueue_queue(self, namespace: str, name: str, gpu_quota: int = 0) -> None:
+    def kueue_queue(
+        self, namespace: str, name: str, gpu_quota: int = 0, preempt_lower_priority: bool = False
+    ) -> None:
         """A LocalQueue `name` in `namespace` on a ClusterQueue of its own with `gpu_quota`
-        GPUs (0: workloads asking for GPUs stay suspended) and ample CPU and memory."""
+        GPUs (0: workloads asking for GPUs stay suspended) and ample CPU and memory; see
+        `kueue.cluster_queue` for `preempt_lower_priority`."""
         self.apply(
             kueue.resource_flavor(),
-            kueue.cluster_queue(namespace, name, gpu_quota),
+            kueue.cluster_queue(namespace, name, gpu_quota, preempt_lower_priority),
             kueue.local_queue(namespace, name),
         )
 
@@ -130,6 +133,13 @@ class FullCluster:
         self.kubectl(
             "patch", "clusterqueue.kueue.x-k8s.io", cluster_queue, "--type=merge", "-p", patch
         )
+
+    def evict_pod(self, namespace: str, name: str) -> None:
+        """Evict the pod through the Eviction API, as `kubectl drain` does."""
+        eviction = kubernetes.client.V1Eviction(
+            metadata=kubernetes.client.V1ObjectMeta(name=name, namespace=namespace)
+        )
+        self.core.create_namespaced_pod_eviction(name, namespace, eviction)
 
     def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         """The pods of `namespace` matching the label `selector`, as JSON objects."""

@@ -146,7 +146,7 @@ def start_full_cluster(
     """Start the control plane with a scheduler, kwok and the four controllers; install
     `crd_files` besides the controllers' own CRDs; add `gpu_nodes` fake 8-GPU nodes."""
     started = time.monotonic()
-    plane = start_control_plane(layout.cluster, work_dir, scheduler=True)
+    plane = start_control_plane(layout.cluster, work_dir, nodes=True)
     try:
         pki = make_webhook_pki(
             work_dir / "webhook-pki",

@@ -11,6 +11,7 @@ from typing import Any
 
 API_VERSION = "kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
 FLAVOR = "default-flavor"
 # Generous CPU, memory and scratch quota: the tests queue on GPUs. A queue must cover
 # ephemeral-storage because phase pods request their scratch space (README, "Pod settings").
@@ -43,10 +44,16 @@ def gpu_quota_patch(gpus: int) -> dict[str, Any]:
     return {"spec": {"resourceGroups": [group]}}
 
 
-def cluster_queue(namespace: str, name: str, gpus: int) -> dict[str, Any]:
-    """A ClusterQueue serving `namespace` only, with `gpus` GPUs of quota (0: none)."""
+def cluster_queue(
+    namespace: str, name: str, gpus: int, preempt_lower_priority: bool = False
+) -> dict[str, Any]:
+    """A ClusterQueue serving `namespace` only, with `gpus` GPUs of quota (0: none); with
+    `preempt_lower_priority`, a workload that does not fit evicts workloads of lower
+    priority in the queue (Kueue's default is never to preempt)."""
     selector = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
     spec = {"namespaceSelector": selector, **gpu_quota_patch(gpus)["spec"]}
+    if preempt_lower_priority:
+        spec["preemption"] = {"withinClusterQueue": "LowerPriority"}
     metadata = {"name": cluster_queue_name(namespace, name)}
     return {"apiVersion": API_VERSION, "kind": "ClusterQueue", "metadata": metadata, "spec": spec}
 
@@ -58,4 +65,34 @@ def local_queue(namespace: str, name: str) -> dict[str, Any]:
         "kind": "LocalQueue",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"clusterQueue": cluster_queue_name(namespace, name)},
+    }
+
+
+def workload_priority_class(name: str, value: int) -> dict[str, Any]:
+    """A WorkloadPriorityClass: a job labelled `PRIORITY_CLASS_LABEL: name` has priority
+    `value` in Kueue (a job without one has its pods' priority, 0 by default)."""
+    return {"apiVersion": API_VERSION, "kind": "WorkloadPriorityClass",
+            "metadata": {"name": name}, "value": value}  # fmt: skip
+
+
+def queued_gpu_job(
+    namespace: str, name: str, queue: str, gpus: int, priority_class: str
+) -> dict[str, Any]:
+    """A batch/v1 Job of one pod asking for `gpus` GPUs, queued in LocalQueue `queue` with
+    the WorkloadPriorityClass `priority_class`; created suspended, as Kueue wants."""
+    container = {
+        "name": "work",
+        "image": "busybox",
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                      "limits": {"nvidia.com/gpu": str(gpus)}},
+    }  # fmt: skip
+    labels = {QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: priority_class}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "suspend": True,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
     }

@@ -3,9 +3,6 @@ calls permanent, told by the pods' termination messages."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +11,7 @@ from rloop_trainer.termination import failure_message
 
 from tests.cluster.fullcluster import FullCluster
 from tests.cluster.kwok import Fail, KeepRunning, SlowDeletion
+from tests.e2e.full.pod_history import PodHistory, may_write, named
 from tests.e2e.full.runs import (
     PYTORCHJOBS,
     TRAINJOBS,
@@ -26,33 +24,6 @@ from tests.e2e.helpers import eventually
 from tests.e2e.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.full]
-SNAPSHOT_S = 0.2
-
-
-class PodHistory:
-    """Snapshots of a namespace's pods, (time.monotonic(), pods), taken every SNAPSHOT_S
-    seconds until stopped."""
-
-    def __init__(self, full: FullCluster, namespace: str) -> None:
-        self.snapshots: list[tuple[float, list[dict[str, Any]]]] = []
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._take, args=(full, namespace))
-
-    def _take(self, full: FullCluster, namespace: str) -> None:
-        while not self._stopped.wait(SNAPSHOT_S):
-            self.snapshots.append((time.monotonic(), full.pods(namespace)))
-
-    def __enter__(self) -> PodHistory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-
-def may_write(pod: dict[str, Any]) -> bool:
-    return pod["status"].get("phase") not in ("Succeeded", "Failed")
 
 
 def test_a_retry_starts_only_once_the_failed_attempts_pods_have_stopped(
@@ -82,10 +53,6 @@ def test_a_retry_starts_only_once_the_failed_attempts_pods_have_stopped(
     for _, pods in history.snapshots:
         old = [name for name in named(pods, may_write) if name in old_pods]
         assert not (old and named(pods, is_retry)), f"{old} still ran beside the retry's pods"
-
-
-def named(pods: list[dict[str, Any]], predicate: Callable[[dict[str, Any]], bool]) -> list[str]:
-    return [pod["metadata"]["name"] for pod in pods if predicate(pod)]
 
 
 def is_stopping(pod: dict[str, Any]) -> bool:
