@@ -8,7 +8,7 @@ while it first waits in its queue. The Workload tells the two apart:
 `status.schedulingStats.evictions` counts every eviction so far, by reason (Kueue v0.19:
 apis/kueue/v1beta2/workload_types.go, SchedulingStats), and its `Evicted` condition says
 why the last one happened, e.g. "Preempted to accommodate a workload (UID: ...) due to
-prioritization in the ClusterQueue".
+prioritization in the ClusterQueue" (after re-admission: "Previously: Preempted ...").
 """
 
 from __future__ import annotations
@@ -48,10 +48,13 @@ def evictions_by_child(workloads: Iterable[Mapping[str, Any]]) -> dict[str, Work
         evicted: Mapping[str, Any] = next(
             (c for c in status.get("conditions") or () if c.get("type") == "Evicted"), {}
         )
+        # Once re-admitted, Evicted turns False with reason QuotaReserved ("Previously:
+        # Preempted to ..."): then the reason is the counted one.
+        reason = evicted.get("reason") if evicted.get("status") == "True" else None
         evictions = WorkloadEvictions(
             workload_uid=str(metadata.get("uid") or ""),
             count=count,
-            reason=str(evicted.get("reason") or stats[-1].get("reason") or "Evicted"),
+            reason=str(reason or stats[-1].get("reason") or "Evicted"),
             message=str(evicted.get("message") or ""),
         )
         for owner in metadata.get("ownerReferences") or ():

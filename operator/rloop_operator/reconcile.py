@@ -21,7 +21,7 @@ from rloop_operator.kueue_workloads import WorkloadEvictions, evictions_by_child
 from rloop_operator.launchers import Prerequisite
 from rloop_operator.manifests import child_manifest
 from rloop_operator.planning.actions import CreateChild, DeleteChild, EmitEvent, Plan, ReadReport
-from rloop_operator.planning.attempts import SUSPENDED, pods_to_read
+from rloop_operator.planning.attempts import pods_to_read
 from rloop_operator.planning.inputs import Observed, Refusal, RunView
 from rloop_operator.planning.plan_loop import plan_until_settled
 from rloop_operator.pods import PodState
@@ -146,9 +146,10 @@ class Reconciler:
     def _kueue_evictions(
         self, run: RunView, children: tuple[Child, ...]
     ) -> dict[str, WorkloadEvictions]:
-        """What Kueue says of the run's suspended children: read only while one is, since
-        a Kueue preemption shows on the child as Suspended."""
-        if not any(child.reason == SUSPENDED for child in children if not child.phase.is_terminal):
+        """What Kueue says of the run's children: read while one of a queued run is
+        unfinished, so that a preemption Kueue undid before this reconcile still counts."""
+        queued = isinstance(run.spec, RLoopRunSpec) and run.spec.resources.queue_name
+        if not queued or all(child.phase.is_terminal for child in children):
             return {}
         return evictions_by_child(self.kube.list_workloads(run.namespace))
 

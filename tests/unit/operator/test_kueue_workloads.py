@@ -23,7 +23,7 @@ def workload(
 
 
 def test_evictions_are_counted_over_every_reason_with_the_last_ones_words() -> None:
-    evicted = {"type": "Evicted", "status": "False", "reason": "Preempted", "message": PREEMPTED}
+    evicted = {"type": "Evicted", "status": "True", "reason": "Preempted", "message": PREEMPTED}
     stats = [
         {"reason": "Preempted", "underlyingCause": "InClusterQueue", "count": 2},
         {"reason": "PodsReadyTimeout", "underlyingCause": "", "count": 1},
@@ -37,3 +37,12 @@ def test_a_workload_never_evicted_names_no_child() -> None:
     admitted = {"type": "Admitted", "status": "True", "reason": "Admitted", "message": ""}
     assert evictions_by_child([workload("demo-i00-rl", [], [admitted])]) == {}
     assert evictions_by_child([{"metadata": {"name": "bare"}}]) == {}
+
+
+def test_once_readmitted_the_reason_is_the_counted_one_not_quota_reserved() -> None:
+    previously = {"type": "Evicted", "status": "False", "reason": "QuotaReserved",
+                  "message": f"Previously: {PREEMPTED}"}  # fmt: skip
+    stats = [{"reason": "Preempted", "underlyingCause": "", "count": 1}]
+    [evictions] = evictions_by_child([workload("demo-i00-rl", stats, [previously])]).values()
+    assert (evictions.count, evictions.reason) == (1, "Preempted")
+    assert evictions.message == f"Previously: {PREEMPTED}"
