@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from rloop_operator.pods import PodState, pod_state
@@ -59,6 +60,8 @@ class DisruptedPods:
 
 
 def with_remembered(listed: list[PodState], remembered: list[PodState]) -> list[PodState]:
-    """The listed pods, and the remembered ones no longer listed (gone since)."""
+    """The listed pods, and the remembered ones no longer listed, marked gone: the listing
+    is read from the API server after them, so a pod it lacks was deleted, and its last
+    seen state (often Running, with a grace period) no longer says whether it may write."""
     present = {pod.uid for pod in listed}
-    return [*listed, *(pod for pod in remembered if pod.uid not in present)]
+    return [*listed, *(replace(pod, gone=True) for pod in remembered if pod.uid not in present)]

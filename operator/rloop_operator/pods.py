@@ -67,6 +67,8 @@ class PodState:
     uid: str = ""
     created_at: datetime | None = None
     disruption: PodDisruption | None = None
+    # Deleted from the API (known from the pod watch's memory): its containers have stopped.
+    gone: bool = False
 
     @property
     def started(self) -> bool:
@@ -77,8 +79,9 @@ class PodState:
         """Whether the pod may still write to the store: a pod bound to a node that has not
         finished (a Pending one may start yet, a terminating one runs until its containers
         stop). An unbound pod runs nothing; the controllers delete the pending pods of a
-        failed attempt (Job controller, training operator cleanPodPolicy Running, JobSet)."""
-        return bool(self.node) and self.phase not in FINISHED_PHASES
+        failed attempt (Job controller, training operator cleanPodPolicy Running, JobSet).
+        A pod gone from the API writes nothing, whatever its last seen phase."""
+        return bool(self.node) and not self.gone and self.phase not in FINISHED_PHASES
 
 
 # The pods of each child the reconciler read, by child name (Observed.pods).

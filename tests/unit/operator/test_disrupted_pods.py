@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rloop_operator.disrupted_pods import DisruptedPods, with_remembered
-from rloop_operator.pods import PodState
+from rloop_operator.pods import PodDisruption, PodState
 
 SELECTOR = "training.kubeflow.org/job-name=demo-i00-rl"
 TARGET = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
@@ -43,4 +44,17 @@ def test_a_listed_pod_is_taken_as_listed_and_a_remembered_one_only_once_gone() -
     listed = [PodState("demo-i00-rl-master-0", "Failed", uid="u1")]
     remembered = [PodState("demo-i00-rl-master-0", "Running", uid="u1"),
                   PodState("demo-i00-rl-worker-0", "Running", uid="u2")]  # fmt: skip
-    assert with_remembered(listed, remembered) == [listed[0], remembered[1]]
+    assert with_remembered(listed, remembered) == [listed[0], replace(remembered[1], gone=True)]
+
+
+def test_a_remembered_pod_gone_from_the_listing_no_longer_writes_though_last_seen_running() -> None:
+    # An evicted pod last seen Running in its grace period, then deleted: the run must not
+    # wait for it forever before it creates the attempt again.
+    evicted = PodDisruption("EvictionByEvictionAPI", "Eviction API: evicting")
+    last_seen = PodState(
+        "demo-i00-rl-worker-0", "Running", "gpu-1", True, uid="u2", disruption=evicted
+    )
+    assert last_seen.may_write
+    [gone] = with_remembered([], [last_seen])
+    assert not gone.may_write
+    assert gone.disruption == evicted  # still recorded as the attempt's disruption
