@@ -38,13 +38,22 @@ def blocked_by(plane: ControlPlane, namespace: str, reason_prefix: str) -> dict[
     return None
 
 
-def warnings(plane: ControlPlane, namespace: str, reason: str) -> list[str]:
-    out = plane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
-    return [
-        e["message"]
-        for e in json.loads(out)["items"]
-        if e["reason"] == reason and e["type"] == "Warning"
-    ]
+def warning_saying(plane: ControlPlane, namespace: str, reason: str, text: str) -> str:
+    """The first Warning event with `reason` whose message has `text`, once posted (the
+    reconciler posts it just after the status write that the test saw first)."""
+
+    def posted() -> str | None:
+        out = plane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+        return next(
+            (
+                e["message"]
+                for e in json.loads(out)["items"]
+                if (e["type"], e["reason"]) == ("Warning", reason) and text in e["message"]
+            ),
+            None,
+        )
+
+    return eventually(posted, 30, f"a Warning event {reason} saying {text!r}")
 
 
 def test_a_quota_that_refuses_the_filter_job_blocks_the_run_until_it_is_lifted(
@@ -64,8 +73,7 @@ def test_a_quota_that_refuses_the_filter_job_blocks_the_run_until_it_is_lifted(
         )
         assert "refused to create Job tiny-i00-filter (403 Forbidden)" in condition["message"]
         assert "exceeded quota: no-jobs" in condition["message"]
-        assert any("exceeded quota: no-jobs" in m for m in warnings(
-            control_plane, namespace, "CreateForbidden"))  # fmt: skip
+        warning_saying(control_plane, namespace, "CreateForbidden", "exceeded quota: no-jobs")
         status = run_status(control_plane, namespace, RUN)
         assert (status["phase"], status["stage"]) == ("Pending", "Filtering")
         control_plane.kubectl("delete", "resourcequota", "no-jobs", "-n", namespace)
@@ -139,8 +147,7 @@ def test_an_admission_policy_that_denies_the_child_blocks_the_run_until_it_is_re
         )
         assert "refused to create PyTorchJob tiny-i00-rl" in condition["message"]
         assert frozen_pytorchjobs in condition["message"]
-        assert any(frozen_pytorchjobs in m for m in warnings(
-            control_plane, namespace, condition["reason"]))  # fmt: skip
+        warning_saying(control_plane, namespace, condition["reason"], frozen_pytorchjobs)
         assert child_names(control_plane, namespace) == []
         name = f"freeze-{namespace}"
         control_plane.kubectl("delete", "validatingadmissionpolicybinding", name)
