@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# pytest-xdist: two workers, each file's tests on one of them, the full-mode tests together.
+# pytest-xdist: two workers. --dist loadgroup does not group today (bench/RESULTS.md, CI section).
 TEST_WORKERS ?= -n 2 --dist loadgroup
 DEMO_DIR ?= /tmp/rloop-demo
 
