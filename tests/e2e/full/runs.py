@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from tests.cluster.fullcluster import FullCluster
@@ -41,6 +42,14 @@ def run_manifest(name: str, **overrides: Any) -> dict[str, Any]:
             "metadata": {"name": name}, "spec": spec}  # fmt: skip
 
 
+def one_iteration(name: str, **overrides: Any) -> dict[str, Any]:
+    """A run of one iteration with no retry and no validation sets: DAPO's 2-node child
+    comes first."""
+    run = run_manifest(name, iterations=1, maxRetries=0, **overrides)
+    run["spec"]["data"].pop("validation")
+    return run
+
+
 def apply_run(full: FullCluster, namespace: str, run: dict[str, Any]) -> None:
     full.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(run))
 
@@ -64,6 +73,19 @@ def status(full: FullCluster, namespace: str, run: str) -> dict[str, Any]:
 
 def condition(found: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in found.get("conditions") or [] if c["type"] == kind), {})
+
+
+def disruption_recorded(kind: str) -> Callable[[dict[str, Any]], bool]:
+    """A check of a run's status: a disruption of `kind` is in one of its iterations."""
+
+    def check(found: dict[str, Any]) -> bool:
+        return any(
+            d["kind"] == kind
+            for record in found.get("iterations", [])
+            for d in record.get("disruptions", [])
+        )
+
+    return check
 
 
 def wait_for(

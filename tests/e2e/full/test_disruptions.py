@@ -10,7 +10,7 @@ attempt created again under the same names runs and succeeds like any other."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,10 +23,11 @@ from tests.e2e.full.pod_history import PodHistory, may_write, named
 from tests.e2e.full.runs import (
     PYTORCHJOBS,
     apply_run,
+    disruption_recorded,
     get,
     names,
     not_progressing,
-    run_manifest,
+    one_iteration,
     wait_for,
     wait_for_phase,
 )
@@ -36,13 +37,6 @@ from tests.e2e.operator_process import OperatorProcess
 pytestmark = [pytest.mark.cluster, pytest.mark.full]
 POOL_LABEL = "rloop.io/test-pool"
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"  # on the pods of a PyTorchJob
-
-
-def one_iteration(name: str, **overrides: Any) -> dict[str, Any]:
-    """A run of one iteration without validation sets: DAPO's 2-node child comes first."""
-    run = run_manifest(name, iterations=1, maxRetries=0, **overrides)
-    run["spec"]["data"].pop("validation")
-    return run
 
 
 def attempt_pods(full: FullCluster, namespace: str, child: str) -> list[dict[str, Any]]:
@@ -62,17 +56,6 @@ def running(full: FullCluster, namespace: str, child: str) -> dict[str, dict[str
     pods = eventually(both, 90, f"{namespace}/{child}: both pods Running")
     assert pods is not None
     return pods
-
-
-def recorded(kind: str) -> Callable[[dict[str, Any]], bool]:
-    def check(found: dict[str, Any]) -> bool:
-        return any(
-            d["kind"] == kind
-            for record in found.get("iterations", [])
-            for d in record.get("disruptions", [])
-        )
-
-    return check
 
 
 def warnings(full: FullCluster, namespace: str, run: str, reason: str) -> list[str]:
@@ -190,7 +173,7 @@ def test_a_node_lost_under_a_running_attempt_ends_all_its_pods_and_resumes_it_el
         full_cluster.kubectl("delete", "node", lost)
         [replacement] = full_cluster.add_gpu_nodes(1, labels={POOL_LABEL: namespace})
 
-        lost_node = recorded("NodeLost")
+        lost_node = disruption_recorded("NodeLost")
         wait_for(full_cluster, namespace, "spot", "a NodeLost disruption", lost_node, 150)
         full_cluster.kubectl("delete", "stages.kwok.x-k8s.io", *scripts)
         done = wait_for_phase(full_cluster, namespace, "spot", "Succeeded")

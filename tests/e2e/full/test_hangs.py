@@ -4,8 +4,6 @@ child name without consuming a retry."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from rloop_trainer.termination import failure_message
 
@@ -15,8 +13,9 @@ from tests.e2e.full.runs import (
     PYTORCHJOBS,
     apply_run,
     condition,
+    disruption_recorded,
     names,
-    run_manifest,
+    one_iteration,
     wait_for,
     wait_for_phase,
 )
@@ -26,14 +25,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.full]
 STALLED = (
     "stalled at step 3 since 2026-12-05T00:00:00Z: no progress for 3605 s (progress timeout 3600 s)"
 )
-
-
-def hang_recorded(found: dict[str, Any]) -> bool:
-    return any(
-        d["kind"] == "Hang"
-        for record in found.get("iterations", [])
-        for d in record.get("disruptions", [])
-    )
 
 
 def test_a_stalled_phase_resumes_under_its_name_without_consuming_a_retry(
@@ -49,11 +40,10 @@ def test_a_stalled_phase_resumes_under_its_name_without_consuming_a_retry(
         full_cluster.script_pods(namespace, KeepRunning(), names=[worker]),
         full_cluster.script_pods(namespace, SlowDeletion(after_s=8), names=[worker]),
     ]
-    run = run_manifest("hang", iterations=1, maxRetries=0)
-    run["spec"]["data"].pop("validation")
-    apply_run(full_cluster, namespace, run)
+    apply_run(full_cluster, namespace, one_iteration("hang"))
 
-    waiting = wait_for(full_cluster, namespace, "hang", "a Hang disruption", hang_recorded)
+    hang = disruption_recorded("Hang")
+    waiting = wait_for(full_cluster, namespace, "hang", "a Hang disruption", hang)
     full_cluster.kubectl("delete", "stages.kwok.x-k8s.io", *scripts)
     done = wait_for_phase(full_cluster, namespace, "hang", "Succeeded")
 
