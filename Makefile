@@ -10,13 +10,19 @@ DEMO_DIR ?= /tmp/rloop-demo
 
 .PHONY: venv lint generate test unit demo bench cluster-bins cluster-up cluster-down clean
 
-# torch first, then DeepSpeed without build isolation: its sdist imports torch while
-# building, and with isolation pip would fetch a second torch (DESIGN.md section 7).
+# Three steps, each into a venv that holds only what it has asked for. torch first; then
+# DeepSpeed without build isolation, since its sdist imports torch while building and with
+# isolation would fetch a second torch (DESIGN.md section 7); then the rest, our package built
+# in isolation. A build without isolation runs the egg_info writers of every package already
+# in the venv: transformers' `kernels` registers one that imports huggingface_hub and httpx2,
+# so a build beside a half-installed set failed (`No module named 'idna'`, CI of 5b9d3c3).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
 	$(BIN)/uv pip install --python $(BIN)/python torch==2.11.0 "setuptools>=77" wheel
-	$(BIN)/uv pip install --python $(BIN)/python --no-build-isolation -e '.[operator,trainer,dev]'
+	$(BIN)/uv pip install --python $(BIN)/python --no-build-isolation \
+	  "$$($(BIN)/python hack/requirement.py deepspeed)"
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[operator,trainer,dev]'
 	touch $@
 
 venv: $(STAMP)
