@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -109,5 +110,13 @@ def claimed_output(owner_uri: str, *also: str) -> Iterator[None]:
 
 
 def shutdown() -> None:
-    if torch_dist.is_initialized():
+    """Destroy the default process group. Once DeepSpeed has used it, through DeepSpeed:
+    its own destroy also drops the groups it cached (data parallel, world), which a
+    process group created later in this process would otherwise meet, destroyed."""
+    if not torch_dist.is_initialized():
+        return
+    deepspeed_comm = sys.modules.get("deepspeed.comm")
+    if deepspeed_comm is not None and deepspeed_comm.is_initialized():
+        deepspeed_comm.destroy_process_group()
+    else:
         torch_dist.destroy_process_group()
