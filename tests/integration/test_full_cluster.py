@@ -97,7 +97,14 @@ def test_pytorchjob_pods_run_on_two_gpu_nodes_and_the_job_succeeds(
 
     wait_for_condition(full_cluster, namespace, "pytorchjob", "tiny-i00-rl", "Succeeded")
 
-    pods = {p["metadata"]["name"]: p for p in full_cluster.pods(namespace)}
+    # The job succeeds with its master; the worker may finish a moment later.
+    def both_finished() -> dict[str, dict[str, Any]]:
+        pods = {p["metadata"]["name"]: p for p in full_cluster.pods(namespace)}
+        finished = ("Succeeded", "Failed")
+        done = len(pods) == 2 and all(p["status"]["phase"] in finished for p in pods.values())
+        return pods if done else {}
+
+    pods = eventually(both_finished, WAIT_S, "both pods of tiny-i00-rl to finish")
     assert sorted(pods) == ["tiny-i00-rl-master-0", "tiny-i00-rl-worker-0"]
     nodes = {pod["spec"]["nodeName"] for pod in pods.values()}
     assert len(nodes) == 2 and all(node.startswith("gpu-node-") for node in nodes)
