@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# pytest-xdist: two workers. --dist loadgroup does not group today (bench/RESULTS.md, CI section).
+# pytest-xdist: two workers; --dist loadgroup keeps each file's tests on one worker and every
+# test on the full-mode cluster on one (tests/conftest.py), so one full cluster a session.
 TEST_WORKERS ?= -n 2 --dist loadgroup
 DEMO_DIR ?= /tmp/rloop-demo
 

@@ -63,6 +63,9 @@ def full_cluster(
         yield cluster
 
 
+# tryfirst: xdist's worker reads the marks in its own hook of this name, registered after
+# this file, so it would run first and see none.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """For pytest-xdist's --dist loadgroup (`make test` runs two workers): the tests on the
     full-mode cluster share one worker (one full cluster in the session), and every other
