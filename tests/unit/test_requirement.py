@@ -15,6 +15,7 @@ def requirement(name: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(ROOT / "hack" / "requirement.py"), name],
         capture_output=True,
         text=True,
+        timeout=60,
         check=False,
     )
 

@@ -36,6 +36,7 @@ def test_one_files_tests_run_on_one_of_two_workers(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
